@@ -1,0 +1,58 @@
+"""The `bench` command line.
+
+Each subcommand lives in its own module under bench/commands/ and exposes
+``register(subparsers) -> None``, which adds its parser and sets ``func=<callable(args) -> int>``.
+Modules must import cheaply (no torch at import time): heavy imports go inside the function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench import __version__
+from bench.errors import BenchError
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "bench.commands.run",
+    "bench.commands.eval",
+    "bench.commands.dataset",
+    "bench.commands.leaderboard",
+    "bench.commands.methods",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one line and exit code 2 (as BenchError does)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {message}; see `{self.prog} --help`\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="dreambench: the DreamBooth subject-driven benchmark.")
+    parser.add_argument("--version", action="version", version=f"dreambench {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BenchError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished work is kept; rerun the same command to resume\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
