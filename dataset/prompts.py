@@ -1,0 +1,143 @@
+"""Prompt sets as versioned data files.
+
+A prompt set holds two template lists, one for objects and one for live subjects (the paper's
+split: animals get outfits and accessories, objects get surfaces and materials). A template is
+rendered with ``template.format(identifier, class_noun)``: ``{0}`` is the learned identifier
+(e.g. "sks"), ``{1}`` the class noun. Results record the set's name, version and sha256, and the
+leaderboard refuses to compare runs whose prompt sets differ.
+
+Shipped sets live in dataset/prompts/<name>.json; any JSON or YAML file of the same shape works
+too: {"name": str, "version": str, "object": [str, ...], "live": [str, ...]}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError, did_you_mean
+from dataset.manifest import canonical_json_bytes
+from dataset.subject import KINDS
+
+PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
+# Shipped prompt sets: name -> file in dataset/prompts/.
+PROMPT_SETS: dict[str, str] = {"dreambench": "dreambench.json"}
+_KEYS: tuple[str, ...] = ("name", "version", "object", "live")
+
+
+def available_prompt_sets() -> list[str]:
+    """Names accepted by `load_prompt_set` besides file paths."""
+    return sorted(PROMPT_SETS)
+
+
+@dataclass(frozen=True)
+class PromptSet:
+    """A named, versioned pair of template lists (see the module docstring for the format)."""
+
+    name: str
+    version: str
+    object: tuple[str, ...]
+    live: tuple[str, ...]
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the canonical JSON (sorted keys, no spaces) of name, version, object, live."""
+        payload = {
+            "name": self.name,
+            "version": self.version,
+            "object": list(self.object),
+            "live": list(self.live),
+        }
+        return hashlib.sha256(canonical_json_bytes(payload)).hexdigest()
+
+    def templates(self, kind: str) -> tuple[str, ...]:
+        """The template list for a subject kind ("object" or "live")."""
+        if kind == "object":
+            return self.object
+        if kind == "live":
+            return self.live
+        raise BenchError(f"unknown subject kind {kind!r}; valid: {', '.join(KINDS)}")
+
+    def render(self, kind: str, identifier: str, class_noun: str) -> list[str]:
+        """``template.format(identifier, class_noun)`` for each template, whitespace runs collapsed.
+
+        Collapsing makes an empty identifier read naturally: "a {0} {1} in the jungle" with ("", "dog")
+        gives "a dog in the jungle" (the class-prompt / zero-shot form).
+        """
+        return [" ".join(t.format(identifier, class_noun).split()) for t in self.templates(kind)]
+
+
+def _template_problem(template: Any) -> str | None:
+    if not isinstance(template, str) or not template.strip():
+        return f"{template!r} is not a non-empty string"
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        return f"{template!r} is not a valid format string ({exc})"
+    if fields != {"0", "1"}:
+        return f"{template!r} must use exactly the fields {{0}} (identifier) and {{1}} (class noun)"
+    return None
+
+
+def prompt_set_from_dict(data: Any, source: str, default_name: str) -> PromptSet:
+    """Validate a parsed prompt-set document; BenchError names `source` and the first problem."""
+    if not isinstance(data, dict):
+        raise BenchError(f"prompt set {source} must be a mapping with keys {', '.join(_KEYS)}")
+    unknown = sorted(set(data) - set(_KEYS))
+    if unknown:
+        raise BenchError(
+            f"prompt set {source} has unknown key(s) {', '.join(unknown)}; valid: {', '.join(_KEYS)}"
+        )
+    lists: dict[str, tuple[str, ...]] = {}
+    for kind in ("object", "live"):
+        templates = data.get(kind)
+        if not isinstance(templates, list) or not templates:
+            raise BenchError(f"prompt set {source} needs a non-empty list {kind!r} of templates")
+        for i, template in enumerate(templates):
+            problem = _template_problem(template)
+            if problem:
+                raise BenchError(f"prompt set {source}: {kind}[{i}] {problem}")
+        lists[kind] = tuple(templates)
+    name = data.get("name", default_name)
+    version = data.get("version", "custom")
+    for key, value in (("name", name), ("version", version)):
+        if not isinstance(value, str) or not value.strip():
+            raise BenchError(f"prompt set {source}: {key!r} must be a non-empty string, got {value!r}")
+    return PromptSet(name=name, version=version, object=lists["object"], live=lists["live"])
+
+
+def _read_file(path: Path) -> PromptSet:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(f"cannot read prompt set {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml  # only needed for YAML prompt sets
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise BenchError(f"prompt set {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BenchError(f"prompt set {path} is not valid JSON: {exc}") from None
+    return prompt_set_from_dict(data, str(path), default_name=path.stem)
+
+
+def load_prompt_set(name_or_path: str) -> PromptSet:
+    """A shipped prompt set by name (see `available_prompt_sets`) or a JSON/YAML file by path."""
+    if name_or_path in PROMPT_SETS:
+        return _read_file(PROMPTS_DIR / PROMPT_SETS[name_or_path])
+    path = Path(name_or_path).expanduser()
+    looks_like_path = path.suffix.lower() in (".json", ".yaml", ".yml") or "/" in name_or_path
+    if looks_like_path or path.is_file():
+        if not path.is_file():
+            raise BenchError(f"prompt set file {path} not found")
+        return _read_file(path)
+    raise did_you_mean(name_or_path, available_prompt_sets(), "prompt set")
