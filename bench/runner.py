@@ -1,0 +1,260 @@
+"""The runner loop: for each subject, prepare the method, render the missing images, score, and
+write results. Resumable at image granularity; knows nothing about diffusion.
+
+Per subject (see bench/store.py for the files):
+
+1. Images: every (prompt_idx, sample_idx) whose PNG or index line is missing is rendered with the
+   seed ``image_seed(base_seed, subject, prompt_idx, sample_idx)``; the index is rewritten after
+   each chunk, so a kill loses at most the chunk in flight.
+2. Scores: recomputed only when scores.jsonl does not cover exactly the current images (by sha256);
+   the embedding cache makes that cheap when most images are unchanged.
+3. Summary: the per-subject figures (metrics/aggregate.py).
+
+A subject that raises is recorded in ``failures`` and the others go on. results.json covers the
+selected subjects that finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import shutil
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.atomic import atomic_write_bytes
+from bench.config import RunConfig
+from bench.errors import BenchError
+from bench.progress import RunProgress
+from bench.seeds import image_seed
+from bench.stamp import make_stamp
+from bench.store import RunDir, image_name
+from dataset.prompts import PromptSet
+from dataset.subject import Subject
+from metrics.aggregate import summarize_overall, summarize_real_pairs, summarize_subject_images
+from metrics.scorer import ImageRef, Scorer
+
+SCHEMA_VERSION = 1
+RENDER_CHUNK = 50
+
+
+@dataclass
+class RunOutcome:
+    run_dir: RunDir
+    results: dict[str, Any]
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _png_bytes(image: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _real_refs(subject: Subject) -> list[ImageRef]:
+    return [ImageRef(path=p, sha256=s) for p, s in zip(subject.image_paths, subject.image_sha256)]
+
+
+def _render_missing(
+    rd: RunDir, method: Any, subject: Subject, prompt_set: PromptSet, config: RunConfig, progress: RunProgress
+) -> list[dict[str, Any]]:
+    """Render every missing image of one subject; returns the complete, sorted image index."""
+    n_prompts = len(prompt_set.templates(subject.kind))
+    expected = [(p, s) for p in range(n_prompts) for s in range(config.images_per_prompt)]
+    index = {(r["prompt_idx"], r["sample_idx"]): r for r in rd.read_images_index(subject.name)}
+    index = {k: r for k, r in index.items() if k in set(expected)}
+    missing = [k for k in expected if k not in index or not rd.image_path(subject.name, *k).exists()]
+    progress.start_subject(subject.name, "prepare", len(expected))
+    progress.advance_images(len(expected) - len(missing))
+    if missing:
+        method.prepare(subject, rd.prepare_dir(subject.name))
+        identifier = method.identifier(subject)
+        prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
+        progress.stage(subject.name, "render")
+        for start in range(0, len(missing), RENDER_CHUNK):
+            chunk = missing[start : start + RENDER_CHUNK]
+            seeds = [image_seed(config.base_seed, subject.name, p, s) for p, s in chunk]
+            images = method.generate([prompts[p] for p, _ in chunk], seeds)
+            if len(images) != len(chunk):
+                raise BenchError(f"method {config.method!r} returned {len(images)} images for {len(chunk)} prompts")
+            for (p, s), seed, image in zip(chunk, seeds, images):
+                data = _png_bytes(image.convert("RGB"))
+                atomic_write_bytes(rd.image_path(subject.name, p, s), data)
+                index[(p, s)] = {
+                    "file": image_name(p, s),
+                    "prompt_idx": p,
+                    "sample_idx": s,
+                    "prompt": prompts[p],
+                    "identifier": identifier,
+                    "seed": seed,
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                }
+            rd.write_images_index(subject.name, list(index.values()))
+            progress.advance_images(len(chunk))
+    return [index[k] for k in expected]
+
+
+def _score_images(rd: RunDir, scorer: Scorer, subject: Subject, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scores of every image, reusing scores.jsonl when it matches the images exactly."""
+    existing = rd.read_scores(subject.name)
+    if [(r.get("file"), r.get("sha256")) for r in existing] == [(r["file"], r["sha256"]) for r in images]:
+        return existing
+    identifiers = {r["identifier"] for r in images}
+    if len(identifiers) != 1:
+        raise BenchError(f"{rd.subject_dir(subject.name)}/images.jsonl mixes identifiers {sorted(identifiers)}; rerun with --force")
+    refs = [ImageRef(path=rd.images_dir(subject.name) / r["file"], sha256=r["sha256"]) for r in images]
+    scores = scorer.score_generated(_real_refs(subject), refs, [r["prompt"] for r in images], identifiers.pop())
+    rows = [
+        {"file": r["file"], "sha256": r["sha256"], "prompt_idx": r["prompt_idx"], "sample_idx": r["sample_idx"], **s}
+        for r, s in zip(images, scores)
+    ]
+    rd.write_scores(subject.name, rows)
+    return rows
+
+
+def run_subject(
+    rd: RunDir, method: Any, scorer: Scorer, subject: Subject, prompt_set: PromptSet, config: RunConfig, progress: RunProgress
+) -> dict[str, Any]:
+    """Do (or resume) one subject and return its summary for results.json."""
+    timings: dict[str, float] = {}
+    meta = {"kind": subject.kind, "class_noun": subject.class_noun, "n_real": len(subject.image_paths)}
+    if getattr(method, "scores_real_pairs", False):
+        progress.start_subject(subject.name, "score real pairs", 0)
+        rows = rd.read_scores(subject.name)
+        shas = sorted(subject.image_sha256)
+        if not (len(rows) == 1 and rows[0].get("real_sha256") == shas):
+            method.prepare(subject, rd.prepare_dir(subject.name))
+            t0 = time.perf_counter()
+            scores = scorer.score_real_pairs(_real_refs(subject))
+            timings["score_s"] = time.perf_counter() - t0
+            rows = [{"kind": "real_pairs", "real_sha256": shas, **scores}]
+            rd.write_scores(subject.name, rows)
+        return {**meta, **summarize_real_pairs(rows[0], len(subject.image_paths)), "timings": timings}
+
+    t0 = time.perf_counter()
+    images = _render_missing(rd, method, subject, prompt_set, config, progress)
+    timings["generate_s"] = time.perf_counter() - t0
+    progress.stage(subject.name, "score")
+    t0 = time.perf_counter()
+    rows = _score_images(rd, scorer, subject, images)
+    timings["score_s"] = time.perf_counter() - t0
+    summary = summarize_subject_images(rows, len(subject.image_paths))
+    return {**meta, "identifier": images[0]["identifier"], "n_generated": len(rows), **summary, "timings": timings}
+
+
+def _method_config(method: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    config = getattr(method, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    return dict(overrides)
+
+
+def execute_run(
+    *,
+    method: Any,
+    method_name: str,
+    method_args: dict[str, Any],
+    preset: str,
+    method_preset: str,
+    scorer: Scorer,
+    subjects: Sequence[Subject],
+    prompt_set: PromptSet,
+    dataset_info: dict[str, str],
+    images_per_prompt: int,
+    base_seed: int,
+    out: Path,
+    device: str,
+    force: bool = False,
+    progress_enabled: bool = True,
+) -> RunOutcome:
+    """Run (or resume) the benchmark for ``subjects`` and write results.json."""
+    config = RunConfig(
+        method=method_name,
+        method_preset=method_preset,
+        method_config=_method_config(method, method_args),
+        preset=preset,
+        metric_preset=scorer.preset.name,
+        prompt_set={"name": prompt_set.name, "version": prompt_set.version, "sha256": prompt_set.sha256},
+        images_per_prompt=images_per_prompt,
+        base_seed=base_seed,
+        dataset=dataset_info,
+    )
+    rd = RunDir(Path(out) / config.run_name)
+    rd.check_config(config.to_dict())
+    metrics_info = scorer.metrics_info()  # loads the embedders now: a missing-weights error comes before any work
+    rd.write_json(rd.config_path, config.to_dict())
+    stamp = make_stamp(device)
+    rd.write_json(rd.stamp_path, stamp)
+
+    summaries: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    errors: list[BaseException] = []
+    with RunProgress(len(subjects), enabled=progress_enabled) as progress:
+        for subject in subjects:
+            if force and rd.subject_dir(subject.name).exists():
+                shutil.rmtree(rd.subject_dir(subject.name))
+            try:
+                summaries[subject.name] = run_subject(rd, method, scorer, subject, prompt_set, config, progress)
+            except Exception as exc:  # noqa: BLE001 - one subject's failure must not stop the others
+                errors.append(exc)
+                failures[subject.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                (rd.subject_dir(subject.name)).mkdir(parents=True, exist_ok=True)
+                (rd.subject_dir(subject.name) / "error.txt").write_text(traceback.format_exc())
+                progress.log(f"[red]{subject.name} failed:[/red] {failures[subject.name]}")
+            finally:
+                progress.finish_subject()
+    if errors and not summaries and all(isinstance(e, BenchError) for e in errors):
+        messages = {str(e) for e in errors}
+        if len(messages) == 1:  # the same configuration problem for every subject: say it once
+            raise errors[0]
+
+    reasons = []
+    if not scorer.calibrated:
+        reasons.append(f"metric preset {scorer.preset.name!r} uses seeded random-weight embedders")
+    if not getattr(method, "calibrated", True):
+        reasons.append(f"method {method_name!r} ran on random-weight models ({method_preset} preset)")
+    results: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run": {
+            "method": method_name,
+            "method_preset": method_preset,
+            "method_config": config.method_config,
+            "preset": preset,
+            "metric_preset": scorer.preset.name,
+            "config_hash": config.hash,
+            "run_dir": str(rd.root),
+        },
+        "calibrated": not reasons,
+        "uncalibrated_reasons": reasons,
+        "dataset": dataset_info,
+        "prompt_set": config.prompt_set,
+        "protocol": {
+            "images_per_prompt": images_per_prompt,
+            "base_seed": base_seed,
+            "pairing": "all (generated, real) pairs; real-images: distinct real-real pairs",
+            "clip_t_text": "identifier kept" if scorer.preset.clip_t_keep_identifier else "identifier removed",
+            "aggregation": "mean over subjects (pooled all-pairs mean as *_all_pairs)",
+        },
+        "metrics": metrics_info,
+        "subjects": summaries,
+        "overall": summarize_overall(summaries),
+        "overall_live": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "live"}),
+        "overall_object": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "object"}),
+        "failures": failures,
+        "stamp": stamp,
+    }
+    rd.write_json(rd.results_path, results)
+    return RunOutcome(run_dir=rd, results=results, failures=failures)

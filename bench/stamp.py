@@ -1,0 +1,55 @@
+"""Provenance stamp written into every run: what code, libraries and device produced it, and when."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench import __version__
+
+_LIBRARIES = ("torch", "torchvision", "diffusers", "transformers", "timm", "open-clip-torch", "peft", "numpy", "pillow")
+
+
+def _git_state(cwd: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def _library_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _device_description(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"{device} ({platform.processor() or platform.machine()})"
+
+
+def make_stamp(device: str) -> dict[str, Any]:
+    """The provenance dict stored as stamp.json and inside results.json."""
+    return {
+        "dreambench_version": __version__,
+        "git": _git_state(Path(__file__).resolve().parent),
+        "libraries": _library_versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": _device_description(device),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }

@@ -1,0 +1,36 @@
+"""The summary table printed at the end of `bench run` / `bench eval`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_METRICS = (("dino", "DINO"), ("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"))
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_summary(results: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    title = f"{results['run']['method']} ({results['run']['preset']})"
+    if not results["calibrated"]:
+        title += " — UNCALIBRATED: " + "; ".join(results["uncalibrated_reasons"])
+    table = Table(title=title)
+    table.add_column("subject")
+    table.add_column("kind")
+    for _, label in _METRICS:
+        table.add_column(label, justify="right")
+    for name, s in sorted(results["subjects"].items()):
+        table.add_row(name, s["kind"], *(_fmt(s.get(m)) for m, _ in _METRICS))
+    for scope, label in (("overall_live", "live"), ("overall_object", "object"), ("overall", "overall")):
+        agg = results[scope]
+        if agg["n_subjects"]:
+            table.add_row(f"[bold]{label}[/bold] ({agg['n_subjects']})", "", *(_fmt(agg.get(m)) for m, _ in _METRICS))
+    console.print(table)
+    console.print(f"results: {results['run']['run_dir']}/results.json")
+    for name, error in sorted(results["failures"].items()):
+        console.print(f"[red]failed[/red] {name}: {error}")

@@ -1,0 +1,76 @@
+"""Aggregation: image rows -> (subject, prompt) -> subject -> overall.
+
+Conventions (DreamBooth paper, as in DESIGN.md):
+
+* A subject's DINO / CLIP-I is the mean cosine over all (generated, real) pairs. Each image row
+  holds its mean over the subject's ``n_real`` real images, so with the same ``n_real`` for every
+  row the subject mean of the rows equals the all-pairs mean.
+* A subject's CLIP-T is the mean over its images of cosine(image, prompt text).
+* Overall is the mean over subjects (each subject weighs the same). The pooled all-pairs mean
+  (each pair weighs the same) is recorded beside it as ``<metric>_all_pairs``.
+* ``None`` means "does not apply" (CLIP-T of the real-images ceiling) and stays ``None``.
+
+Pure functions over plain dicts; no I/O, no torch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+METRICS: tuple[str, ...] = ("dino", "clip_i", "clip_t")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def summarize_subject_images(rows: Sequence[Mapping[str, Any]], n_real: int) -> dict[str, Any]:
+    """Per-subject figures from per-image rows (each with prompt_idx and metric values).
+
+    Returns ``{metric: mean, "per_prompt": {idx: {metric: mean}}, "pair_counts": {metric: pairs}}``
+    where pair_counts weigh the subject in the pooled all-pairs mean: n_images * n_real for the
+    image-image metrics, n_images for CLIP-T.
+    """
+    if not rows:
+        raise ValueError("no image rows to summarize")
+    out: dict[str, Any] = {}
+    by_prompt: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_prompt[int(row["prompt_idx"])].append(row)
+    for metric in METRICS:
+        values = [row[metric] for row in rows if row.get(metric) is not None]
+        out[metric] = _mean(values) if values else None
+    out["per_prompt"] = {
+        str(p): {m: (_mean([r[m] for r in group]) if group[0].get(m) is not None else None) for m in METRICS}
+        for p, group in sorted(by_prompt.items())
+    }
+    out["pair_counts"] = {"dino": len(rows) * n_real, "clip_i": len(rows) * n_real, "clip_t": len(rows)}
+    return out
+
+
+def summarize_real_pairs(scores: Mapping[str, float], n_real: int) -> dict[str, Any]:
+    """Per-subject figures for the real-images ceiling: distinct-pair means, CLIP-T does not apply."""
+    n_pairs = n_real * (n_real - 1) // 2
+    return {
+        "dino": scores["dino"],
+        "clip_i": scores["clip_i"],
+        "clip_t": None,
+        "pair_counts": {"dino": n_pairs, "clip_i": n_pairs, "clip_t": 0},
+    }
+
+
+def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean over subjects and pooled all-pairs mean of each metric (``None`` where it doesn't apply)."""
+    out: dict[str, Any] = {"n_subjects": len(subjects)}
+    for metric in METRICS:
+        present = [s for s in subjects.values() if s.get(metric) is not None]
+        if not present:
+            out[metric] = None
+            out[f"{metric}_all_pairs"] = None
+            continue
+        out[metric] = _mean([s[metric] for s in present])
+        weights = [s["pair_counts"][metric] for s in present]
+        out[f"{metric}_all_pairs"] = sum(w * s[metric] for w, s in zip(weights, present)) / sum(weights)
+    return out
