@@ -63,7 +63,9 @@ def config_fields(config_cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(config_cls)}
 
 
-def resolve_config(config_cls: type[C], presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any], method: str) -> C:
+def resolve_config(
+    config_cls: type[C], presets: Mapping[str, C], preset: str, overrides: Mapping[str, Any], method: str
+) -> C:
     """The preset's config with ``overrides`` applied and type-checked."""
     if preset not in presets:
         raise did_you_mean(preset, presets, f"preset for method {method!r}")
@@ -71,7 +73,9 @@ def resolve_config(config_cls: type[C], presets: Mapping[str, C], preset: str, o
     converted: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in fields:
-            raise BenchError(f"unknown argument {key!r} for method {method!r}; valid: {', '.join(sorted(fields)) or '(none)'}")
+            raise BenchError(
+                f"unknown argument {key!r} for method {method!r}; valid: {', '.join(sorted(fields)) or '(none)'}"
+            )
         converted[key] = _convert(value, fields[key], key, method)
     return dataclasses.replace(presets[preset], **converted)  # type: ignore[type-var]
 
@@ -93,7 +97,9 @@ def parse_method_args(text: str | None) -> dict[str, Any]:
 
                 data = yaml.safe_load(path.read_text())
         except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
-            raise BenchError(f"--method-args file {path} is not valid {path.suffix[1:]}: {str(exc).splitlines()[0]}") from None
+            raise BenchError(
+                f"--method-args file {path} is not valid {path.suffix[1:]}: {str(exc).splitlines()[0]}"
+            ) from None
         if not isinstance(data, dict):
             raise BenchError(f"--method-args file {path} must hold a mapping of argument names to values")
         return data
@@ -103,6 +109,8 @@ def parse_method_args(text: str | None) -> dict[str, Any]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise BenchError(f"--method-args item {item!r} is not key=value (e.g. --method-args steps=400,lr=5e-6)")
+            raise BenchError(
+                f"--method-args item {item!r} is not key=value (e.g. --method-args steps=400,lr=5e-6)"
+            )
         out[key.strip()] = value.strip()
     return out

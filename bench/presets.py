@@ -23,9 +23,21 @@ class RunPreset:
 RUN_PRESETS: dict[str, RunPreset] = {
     p.name: p
     for p in (
-        RunPreset("dreambooth", "dreambooth", "paper", "the DreamBooth paper's protocol, real weights (default)"),
-        RunPreset("diffusers", "dreambooth", "diffusers", "paper metrics; methods trained with the diffusers README recipe"),
-        RunPreset("smoke", "smoke", "smoke", "offline anywhere: random-weight embedders and tiny model; uncalibrated"),
+        RunPreset(
+            "dreambooth", "dreambooth", "paper", "the DreamBooth paper's protocol, real weights (default)"
+        ),
+        RunPreset(
+            "diffusers",
+            "dreambooth",
+            "diffusers",
+            "paper metrics; methods trained with the diffusers README recipe",
+        ),
+        RunPreset(
+            "smoke",
+            "smoke",
+            "smoke",
+            "offline anywhere: random-weight embedders and tiny model; uncalibrated",
+        ),
     )
 }
 

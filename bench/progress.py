@@ -31,11 +31,15 @@ class RunProgress:
         self._progress.__enter__()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._progress.__exit__(exc_type, exc, tb)
 
     def start_subject(self, name: str, stage: str, n_images: int) -> None:
-        self._progress.update(self._images, description=f"{name}: {stage}", total=n_images, completed=0, visible=True)
+        self._progress.update(
+            self._images, description=f"{name}: {stage}", total=n_images, completed=0, visible=True
+        )
 
     def stage(self, name: str, stage: str) -> None:
         self._progress.update(self._images, description=f"{name}: {stage}")

@@ -90,6 +90,10 @@ def create_method(
     valid = [n for n in params if n not in ("self", "device", "seed", "keep_weights")]
     unknown = [k for k in overrides if k not in valid]
     if unknown and not accepts_any:
-        raise BenchError(f"unknown argument {unknown[0]!r} for method {name!r}; valid: {', '.join(valid) or '(none)'}")
-    extra = {k: v for k, v in (("device", device), ("seed", seed), ("keep_weights", keep_weights)) if k in params}
+        raise BenchError(
+            f"unknown argument {unknown[0]!r} for method {name!r}; valid: {', '.join(valid) or '(none)'}"
+        )
+    extra = {
+        k: v for k, v in (("device", device), ("seed", seed), ("keep_weights", keep_weights)) if k in params
+    }
     return cls(**overrides, **extra)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metrics.scorer import ImageRef, Scorer
+
 from bench.atomic import atomic_write_bytes
 from bench.config import RunConfig
 from bench.errors import BenchError
@@ -37,7 +39,6 @@ from bench.store import RunDir, image_name
 from dataset.prompts import PromptSet
 from dataset.subject import Subject
 from metrics.aggregate import summarize_overall, summarize_real_pairs, summarize_subject_images
-from metrics.scorer import ImageRef, Scorer
 
 SCHEMA_VERSION = 1
 RENDER_CHUNK = 50
@@ -89,7 +90,9 @@ def _render_missing(
             seeds = [image_seed(config.base_seed, subject.name, p, s) for p, s in chunk]
             images = method.generate([prompts[p] for p, _ in chunk], seeds)
             if len(images) != len(chunk):
-                raise BenchError(f"method {config.method!r} returned {len(images)} images for {len(chunk)} prompts")
+                raise BenchError(
+                    f"method {config.method!r} returned {len(images)} images for {len(chunk)} prompts"
+                )
             for (p, s), seed, image in zip(chunk, seeds, images):
                 data = _png_bytes(image.convert("RGB"))
                 atomic_write_bytes(rd.image_path(subject.name, p, s), data)
@@ -107,18 +110,30 @@ def _render_missing(
     return [index[k] for k in expected]
 
 
-def _score_images(rd: RunDir, scorer: Scorer, subject: Subject, images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _score_images(
+    rd: RunDir, scorer: Scorer, subject: Subject, images: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Scores of every image, reusing scores.jsonl when it matches the images exactly."""
     existing = rd.read_scores(subject.name)
     if [(r.get("file"), r.get("sha256")) for r in existing] == [(r["file"], r["sha256"]) for r in images]:
         return existing
     identifiers = {r["identifier"] for r in images}
     if len(identifiers) != 1:
-        raise BenchError(f"{rd.subject_dir(subject.name)}/images.jsonl mixes identifiers {sorted(identifiers)}; rerun with --force")
+        raise BenchError(
+            f"{rd.subject_dir(subject.name)}/images.jsonl mixes identifiers {sorted(identifiers)}; rerun with --force"
+        )
     refs = [ImageRef(path=rd.images_dir(subject.name) / r["file"], sha256=r["sha256"]) for r in images]
-    scores = scorer.score_generated(_real_refs(subject), refs, [r["prompt"] for r in images], identifiers.pop())
+    scores = scorer.score_generated(
+        _real_refs(subject), refs, [r["prompt"] for r in images], identifiers.pop()
+    )
     rows = [
-        {"file": r["file"], "sha256": r["sha256"], "prompt_idx": r["prompt_idx"], "sample_idx": r["sample_idx"], **s}
+        {
+            "file": r["file"],
+            "sha256": r["sha256"],
+            "prompt_idx": r["prompt_idx"],
+            "sample_idx": r["sample_idx"],
+            **s,
+        }
         for r, s in zip(images, scores)
     ]
     rd.write_scores(subject.name, rows)
@@ -126,7 +141,13 @@ def _score_images(rd: RunDir, scorer: Scorer, subject: Subject, images: list[dic
 
 
 def run_subject(
-    rd: RunDir, method: Any, scorer: Scorer, subject: Subject, prompt_set: PromptSet, config: RunConfig, progress: RunProgress
+    rd: RunDir,
+    method: Any,
+    scorer: Scorer,
+    subject: Subject,
+    prompt_set: PromptSet,
+    config: RunConfig,
+    progress: RunProgress,
 ) -> dict[str, Any]:
     """Do (or resume) one subject and return its summary for results.json."""
     timings: dict[str, float] = {}
@@ -152,7 +173,13 @@ def run_subject(
     rows = _score_images(rd, scorer, subject, images)
     timings["score_s"] = time.perf_counter() - t0
     summary = summarize_subject_images(rows, len(subject.image_paths))
-    return {**meta, "identifier": images[0]["identifier"], "n_generated": len(rows), **summary, "timings": timings}
+    return {
+        **meta,
+        "identifier": images[0]["identifier"],
+        "n_generated": len(rows),
+        **summary,
+        "timings": timings,
+    }
 
 
 def _method_config(method: Any, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -162,39 +189,51 @@ def _method_config(method: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     return dict(overrides)
 
 
-def execute_run(
+def make_run_config(
     *,
     method: Any,
     method_name: str,
     method_args: dict[str, Any],
     preset: str,
     method_preset: str,
+    metric_preset: str,
+    prompt_set: PromptSet,
+    images_per_prompt: int,
+    base_seed: int,
+    dataset_info: dict[str, Any],
+) -> RunConfig:
+    """The frozen config of a run; its hash names the run directory."""
+    return RunConfig(
+        method=method_name,
+        method_preset=method_preset,
+        method_config=_method_config(method, method_args),
+        preset=preset,
+        metric_preset=metric_preset,
+        prompt_set={"name": prompt_set.name, "version": prompt_set.version, "sha256": prompt_set.sha256},
+        images_per_prompt=images_per_prompt,
+        base_seed=base_seed,
+        dataset=dataset_info,
+    )
+
+
+def execute_run(
+    *,
+    config: RunConfig,
+    method: Any,
     scorer: Scorer,
     subjects: Sequence[Subject],
     prompt_set: PromptSet,
-    dataset_info: dict[str, str],
-    images_per_prompt: int,
-    base_seed: int,
     out: Path,
     device: str,
     force: bool = False,
     progress_enabled: bool = True,
 ) -> RunOutcome:
     """Run (or resume) the benchmark for ``subjects`` and write results.json."""
-    config = RunConfig(
-        method=method_name,
-        method_preset=method_preset,
-        method_config=_method_config(method, method_args),
-        preset=preset,
-        metric_preset=scorer.preset.name,
-        prompt_set={"name": prompt_set.name, "version": prompt_set.version, "sha256": prompt_set.sha256},
-        images_per_prompt=images_per_prompt,
-        base_seed=base_seed,
-        dataset=dataset_info,
-    )
     rd = RunDir(Path(out) / config.run_name)
     rd.check_config(config.to_dict())
-    metrics_info = scorer.metrics_info()  # loads the embedders now: a missing-weights error comes before any work
+    metrics_info = (
+        scorer.metrics_info()
+    )  # loads the embedders now: a missing-weights error comes before any work
     rd.write_json(rd.config_path, config.to_dict())
     stamp = make_stamp(device)
     rd.write_json(rd.stamp_path, stamp)
@@ -207,10 +246,14 @@ def execute_run(
             if force and rd.subject_dir(subject.name).exists():
                 shutil.rmtree(rd.subject_dir(subject.name))
             try:
-                summaries[subject.name] = run_subject(rd, method, scorer, subject, prompt_set, config, progress)
+                summaries[subject.name] = run_subject(
+                    rd, method, scorer, subject, prompt_set, config, progress
+                )
             except Exception as exc:  # noqa: BLE001 - one subject's failure must not stop the others
                 errors.append(exc)
-                failures[subject.name] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                failures[subject.name] = (
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
                 (rd.subject_dir(subject.name)).mkdir(parents=True, exist_ok=True)
                 (rd.subject_dir(subject.name) / "error.txt").write_text(traceback.format_exc())
                 progress.log(f"[red]{subject.name} failed:[/red] {failures[subject.name]}")
@@ -225,27 +268,31 @@ def execute_run(
     if not scorer.calibrated:
         reasons.append(f"metric preset {scorer.preset.name!r} uses seeded random-weight embedders")
     if not getattr(method, "calibrated", True):
-        reasons.append(f"method {method_name!r} ran on random-weight models ({method_preset} preset)")
+        reasons.append(
+            f"method {config.method!r} ran on random-weight models ({config.method_preset} preset)"
+        )
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": {
-            "method": method_name,
-            "method_preset": method_preset,
+            "method": config.method,
+            "method_preset": config.method_preset,
             "method_config": config.method_config,
-            "preset": preset,
+            "preset": config.preset,
             "metric_preset": scorer.preset.name,
             "config_hash": config.hash,
             "run_dir": str(rd.root),
         },
         "calibrated": not reasons,
         "uncalibrated_reasons": reasons,
-        "dataset": dataset_info,
+        "dataset": config.dataset,
         "prompt_set": config.prompt_set,
         "protocol": {
-            "images_per_prompt": images_per_prompt,
-            "base_seed": base_seed,
+            "images_per_prompt": config.images_per_prompt,
+            "base_seed": config.base_seed,
             "pairing": "all (generated, real) pairs; real-images: distinct real-real pairs",
-            "clip_t_text": "identifier kept" if scorer.preset.clip_t_keep_identifier else "identifier removed",
+            "clip_t_text": "identifier kept"
+            if scorer.preset.clip_t_keep_identifier
+            else "identifier removed",
             "aggregation": "mean over subjects (pooled all-pairs mean as *_all_pairs)",
         },
         "metrics": metrics_info,

@@ -11,15 +11,30 @@ from typing import Any
 
 from bench import __version__
 
-_LIBRARIES = ("torch", "torchvision", "diffusers", "transformers", "timm", "open-clip-torch", "peft", "numpy", "pillow")
+_LIBRARIES = (
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "timm",
+    "open-clip-torch",
+    "peft",
+    "numpy",
+    "pillow",
+)
 
 
 def _git_state(cwd: Path) -> dict[str, Any]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 

@@ -33,7 +33,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            raise BenchError(f"{path} line {number} is not valid JSON; delete the file to redo that step") from None
+            raise BenchError(
+                f"{path} line {number} is not valid JSON; delete the file to redo that step"
+            ) from None
     return rows
 
 
@@ -95,6 +97,10 @@ class RunDir:
             try:
                 existing = json.loads(self.config_path.read_text())
             except json.JSONDecodeError:
-                raise BenchError(f"{self.config_path} is not valid JSON; delete it to start the run afresh") from None
+                raise BenchError(
+                    f"{self.config_path} is not valid JSON; delete it to start the run afresh"
+                ) from None
             if existing != json.loads(json.dumps(config, default=str)):
-                raise BenchError(f"{self.root} holds a run with a different config; use another --out or delete it")
+                raise BenchError(
+                    f"{self.root} holds a run with a different config; use another --out or delete it"
+                )

@@ -29,7 +29,9 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
     for scope, label in (("overall_live", "live"), ("overall_object", "object"), ("overall", "overall")):
         agg = results[scope]
         if agg["n_subjects"]:
-            table.add_row(f"[bold]{label}[/bold] ({agg['n_subjects']})", "", *(_fmt(agg.get(m)) for m, _ in _METRICS))
+            table.add_row(
+                f"[bold]{label}[/bold] ({agg['n_subjects']})", "", *(_fmt(agg.get(m)) for m, _ in _METRICS)
+            )
     console.print(table)
     console.print(f"results: {results['run']['run_dir']}/results.json")
     for name, error in sorted(results["failures"].items()):

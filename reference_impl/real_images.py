@@ -31,12 +31,16 @@ class RealImages:
 
     PRESETS: dict[str, Config] = {"default": Config()}
 
-    def __init__(self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False) -> None:
+    def __init__(
+        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
+    ) -> None:
         self.config = config
 
     def prepare(self, subject: Subject, workdir: Path) -> None:
         if len(subject.image_paths) < 2:
-            raise BenchError(f"subject {subject.name!r} has {len(subject.image_paths)} image(s); the real-images ceiling needs at least 2")
+            raise BenchError(
+                f"subject {subject.name!r} has {len(subject.image_paths)} image(s); the real-images ceiling needs at least 2"
+            )
 
     def identifier(self, subject: Subject) -> str:
         return ""

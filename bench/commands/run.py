@@ -12,9 +12,15 @@ from bench.commands.subject_args import add_subject_args, subjects_from_args
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run the benchmark for one method", description=__doc__)
     parser.add_argument("--method", required=True, help="registry name (see `bench methods`) or module:Class")
-    parser.add_argument("--method-args", default=None, help="k=v,k2=v2 or @file.yaml|json: the method's hyperparameters")
-    parser.add_argument("--method-preset", default=None, help="the method's hyperparameter preset (default: from --preset)")
-    parser.add_argument("--images-per-prompt", type=int, default=4, help="samples per prompt (default: 4, as in the paper)")
+    parser.add_argument(
+        "--method-args", default=None, help="k=v,k2=v2 or @file.yaml|json: the method's hyperparameters"
+    )
+    parser.add_argument(
+        "--method-preset", default=None, help="the method's hyperparameter preset (default: from --preset)"
+    )
+    parser.add_argument(
+        "--images-per-prompt", type=int, default=4, help="samples per prompt (default: 4, as in the paper)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="base seed of every image seed (default: 0)")
     parser.add_argument("--force", action="store_true", help="redo the selected subjects from scratch")
     parser.add_argument("--keep-weights", action="store_true", help="keep fine-tuned weights after rendering")
@@ -23,14 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metrics.scorer import Scorer
+
     from bench.errors import BenchError
     from bench.hyperparams import parse_method_args
     from bench.presets import get_run_preset
     from bench.registry import create_method
-    from bench.runner import execute_run, resolve_device
+    from bench.runner import execute_run, make_run_config, resolve_device
     from bench.summary import print_summary
     from dataset.prompts import load_prompt_set
-    from metrics.scorer import Scorer
 
     if args.images_per_prompt < 1:
         raise BenchError(f"--images-per-prompt {args.images_per_prompt} must be at least 1")
@@ -40,20 +47,28 @@ def run(args: argparse.Namespace) -> int:
     subjects, dataset_info = subjects_from_args(args)
     prompt_set = load_prompt_set(args.prompts)
     device = resolve_device(args.device)
-    method = create_method(args.method, method_preset, method_args, device=device, seed=args.seed, keep_weights=args.keep_weights)
+    method = create_method(
+        args.method, method_preset, method_args, device=device, seed=args.seed, keep_weights=args.keep_weights
+    )
     scorer = Scorer(preset.metric_preset, device=device, backend=args.embedder_backend)
-    outcome = execute_run(
+    config = make_run_config(
         method=method,
         method_name=args.method,
         method_args=method_args,
         preset=preset.name,
         method_preset=method_preset,
+        metric_preset=scorer.preset.name,
+        prompt_set=prompt_set,
+        images_per_prompt=args.images_per_prompt,
+        base_seed=args.seed,
+        dataset_info=dataset_info,
+    )
+    outcome = execute_run(
+        config=config,
+        method=method,
         scorer=scorer,
         subjects=subjects,
         prompt_set=prompt_set,
-        dataset_info=dataset_info,
-        images_per_prompt=args.images_per_prompt,
-        base_seed=args.seed,
         out=args.out,
         device=device,
         force=args.force,
@@ -65,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     elif not args.quiet:
         print_summary(outcome.results)
     if outcome.failures:
-        sys.stderr.write(f"{len(outcome.failures)} subject(s) failed: {', '.join(sorted(outcome.failures))}; rerun to retry them\n")
+        sys.stderr.write(
+            f"{len(outcome.failures)} subject(s) failed: {', '.join(sorted(outcome.failures))}; rerun to retry them\n"
+        )
         return 1
     return 0

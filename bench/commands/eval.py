@@ -1,0 +1,98 @@
+"""`bench eval IMAGES_DIR`: score images generated elsewhere (layout: <subject>/<p>-<s>.png)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.commands.subject_args import add_subject_args, subjects_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="score externally generated images", description=__doc__)
+    parser.add_argument(
+        "images_dir", metavar="IMAGES_DIR", help="folder of <subject>/<prompt_idx>-<sample_idx>.png"
+    )
+    parser.add_argument(
+        "--name", default=None, help="method name shown in results (default: the folder name)"
+    )
+    parser.add_argument(
+        "--identifier",
+        default="",
+        help="identifier used in the prompts (recorded; CLIP-T removes it by default)",
+    )
+    parser.add_argument("--images-per-prompt", type=int, default=4, help="samples per prompt (default: 4)")
+    add_subject_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from metrics.scorer import Scorer
+
+    from bench.errors import BenchError
+    from bench.external import ExternalImages, import_external, scan_external
+    from bench.presets import get_run_preset
+    from bench.runner import execute_run, make_run_config, resolve_device
+    from bench.store import RunDir
+    from bench.summary import print_summary
+    from dataset.prompts import load_prompt_set
+
+    images_dir = Path(args.images_dir)
+    if not images_dir.is_dir():
+        raise BenchError(
+            f"IMAGES_DIR {images_dir} is not a folder (layout: <subject>/<prompt_idx>-<sample_idx>.png)"
+        )
+    if args.subjects is None and not args.subject_dir:
+        present = sorted(p.name for p in images_dir.iterdir() if p.is_dir())
+        if not present:
+            raise BenchError(
+                f"IMAGES_DIR {images_dir} has no subject folders (layout: <subject>/<prompt_idx>-<sample_idx>.png)"
+            )
+        args.subjects = ",".join(present)
+    preset = get_run_preset(args.preset)
+    subjects, dataset_info = subjects_from_args(args)
+    prompt_set = load_prompt_set(args.prompts)
+    layout = scan_external(images_dir, subjects, prompt_set, args.images_per_prompt)
+    for path in layout.unexpected:
+        sys.stderr.write(
+            f"warning: ignoring {path}: not <prompt_idx>-<sample_idx>.png within the prompt set\n"
+        )
+    device = resolve_device(args.device)
+    scorer = Scorer(preset.metric_preset, device=device, backend=args.embedder_backend)
+    method_name = f"external:{args.name or images_dir.resolve().name}"
+    method = ExternalImages(args.identifier)
+
+    config = make_run_config(
+        method=method,
+        method_name=method_name,
+        method_args={"identifier": args.identifier},
+        preset=preset.name,
+        method_preset="none",
+        metric_preset=scorer.preset.name,
+        prompt_set=prompt_set,
+        images_per_prompt=args.images_per_prompt,
+        base_seed=0,
+        dataset_info=dataset_info,
+    )
+    rd = RunDir(Path(args.out) / config.run_name)
+    for subject in subjects:
+        import_external(layout, rd, subject, prompt_set, args.identifier, args.images_per_prompt)
+    outcome = execute_run(
+        config=config,
+        method=method,
+        scorer=scorer,
+        subjects=subjects,
+        prompt_set=prompt_set,
+        out=args.out,
+        device=device,
+        force=False,
+        progress_enabled=not (args.quiet or args.json),
+    )
+    if args.json:
+        json.dump(outcome.results, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        print_summary(outcome.results)
+    return 1 if outcome.failures else 0

@@ -1,0 +1,149 @@
+"""Scoring images made elsewhere: import a folder laid out as the run directory's images.
+
+Layout of IMAGES_DIR (documented in the README)::
+
+    IMAGES_DIR/<subject>/<prompt_idx>-<sample_idx>.png     (also .jpg/.jpeg/.webp)
+
+prompt_idx indexes the subject's prompt list (live or object) of the prompt set, 0-based;
+sample_idx runs from 0 to images-per-prompt - 1. Every expected file must be present; files that
+do not fit the layout are listed and ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from bench.store import RunDir
+    from dataset.prompts import PromptSet
+    from dataset.subject import Subject
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+_NAME = re.compile(r"^(\d+)-(\d+)$")
+
+
+@dataclass(frozen=True)
+class ExternalLayout:
+    """What was found in IMAGES_DIR for the selected subjects."""
+
+    files: dict[tuple[str, int, int], Path]
+    unexpected: list[Path]
+
+
+def scan_external(
+    images_dir: Path, subjects: list[Subject], prompt_set: PromptSet, images_per_prompt: int
+) -> ExternalLayout:
+    """Map every expected (subject, prompt_idx, sample_idx) to its file; error if any is missing."""
+    files: dict[tuple[str, int, int], Path] = {}
+    unexpected: list[Path] = []
+    missing: list[str] = []
+    for subject in subjects:
+        folder = images_dir / subject.name
+        n_prompts = len(prompt_set.templates(subject.kind))
+        found: dict[tuple[int, int], Path] = {}
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            match = _NAME.match(path.stem)
+            if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and match):
+                unexpected.append(path)
+                continue
+            key = (int(match[1]), int(match[2]))
+            if key[0] >= n_prompts or key[1] >= images_per_prompt or key in found:
+                unexpected.append(path)
+                continue
+            found[key] = path
+        for p in range(n_prompts):
+            for s in range(images_per_prompt):
+                if (p, s) in found:
+                    files[(subject.name, p, s)] = found[(p, s)]
+                else:
+                    missing.append(f"{subject.name}/{p}-{s}.png")
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise BenchError(
+            f"{images_dir}: {len(missing)} expected image(s) missing: {shown} "
+            f"(layout: <subject>/<prompt_idx>-<sample_idx>.png, {images_per_prompt} samples per prompt)"
+        )
+    return ExternalLayout(files=files, unexpected=unexpected)
+
+
+def import_external(
+    layout: ExternalLayout,
+    rd: RunDir,
+    subject: Subject,
+    prompt_set: PromptSet,
+    identifier: str,
+    images_per_prompt: int,
+) -> None:
+    """Link (or copy) one subject's images into the run directory and write its images.jsonl.
+
+    Images are decoded-and-re-encoded only when they are not PNG, so that the run directory
+    always holds `<p>-<s>.png`; PNGs are hard-linked where possible.
+    """
+    from dataset.images import load_image
+
+    prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
+    rows = []
+    for p in range(len(prompts)):
+        for s in range(images_per_prompt):
+            source = layout.files[(subject.name, p, s)]
+            target = rd.image_path(subject.name, p, s)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            if source.suffix.lower() == ".png":
+                try:
+                    os.link(source, tmp)
+                except OSError:
+                    shutil.copyfile(source, tmp)
+            else:
+                image: Image.Image = load_image(source)
+                image.save(tmp, format="PNG")
+            os.replace(tmp, target)
+            sha = hashlib.sha256(target.read_bytes()).hexdigest()
+            rows.append(
+                {
+                    "file": target.name,
+                    "prompt_idx": p,
+                    "sample_idx": s,
+                    "prompt": prompts[p],
+                    "identifier": identifier,
+                    "seed": None,
+                    "sha256": sha,
+                    "source": str(source),
+                }
+            )
+    rd.write_images_index(subject.name, rows)
+
+
+class ExternalImages:
+    """The "method" of an eval run: its images already exist, so it is never asked to make any."""
+
+    name = "external"
+    calibrated = True
+
+    def __init__(self, identifier: str = "") -> None:
+        self._identifier = identifier
+
+    def prepare(self, subject: Subject, workdir: Path) -> None:
+        raise BenchError(
+            f"external images of {subject.name!r} are incomplete; rerun `bench eval` on the full folder"
+        )
+
+    def identifier(self, subject: Subject) -> str:
+        return self._identifier
+
+    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+        raise BenchError("external images cannot be generated")
+
+    def release(self) -> None:
+        pass
