@@ -77,5 +77,7 @@ def load_image(path: Path) -> Image.Image:
         raise BenchError(f"image file {path} not found") from None
     except UnidentifiedImageError:
         raise BenchError(f"{path} is not an image Pillow can read (valid: JPEG, PNG, WebP, ...)") from None
+    except Image.DecompressionBombError as exc:
+        raise BenchError(f"image {path} is too large to decode safely: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise BenchError(f"cannot decode image {path}: {exc}") from None
