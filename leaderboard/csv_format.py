@@ -1,0 +1,79 @@
+"""Leaderboard as CSV: one header row, then per run its overall, live, object and subject rows.
+
+Numbers are unrounded (Python's shortest round-trip repr); a null figure or a missing CI bound is
+an empty cell. The `scope` column says what a row aggregates: `overall`, `live`, `object` or
+`subject:<name>`. Aggregate rows fill `n_subjects` and `failures` (a count); a failed subject's row
+has empty figures and its reason in `error`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from leaderboard.results import METRICS
+from leaderboard.table import Aggregate, Entry, Figure, Leaderboard
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "run",
+    "label",
+    "method",
+    "preset",
+    "calibrated",
+    "scope",
+    "n_subjects",
+    *(col for m in METRICS for col in (m, f"{m}_ci_low", f"{m}_ci_high")),
+    "failures",
+    "error",
+)
+
+
+def render_csv(board: Leaderboard) -> str:
+    """The leaderboard as CSV text (rows in leaderboard order, subjects alphabetical)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for entry in board.entries:
+        writer.writerow(_aggregate_row(entry, "overall", entry.overall))
+        for scope, agg in (("live", entry.live), ("object", entry.objects)):
+            if agg is not None:
+                writer.writerow(_aggregate_row(entry, scope, agg))
+        for subject in board.subjects:
+            if subject in entry.subjects:
+                writer.writerow(_base(entry, f"subject:{subject}") | _figure_cells(entry.subjects[subject]))
+            elif subject in entry.run.failures:
+                writer.writerow(_base(entry, f"subject:{subject}") | {"error": entry.run.failures[subject]})
+    return out.getvalue()
+
+
+def _base(entry: Entry, scope: str) -> dict[str, str]:
+    return {
+        "run": str(entry.run.run_dir),
+        "label": entry.label,
+        "method": entry.run.method,
+        "preset": entry.run.preset,
+        "calibrated": "true" if entry.run.calibrated else "false",
+        "scope": scope,
+    }
+
+
+def _aggregate_row(entry: Entry, scope: str, agg: Aggregate) -> dict[str, str]:
+    row = _base(entry, scope) | _figure_cells(agg.figures)
+    row["n_subjects"] = "" if agg.n_subjects is None else str(agg.n_subjects)
+    if scope == "overall":
+        row["failures"] = str(len(entry.run.failures))
+    return row
+
+
+def _figure_cells(figures: dict[str, Figure]) -> dict[str, str]:
+    cells: dict[str, str] = {}
+    for m in METRICS:
+        fig = figures[m]
+        cells[m] = _number(fig.value)
+        cells[f"{m}_ci_low"] = _number(None if fig.ci is None else fig.ci[0])
+        cells[f"{m}_ci_high"] = _number(None if fig.ci is None else fig.ci[1])
+    return cells
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else repr(value)

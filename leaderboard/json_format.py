@@ -1,0 +1,87 @@
+"""Leaderboard as JSON: a stable, machine-readable structure (unrounded numbers).
+
+```jsonc
+{
+  "format": "dreambench-leaderboard", "format_version": 1,
+  "metrics": ["dino", "clip_i", "clip_t"],
+  "prompt_set": {"name": ..., "version": ..., "sha256": ...},   // shared by all runs (checked)
+  "metric_versions": {"dino": 1, ...},                          // union over runs (checked equal)
+  "footnotes": ["† uncalibrated: ..."], "notes": [...],
+  "subjects": ["backpack", ...],                                // union over runs, sorted
+  "runs": [                                                     // leaderboard order
+    {"rank": 1, "label": "real-images", "run_dir": "runs/...", "method": ..., "preset": ...,
+     "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
+     "overall": {"n_subjects": 30, "dino": {"value": 0.77, "ci": [lo, hi] | null}, ...},
+     "live": {...} | null, "object": {...} | null,
+     "subjects": {"dog6": {"kind": "live", "dino": {"value": ..., "ci": null}, ...}},
+     "failures": {"dog7": "reason"}}
+  ]
+}
+```
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from leaderboard.results import METRICS
+from leaderboard.table import Aggregate, Figure, Leaderboard
+
+FORMAT_NAME = "dreambench-leaderboard"
+FORMAT_VERSION = 1
+
+
+def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
+    """The structure documented in the module docstring."""
+    first = board.entries[0].run
+    versions: dict[str, int] = {}
+    for entry in board.entries:
+        versions.update(entry.run.metric_versions)
+    return {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "metrics": list(METRICS),
+        "prompt_set": first.prompt_set,
+        "metric_versions": versions,
+        "footnotes": list(board.footnotes),
+        "notes": list(board.notes),
+        "subjects": list(board.subjects),
+        "runs": [
+            {
+                "rank": rank,
+                "label": entry.label,
+                "run_dir": str(entry.run.run_dir),
+                "method": entry.run.method,
+                "preset": entry.run.preset,
+                "config_hash": entry.run.config_hash,
+                "calibrated": entry.run.calibrated,
+                "uncalibrated_reasons": entry.run.uncalibrated_reasons,
+                "overall": _aggregate(entry.overall),
+                "live": None if entry.live is None else _aggregate(entry.live),
+                "object": None if entry.objects is None else _aggregate(entry.objects),
+                "subjects": {
+                    name: {"kind": board.subject_kinds.get(name)} | _figures(figures)
+                    for name, figures in sorted(entry.subjects.items())
+                },
+                "failures": dict(sorted(entry.run.failures.items())),
+            }
+            for rank, entry in enumerate(board.entries, start=1)
+        ],
+    }
+
+
+def render_json(board: Leaderboard) -> str:
+    """`leaderboard_dict` as indented JSON text with sorted keys (ends with a newline)."""
+    return json.dumps(leaderboard_dict(board), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _figures(figures: dict[str, Figure]) -> dict[str, Any]:
+    return {
+        m: {"value": figures[m].value, "ci": None if figures[m].ci is None else list(figures[m].ci)}
+        for m in METRICS
+    }
+
+
+def _aggregate(agg: Aggregate) -> dict[str, Any]:
+    return {"n_subjects": agg.n_subjects} | _figures(agg.figures)
