@@ -1,7 +1,10 @@
 """May these runs share a table? The leaderboard refuses to put incomparable figures side by side.
 
 Two runs are comparable when they were scored on the same prompt set (name, version, sha256) with
-the same metric definitions (version, convention, direction) for every metric both report.
+the same metric definitions (version, convention, direction) for every metric both report, and,
+where both have CLIP-T figures, the same CLIP-T text convention (`protocol.clip_t_text`: identifier
+removed or kept). Other protocol fields (images per prompt, seed, pairing text) are not compared:
+the real-images ceiling legitimately differs in them.
 
 Embedders are special: the smoke metric preset scores with seeded random-weight models, so a smoke
 run and a real run differ in embedder id by design. That is allowed (every such row is marked
@@ -35,6 +38,15 @@ def check_comparable(runs: list[RunResults]) -> None:
             emb_a, emb_b = a.embedder_ids.get(metric), b.embedder_ids.get(metric)
             if a.calibrated and b.calibrated and emb_a and emb_b and emb_a != emb_b:
                 raise _refusal(a, b, f"metrics.{metric}.embedder", emb_a, emb_b)
+        # CLIP-T with the identifier kept in the text is another metric; only matters where both
+        # runs have a CLIP-T figure (the real-images ceiling has none).
+        text_a, text_b = (
+            a.raw.get("protocol", {}).get("clip_t_text"),
+            b.raw.get("protocol", {}).get("clip_t_text"),
+        )
+        has_clip_t = a.overall["clip_t"] is not None and b.overall["clip_t"] is not None
+        if has_clip_t and text_a is not None and text_b is not None and text_a != text_b:
+            raise _refusal(a, b, "protocol.clip_t_text", text_a, text_b)
 
 
 def embedder_notes(runs: list[RunResults]) -> list[str]:

@@ -54,6 +54,7 @@ def make_results(
     calibrated: bool = True,
     base: float = 0.6,
     clip_t: bool = True,
+    clip_t_text: str = "identifier removed",
     prompt_version: str = "1",
     prompt_sha256: str = "c0ffee",
     metric_version: int = 1,
@@ -119,7 +120,12 @@ def make_results(
             "manifest_sha256": "dd",
         },
         "prompt_set": {"name": "dreambench", "version": prompt_version, "sha256": prompt_sha256},
-        "protocol": {"images_per_prompt": 4, "base_seed": 0, "aggregation": "mean over subjects"},
+        "protocol": {
+            "images_per_prompt": 4,
+            "base_seed": 0,
+            "clip_t_text": clip_t_text,
+            "aggregation": "mean over subjects",
+        },
         "metrics": {
             m: {
                 "version": metric_version,
@@ -261,6 +267,7 @@ def test_load_results_missing(tmp_path: Path) -> None:
         ({"metric_version": 2}, "metrics.clip_i.version"),
         ({"convention": "cosine x 100"}, "metrics.clip_i.convention"),
         ({"embedder": {**REAL_EMBEDDER, "arch": "vit_small_patch8_224.dino"}}, "metrics.clip_i.embedder"),
+        ({"clip_t_text": "identifier kept"}, "protocol.clip_t_text"),
     ],
 )
 def test_check_comparable_refuses_differing_definitions(
@@ -275,6 +282,14 @@ def test_check_comparable_refuses_differing_definitions(
     assert str(a.run_dir) in message and str(b.run_dir) in message
     # Metrics are checked in name order; clip_i is the first one.
     assert f"{field} differs" in message
+
+
+def test_clip_t_text_only_matters_where_both_runs_have_clip_t(tmp_path: Path) -> None:
+    ceiling = make_results(
+        method="real-images", clip_t=False, clip_t_text="identifier kept", config_hash="01"
+    )
+    runs = [load_results(write_run(tmp_path, ceiling)), load_results(write_run(tmp_path, make_results()))]
+    check_comparable(runs)
 
 
 def test_smoke_and_real_embedders_are_allowed_but_noted(runs: list[RunResults]) -> None:
