@@ -13,7 +13,9 @@ otherwise. Unusable input (missing files, different prompt sets, subjects or emb
 BenchError, so pytest reports an error, not a failure.
 
 This module is imported by every pytest run in an environment where dreambench is installed:
-it imports nothing heavy at module level.
+it imports nothing heavy at module level. It holds no assert statements, so it opts out of
+pytest's assertion rewriting (PYTEST_DONT_REWRITE), which would otherwise warn whenever the module
+was imported before pytest loads it as a plugin.
 """
 
 from __future__ import annotations
