@@ -1,7 +1,10 @@
 """A pytest plugin: gate your own test suite on dreambench results.
 
-Registered through the ``pytest11`` entry point ``dreambench`` (or load it with
-``-p bench.pytest_plugin``). It provides the fixture ``dreambench_gate``::
+Registered through the ``pytest11`` entry point ``dreambench``, so an installed dreambench makes
+it available to every test suite in the environment (``-p no:dreambench`` switches it off). Where
+the entry point is not installed, load it with ``-p bench.pytest_plugin`` (with the entry point
+installed that would register the module twice, which pytest refuses). It provides the fixture
+``dreambench_gate``::
 
     def test_no_quality_regression(dreambench_gate):
         dreambench_gate.check("runs/dreambooth-smoke-3f2a9c1e", "baseline/",

@@ -162,7 +162,10 @@ def compare_runs(
         unknown = sorted(set(max_drop) - set(METRICS))
         if unknown:
             raise BenchError(f"max_drop names unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
-        tolerances.update(max_drop)
+        for name, value in max_drop.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise BenchError(f"max_drop[{name!r}] is {value!r}; give a number >= 0 (e.g. 0.01)")
+        tolerances.update({name: float(value) for name, value in max_drop.items()})
     if n_boot < 1:
         raise BenchError(f"n_boot (--n-boot) is {n_boot}; it must be at least 1 (e.g. 2000)")
     if not 0.0 < level < 1.0:

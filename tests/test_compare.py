@@ -364,6 +364,15 @@ def test_parse_max_drop_keeps_defaults_for_unnamed_metrics() -> None:
         parse_max_drop("clipi=0.1")
 
 
+@pytest.mark.parametrize(
+    ("max_drop", "message"), [({"clipi": 0.1}, "unknown metric"), ({"dino": -0.1}, ">= 0")]
+)
+def test_compare_runs_validates_max_drop(tmp_path: Path, max_drop: dict[str, float], message: str) -> None:
+    run = load_results(write_run(tmp_path, "base"))
+    with pytest.raises(BenchError, match=message):
+        compare_runs(run, run, max_drop=max_drop)
+
+
 def test_lower_is_better_metric_regresses_when_it_rises(tmp_path: Path) -> None:
     def lower_is_better(run_dir: Path) -> Path:
         path = run_dir / "results.json"
