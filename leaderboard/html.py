@@ -18,7 +18,8 @@ from leaderboard.table import Entry, Leaderboard, TextTable
 
 GALLERY_THUMBNAILS = 8
 
-_CSS = """
+#: The stylesheet of every dreambench HTML page (leaderboard and report pages extend it).
+BASE_CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #1f2328; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; } h3 { font-size: 1rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
@@ -36,24 +37,31 @@ div.thumbs img { width: 128px; height: 128px; object-fit: cover; border: 1px sol
 def render_html(board: Leaderboard, link_base: Path) -> str:
     """The leaderboard as an HTML page; gallery links are relative to `link_base` (the folder the
     page will live in)."""
-    body: list[str] = ["<h1>dreambench leaderboard</h1>"]
-    uncalibrated_rows = tuple(not e.run.calibrated for e in board.entries)
-    overall, split, *per_subject = board.tables()
-    body += _table_html(overall, row_marks=uncalibrated_rows)
-    body += _table_html(split, row_marks=uncalibrated_rows)
-    for table in per_subject:
-        # Per-subject tables have a column per run (after Subject and Kind).
-        body += _table_html(table, column_marks=(False, False, *uncalibrated_rows))
-    body += [f'<p class="footnote">{escape(note)}</p>' for note in board.footnotes]
-    if board.notes:
-        body += ["<ul>", *(f"<li>{escape(note)}</li>" for note in board.notes), "</ul>"]
+    body: list[str] = ["<h1>dreambench leaderboard</h1>", *tables_html(board)]
     body += _gallery_html(board, link_base)
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         "<title>dreambench leaderboard</title>\n"
-        f"<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+        f"<style>{BASE_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
+
+
+def tables_html(board: Leaderboard, per_subject: bool = True) -> list[str]:
+    """HTML lines of the board's tables (overall, live/object split and, if `per_subject`, one
+    per-subject table per metric), then its footnotes and notes. Uncalibrated rows and columns
+    carry class="uncalibrated"."""
+    uncalibrated_rows = tuple(not e.run.calibrated for e in board.entries)
+    overall, split, *subject_tables = board.tables()
+    lines = _table_html(overall, row_marks=uncalibrated_rows)
+    lines += _table_html(split, row_marks=uncalibrated_rows)
+    for table in subject_tables if per_subject else []:
+        # Per-subject tables have a column per run (after Subject and Kind).
+        lines += _table_html(table, column_marks=(False, False, *uncalibrated_rows))
+    lines += [f'<p class="footnote">{escape(note)}</p>' for note in board.footnotes]
+    if board.notes:
+        lines += ["<ul>", *(f"<li>{escape(note)}</li>" for note in board.notes), "</ul>"]
+    return lines
 
 
 def gallery_images(entry: Entry, subject: str) -> tuple[list[Path], int]:

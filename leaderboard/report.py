@@ -1,0 +1,557 @@
+"""HTML report of finished runs: a self-contained folder to open in a browser or publish as is.
+
+Layout of the report folder (every link is relative; no network fetch, no external script or
+stylesheet, so the folder works offline, from file://, and after being moved):
+
+    OUT/index.html                 one run: that run's page; several: the leaderboard page, which
+                                   links a page per run
+    OUT/runs/<run-dir-name>.html   several runs: one page per run
+    OUT/assets/scatter.png|svg     CLIP-T against DINO (leaderboard/scatter.py)
+    OUT/assets/thumbs/<sha>.jpg    thumbnails (THUMBNAIL_SIZE px), named by the source file's
+                                   sha256, so reruns reuse them and shared images are made once
+
+A run page shows the run's leaderboard rows (± CI half-width where results carry intervals), an
+uncalibrated banner when results.json says `"calibrated": false`, then per subject: its figures,
+its real images (when the dataset can be found), and a prompt x sample grid of generated
+thumbnails, each captioned with its per-image DINO / CLIP-I / CLIP-T from scores.jsonl. Buttons
+filter the subjects to live or object ones (a few lines of inline JS; without JS every subject
+shows).
+
+Confidence intervals are read where the leaderboard reads them (`ci` inside `overall`,
+`overall_live`, `overall_object` and each subject entry) and also from a top-level
+`ci: {"overall": {...}, "overall_live": ..., "subjects": {name: {...}}}` block (the shape of
+`metrics.statistics.intervals_for_results`); `with_intervals` folds the latter into the former.
+
+Heavy imports (Pillow for thumbnails, the dataset loader, matplotlib) happen inside functions:
+importing this module never pulls torch, numpy or PIL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from html import escape
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from bench.atomic import atomic_write_bytes, atomic_write_text
+from bench.errors import BenchError
+from leaderboard.html import BASE_CSS, tables_html
+from leaderboard.results import METRICS, RunResults
+from leaderboard.scatter import ScatterPlot, write_scatter
+from leaderboard.table import METRIC_TITLES, Entry, Leaderboard, build_leaderboard
+
+THUMBNAIL_SIZE = 128
+ASSETS_DIR = "assets"
+THUMBS_DIR = f"{ASSETS_DIR}/thumbs"
+RUNS_DIR = "runs"
+SCATTER_STEM = f"{ASSETS_DIR}/scatter"
+UNCALIBRATED_BANNER = (
+    "Uncalibrated: these figures were computed with random-weight models (e.g. the smoke metric "
+    "preset). They check that the pipeline runs; they are not comparable to published numbers."
+)
+_SHORT = {"dino": "D", "clip_i": "I", "clip_t": "T"}
+_INTERVAL_SECTIONS = ("overall", "overall_live", "overall_object")
+
+_REPORT_CSS = """
+.banner { border: 2px solid #bf8700; background: #fff8c5; padding: 0.6rem 1rem; margin: 1rem 0;
+  border-radius: 6px; }
+.banner strong { color: #7d4e00; }
+.meta { display: grid; grid-template-columns: max-content auto; gap: 0.15rem 1rem; font-size: 0.85rem; }
+.meta dt { color: #57606a; } .meta dd { margin: 0; font-family: ui-monospace, monospace; }
+.filters { margin: 1rem 0; } .filters button { margin-right: 0.3rem; padding: 0.2rem 0.8rem;
+  border: 1px solid #d0d7de; background: #f6f8fa; border-radius: 4px; cursor: pointer; }
+.filters button.active { background: #0969da; color: #fff; border-color: #0969da; }
+body[data-filter="live"] [data-kind="object"], body[data-filter="object"] [data-kind="live"] {
+  display: none; }
+section.subject { border-top: 1px solid #d0d7de; margin-top: 1.5rem; }
+section.subject h3 .kind { font-weight: normal; color: #57606a; font-size: 0.85rem; }
+.thumbs figure, table.grid figure { margin: 0; display: inline-block; text-align: center; }
+.thumbs { display: flex; flex-wrap: wrap; gap: 0.4rem; }
+img.thumb { width: 128px; height: 128px; object-fit: contain; background: #f6f8fa;
+  border: 1px solid #d0d7de; display: block; }
+figcaption { font-size: 0.65rem; color: #57606a; font-variant-numeric: tabular-nums; white-space: nowrap; }
+figure.scatter figcaption { font-size: 0.8rem; }
+table.grid td { vertical-align: top; border: none; padding: 0.15rem; }
+table.grid td.prompt { max-width: 16rem; font-size: 0.8rem; padding-right: 0.6rem; }
+table.grid td.prompt .figs { color: #57606a; font-size: 0.75rem; font-variant-numeric: tabular-nums; }
+p.note { color: #57606a; font-style: italic; }
+figure.scatter img { max-width: 100%; width: 700px; height: auto; border: 1px solid #d0d7de; }
+nav.subjects a { margin-right: 0.5rem; }
+"""
+
+_FILTER_JS = """
+document.querySelectorAll('.filters button').forEach(function (button) {
+  button.addEventListener('click', function () {
+    document.body.setAttribute('data-filter', button.getAttribute('data-filter'));
+    document.querySelectorAll('.filters button').forEach(function (other) {
+      other.classList.toggle('active', other === button);
+    });
+  });
+});
+"""
+
+
+# --- inputs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One generated image of a subject, from images.jsonl joined with scores.jsonl by file name."""
+
+    path: Path
+    prompt_idx: int
+    sample_idx: int
+    prompt: str
+    sha256: str | None
+    scores: dict[str, float | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RealImages:
+    """Real images per subject name (from the dataset), or a note saying why there are none."""
+
+    by_subject: dict[str, tuple[tuple[Path, str], ...]]
+    note: str | None
+
+
+def with_intervals(run: RunResults) -> RunResults:
+    """The run with a top-level `ci` block folded into the sections the leaderboard reads.
+
+    `ci.overall` goes to `overall.ci` (likewise `overall_live`, `overall_object`) and
+    `ci.subjects.<name>` to `subjects.<name>.ci`; an interval already present in a section wins.
+    The input is not modified.
+    """
+    block = run.raw.get("ci")
+    if not isinstance(block, dict):
+        return run
+    raw = dict(run.raw)
+    for key in _INTERVAL_SECTIONS:
+        if isinstance(block.get(key), dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], "ci": {**block[key], **(raw[key].get("ci") or {})}}
+    per_subject = block.get("subjects")
+    if isinstance(per_subject, dict):
+        raw["subjects"] = {
+            name: (
+                {**entry, "ci": {**per_subject[name], **(entry.get("ci") or {})}}
+                if isinstance(per_subject.get(name), dict)
+                else entry
+            )
+            for name, entry in raw["subjects"].items()
+        }
+    return replace(run, raw=raw)
+
+
+def load_real_images(data: Path | None) -> RealImages:
+    """Real images of the official dataset, located like every other command does.
+
+    With `data` given (--data) a dataset that cannot be found is an error. Without it the report
+    looks at $DREAMBENCH_DATA and the cache, and when nothing is there the report shows a note
+    instead of real images.
+    """
+    from dataset.dreambooth import load_subjects
+
+    try:
+        subjects = load_subjects(data)
+    except BenchError as exc:
+        if data is not None:
+            raise
+        return RealImages({}, f"real images are not shown: {exc}")
+    return RealImages(
+        {s.name: tuple(zip(s.image_paths, s.image_sha256, strict=True)) for s in subjects}, None
+    )
+
+
+def read_generated(run_dir: Path, subject: str) -> list[GeneratedImage]:
+    """The subject's generated images in (prompt, sample) order, with their per-image scores.
+
+    Rows come from `subjects/<subject>/images.jsonl`; where it is absent, from the
+    `<prompt>-<sample>.png` files of the images folder (prompt text and scores then unknown).
+    """
+    folder = run_dir / "subjects" / subject
+    scores = {row["file"]: row for row in _read_jsonl(folder / "scores.jsonl") if "file" in row}
+    rows = _read_jsonl(folder / "images.jsonl")
+    if not rows and (folder / "images").is_dir():
+        for path in (folder / "images").glob("*.png"):
+            match = re.fullmatch(r"(\d+)-(\d+)", path.stem)
+            if match is not None:
+                rows.append({"file": path.name, "prompt_idx": int(match[1]), "sample_idx": int(match[2])})
+    images = [
+        GeneratedImage(
+            path=folder / "images" / str(row["file"]),
+            prompt_idx=int(row["prompt_idx"]),
+            sample_idx=int(row["sample_idx"]),
+            prompt=str(row.get("prompt") or ""),
+            sha256=row.get("sha256"),
+            scores={m: scores.get(str(row["file"]), {}).get(m) for m in METRICS},
+        )
+        for row in rows
+    ]
+    return sorted(images, key=lambda im: (im.prompt_idx, im.sample_idx))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise BenchError(
+                f"{path} line {number} is not valid JSON ({exc.msg}); rerun `bench run`"
+            ) from None
+    return rows
+
+
+# --- thumbnails --------------------------------------------------------------------------------
+
+
+class Thumbnails:
+    """Makes THUMBNAIL_SIZE-px JPEG thumbnails under OUT/assets/thumbs, one per distinct source.
+
+    A thumbnail is named by the source's sha256 (given, or hashed here) and made only when it does
+    not exist yet. `url` returns its path relative to the report root, or None when the source
+    cannot be read (the page then shows a text placeholder instead of a broken image).
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.made = 0
+        self._seen: dict[Path, str | None] = {}
+
+    def url(self, source: Path, sha256: str | None = None) -> str | None:
+        if source in self._seen:
+            return self._seen[source]
+        self._seen[source] = result = self._make(source, sha256)
+        return result
+
+    def _make(self, source: Path, sha256: str | None) -> str | None:
+        if not source.is_file():
+            return None
+        digest = sha256 or hashlib.sha256(source.read_bytes()).hexdigest()
+        relative = f"{THUMBS_DIR}/{digest[:32]}.jpg"
+        target = self.out_dir / relative
+        if target.is_file():
+            return relative
+        data = _thumbnail_jpeg(source)
+        if data is None:
+            return None
+        atomic_write_bytes(target, data)
+        self.made += 1
+        return relative
+
+
+def _thumbnail_jpeg(source: Path) -> bytes | None:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from dataset.images import to_rgb
+
+    try:
+        with Image.open(source) as image:
+            image.seek(0)  # frame 0 of multi-picture JPEGs, as the benchmark scores it
+            # JPEG draft mode decodes at 1/2..1/8 scale: the DreamBooth photos are several MP.
+            image.draft("RGB", (THUMBNAIL_SIZE * 2, THUMBNAIL_SIZE * 2))
+            picture = to_rgb(ImageOps.exif_transpose(image))
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
+    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=85, optimize=True)
+    return buffer.getvalue()
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """What `write_report` wrote: the entry page, the run pages, the plot, thumbnails made."""
+
+    index: Path
+    run_pages: tuple[Path, ...]
+    scatter: ScatterPlot
+    thumbnails_made: int
+
+
+def write_report(results: list[RunResults], out_dir: Path, data: Path | None = None) -> Report:
+    """Write the report folder for `results` (one run: a run report; several: a leaderboard).
+
+    `data` is the dataset location for real images (see `load_real_images`). Raises BenchError when
+    the runs are not comparable (as the leaderboard does) or `data` is given but holds no dataset.
+    """
+    board = build_leaderboard([with_intervals(r) for r in results])
+    real = load_real_images(data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    thumbs = Thumbnails(out_dir)
+    scatter = write_scatter(board, out_dir / SCATTER_STEM)
+    index = out_dir / "index.html"
+    if len(board.entries) == 1:
+        atomic_write_text(index, _run_page(board, board.entries[0], real, thumbs, scatter, root=""))
+        return Report(index, (index,), scatter, thumbs.made)
+    names = _page_names(board.entries)
+    pages = []
+    for entry in board.entries:
+        page = out_dir / RUNS_DIR / f"{names[entry.run]}.html"
+        atomic_write_text(page, _run_page(board, entry, real, thumbs, scatter, root="../"))
+        pages.append(page)
+    atomic_write_text(index, _index_page(board, names, scatter))
+    return Report(index, tuple(pages), scatter, thumbs.made)
+
+
+def _page_names(entries: Iterable[Entry]) -> dict[RunResults, str]:
+    """File-name-safe, unique page names from the run directory names."""
+    names: dict[RunResults, str] = {}
+    taken: set[str] = set()
+    for entry in entries:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", entry.run.run_dir.resolve().name).strip("._") or "run"
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        taken.add(name)
+        names[entry.run] = name
+    return names
+
+
+def _page(title: str, body: list[str], script: str = "") -> str:
+    scripts = f"<script>{script}</script>\n" if script else ""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)}</title>\n"
+        f"<style>{BASE_CSS}{_REPORT_CSS}</style>\n</head>\n"
+        '<body data-filter="all">\n' + "\n".join(body) + f"\n{scripts}</body>\n</html>\n"
+    )
+
+
+def _url(relative: str, root: str) -> str:
+    return escape(root + quote(relative, safe="/"))
+
+
+def _scatter_html(scatter: ScatterPlot, root: str) -> list[str]:
+    png, svg = f"{SCATTER_STEM}.png", f"{SCATTER_STEM}.svg"
+    lines = [
+        "<h2>Subject fidelity vs prompt following</h2>",
+        '<figure class="scatter">',
+        f'<a href="{_url(svg, root)}"><img src="{_url(png, root)}" '
+        'alt="CLIP-T against DINO, one point per run"></a>',
+        f"<figcaption>CLIP-T (prompt following) against DINO (subject fidelity); "
+        f'<a href="{_url(svg, root)}">SVG</a> · <a href="{_url(png, root)}">PNG</a></figcaption>',
+        "</figure>",
+    ]
+    if scatter.notes:
+        lines += ["<ul>", *(f"<li>{escape(n)}</li>" for n in scatter.notes), "</ul>"]
+    return lines
+
+
+def _banner(reasons: list[str], runs: list[str] | None = None) -> list[str]:
+    lines = [
+        '<div class="banner uncalibrated" id="uncalibrated-banner">',
+        f"<strong>{escape(UNCALIBRATED_BANNER)}</strong>",
+    ]
+    if runs:
+        lines.append(f"<p>Uncalibrated runs: {escape(', '.join(runs))}</p>")
+    if reasons:
+        lines += ["<ul>", *(f"<li>{escape(r)}</li>" for r in reasons), "</ul>"]
+    return [*lines, "</div>"]
+
+
+def _index_page(board: Leaderboard, names: dict[RunResults, str], scatter: ScatterPlot) -> str:
+    body = ["<h1>dreambench leaderboard</h1>"]
+    uncalibrated = [e.marked_label for e in board.entries if not e.run.calibrated]
+    if uncalibrated:
+        reasons = sorted({r for e in board.entries for r in e.run.uncalibrated_reasons})
+        body += _banner(reasons, uncalibrated)
+    body += ["<h2>Run reports</h2>", "<ul>"]
+    for entry in board.entries:
+        href = _url(f"{RUNS_DIR}/{names[entry.run]}.html", "")
+        body.append(
+            f'<li><a href="{href}">{escape(entry.marked_label)}</a> '
+            f'<span class="kind">({escape(entry.run.run_dir.name)})</span></li>'
+        )
+    body.append("</ul>")
+    body += _scatter_html(scatter, "")
+    body += tables_html(board)
+    return _page("dreambench leaderboard", body)
+
+
+def _run_page(
+    board: Leaderboard, entry: Entry, real: RealImages, thumbs: Thumbnails, scatter: ScatterPlot, root: str
+) -> str:
+    run = entry.run
+    body: list[str] = []
+    if root:
+        body.append(f'<p><a href="{_url("index.html", root)}">← leaderboard</a></p>')
+    body.append(f"<h1>{escape(entry.marked_label)} <small>{escape(run.run_dir.name)}</small></h1>")
+    if not run.calibrated:
+        body += _banner(run.uncalibrated_reasons)
+    body += _meta_html(run)
+    own = Leaderboard(entries=(entry,), subjects=board.subjects, subject_kinds=board.subject_kinds, notes=())
+    body += tables_html(own, per_subject=False)
+    if root == "":
+        body += _scatter_html(scatter, root)
+
+    subjects = [s for s in board.subjects if s in run.subjects or s in run.failures]
+    kinds = {
+        s: str((run.subjects.get(s) or {}).get("kind") or board.subject_kinds.get(s, "")) for s in subjects
+    }
+    body += [
+        "<h2>Subjects</h2>",
+        '<div class="filters" role="group" aria-label="filter subjects">Show: '
+        '<button type="button" data-filter="all" class="active">all</button>'
+        '<button type="button" data-filter="live">live</button>'
+        '<button type="button" data-filter="object">object</button></div>',
+    ]
+    body += _subject_table(entry, subjects, kinds)
+    if real.note:
+        body.append(f'<p class="note">{escape(real.note)}</p>')
+    for subject in subjects:
+        body += _subject_html(entry, subject, kinds[subject], real, thumbs, root)
+    return _page(f"dreambench report: {entry.label}", body, script=_FILTER_JS)
+
+
+def _meta_html(run: RunResults) -> list[str]:
+    raw = run.raw
+    info = raw.get("run", {})
+    stamp = raw.get("stamp") or {}
+    git = stamp.get("git") or {}
+    rows = {
+        "method": run.method,
+        "method preset": info.get("method_preset"),
+        "run preset": run.preset,
+        "metric preset": info.get("metric_preset"),
+        "config hash": run.config_hash,
+        "dataset": " ".join(
+            str(v) for v in ((raw.get("dataset") or {}).get(k) for k in ("repo", "commit")) if v
+        ),
+        "prompt set": f"{run.prompt_set['name']} v{run.prompt_set['version']}",
+        **{f"protocol {k}": v for k, v in (raw.get("protocol") or {}).items()},
+        "code": (git.get("commit") or "")[:12] + (" (dirty)" if git.get("dirty") else ""),
+        "device": stamp.get("device"),
+        "date": stamp.get("date"),
+    }
+    lines = ['<dl class="meta">']
+    for key, value in rows.items():
+        if value not in (None, ""):
+            lines.append(f"<dt>{escape(key)}</dt><dd>{escape(str(value))}</dd>")
+    return [*lines, "</dl>"]
+
+
+def _anchor(subject: str) -> str:
+    return "subject-" + re.sub(r"[^A-Za-z0-9_-]+", "_", subject)
+
+
+def _subject_table(entry: Entry, subjects: list[str], kinds: dict[str, str]) -> list[str]:
+    header = "".join(f"<th>{escape(METRIC_TITLES[m])}</th>" for m in METRICS)
+    lines = ["<table>", f"<thead><tr><th>Subject</th><th>Kind</th>{header}</tr></thead>", "<tbody>"]
+    for s in subjects:
+        cells = "".join(f'<td class="num">{escape(entry.subject_text(s, m))}</td>' for m in METRICS)
+        lines.append(
+            f'<tr data-kind="{escape(kinds[s])}"><td><a href="#{_anchor(s)}">{escape(s)}</a></td>'
+            f"<td>{escape(kinds[s])}</td>{cells}</tr>"
+        )
+    return [*lines, "</tbody>", "</table>"]
+
+
+def _scores_text(values: dict[str, Any], names: dict[str, str] = _SHORT, sep: str = " · ") -> str:
+    """E.g. "D 0.612 · I 0.801 · T 0.297" (metrics without a number are left out)."""
+    return sep.join(f"{names[m]} {float(values[m]):.3f}" for m in METRICS if values.get(m) is not None)
+
+
+def _subject_html(
+    entry: Entry, subject: str, kind: str, real: RealImages, thumbs: Thumbnails, root: str
+) -> list[str]:
+    run = entry.run
+    info = run.subjects.get(subject) or {}
+    noun = info.get("class_noun")
+    lines = [
+        f'<section class="subject" id="{_anchor(subject)}" data-kind="{escape(kind)}">',
+        f'<h3>{escape(subject)} <span class="kind">{escape(" · ".join(x for x in (kind, noun) if x))}</span></h3>',
+    ]
+    if subject in run.failures:
+        lines.append(f'<p class="note">failed: {escape(run.failures[subject])}</p>')
+    else:
+        figures = " · ".join(f"{METRIC_TITLES[m]} {entry.subject_text(subject, m)}" for m in METRICS)
+        lines.append(f"<p>{escape(figures)}</p>")
+
+    lines.append("<h4>Real images</h4>")
+    if subject in real.by_subject:
+        figs = []
+        for path, sha in real.by_subject[subject]:
+            figs.append(
+                _thumb_html(
+                    thumbs.url(path, sha),
+                    root,
+                    alt=f"{subject} real {path.name}",
+                    title=path.name,
+                    caption=path.name,
+                )
+            )
+        lines.append(f'<div class="thumbs">{"".join(figs)}</div>')
+    elif real.note is None:
+        lines.append(
+            f'<p class="note">{escape(subject)} is not a subject of the DreamBooth dataset found.</p>'
+        )
+    else:
+        lines.append('<p class="note">dataset not available (see the note above).</p>')
+
+    images = read_generated(run.run_dir, subject)
+    lines.append("<h4>Generated images</h4>")
+    if not images:
+        lines.append('<p class="note">no generated images in this run directory.</p>')
+        return [*lines, "</section>"]
+    per_prompt = info.get("per_prompt") or {}
+    samples = sorted({im.sample_idx for im in images})
+    by_prompt: dict[int, dict[int, GeneratedImage]] = {}
+    for im in images:
+        by_prompt.setdefault(im.prompt_idx, {})[im.sample_idx] = im
+    lines.append('<table class="grid"><tbody>')
+    for p, row in sorted(by_prompt.items()):
+        prompt = next((im.prompt for im in row.values() if im.prompt), f"prompt {p}")
+        prompt_figs = _scores_text(per_prompt.get(str(p)) or {})
+        cells = [
+            f'<td class="prompt">{p}. {escape(prompt)}'
+            + (f'<br><span class="figs">{escape(prompt_figs)}</span>' if prompt_figs else "")
+            + "</td>"
+        ]
+        for s in samples:
+            im = row.get(s)
+            if im is None:
+                cells.append("<td></td>")
+                continue
+            caption = _scores_text(im.scores)
+            title = "\n".join(
+                x for x in (prompt, im.path.name, _scores_text(im.scores, METRIC_TITLES, "\n")) if x
+            )
+            cells.append(
+                "<td>"
+                + _thumb_html(
+                    thumbs.url(im.path, im.sha256),
+                    root,
+                    alt=f"{subject} {im.path.stem}",
+                    title=title,
+                    caption=caption or im.path.name,
+                )
+                + "</td>"
+            )
+        lines.append(f"<tr>{''.join(cells)}</tr>")
+    lines.append("</tbody></table>")
+    return [*lines, "</section>"]
+
+
+def _thumb_html(relative: str | None, root: str, alt: str, title: str, caption: str) -> str:
+    if relative is None:
+        return f'<figure><p class="note">unreadable</p><figcaption>{escape(caption)}</figcaption></figure>'
+    return (
+        f'<figure><img class="thumb" src="{_url(relative, root)}" alt="{escape(alt)}" '
+        f'title="{escape(title)}" width="{THUMBNAIL_SIZE}" height="{THUMBNAIL_SIZE}">'
+        f"<figcaption>{escape(caption)}</figcaption></figure>"
+    )
