@@ -20,6 +20,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench.commands.dataset",
     "bench.commands.leaderboard",
     "bench.commands.methods",
+    "bench.commands.compare",
+    "bench.commands.report",
 )
 
 

@@ -20,17 +20,15 @@ import dataclasses
 import hashlib
 import io
 import shutil
-import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from metrics.scorer import ImageRef, Scorer
-
 from bench.atomic import atomic_write_bytes
 from bench.config import RunConfig
+from bench.cost import measure_stage
 from bench.errors import BenchError
 from bench.progress import RunProgress
 from bench.seeds import image_seed
@@ -39,6 +37,7 @@ from bench.store import RunDir, image_name
 from dataset.prompts import PromptSet
 from dataset.subject import Subject
 from metrics.aggregate import summarize_overall, summarize_real_pairs, summarize_subject_images
+from metrics.scorer import ImageRef, Scorer
 
 SCHEMA_VERSION = 1
 RENDER_CHUNK = 50
@@ -69,54 +68,59 @@ def _real_refs(subject: Subject) -> list[ImageRef]:
     return [ImageRef(path=p, sha256=s) for p, s in zip(subject.image_paths, subject.image_sha256)]
 
 
-def _render_missing(
-    rd: RunDir, method: Any, subject: Subject, prompt_set: PromptSet, config: RunConfig, progress: RunProgress
-) -> list[dict[str, Any]]:
-    """Render every missing image of one subject; returns the complete, sorted image index."""
+def _missing_images(
+    rd: RunDir, subject: Subject, prompt_set: PromptSet, config: RunConfig
+) -> tuple[dict, list, list]:
+    """(index of existing images by (prompt_idx, sample_idx), expected keys, missing keys)."""
     n_prompts = len(prompt_set.templates(subject.kind))
     expected = [(p, s) for p in range(n_prompts) for s in range(config.images_per_prompt)]
+    wanted = set(expected)
     index = {(r["prompt_idx"], r["sample_idx"]): r for r in rd.read_images_index(subject.name)}
-    index = {k: r for k, r in index.items() if k in set(expected)}
+    index = {k: r for k, r in index.items() if k in wanted}
     missing = [k for k in expected if k not in index or not rd.image_path(subject.name, *k).exists()]
-    progress.start_subject(subject.name, "prepare", len(expected))
-    progress.advance_images(len(expected) - len(missing))
-    if missing:
-        method.prepare(subject, rd.prepare_dir(subject.name))
-        identifier = method.identifier(subject)
-        prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
-        progress.stage(subject.name, "render")
-        for start in range(0, len(missing), RENDER_CHUNK):
-            chunk = missing[start : start + RENDER_CHUNK]
-            seeds = [image_seed(config.base_seed, subject.name, p, s) for p, s in chunk]
-            images = method.generate([prompts[p] for p, _ in chunk], seeds)
-            if len(images) != len(chunk):
-                raise BenchError(
-                    f"method {config.method!r} returned {len(images)} images for {len(chunk)} prompts"
-                )
-            for (p, s), seed, image in zip(chunk, seeds, images):
-                data = _png_bytes(image.convert("RGB"))
-                atomic_write_bytes(rd.image_path(subject.name, p, s), data)
-                index[(p, s)] = {
-                    "file": image_name(p, s),
-                    "prompt_idx": p,
-                    "sample_idx": s,
-                    "prompt": prompts[p],
-                    "identifier": identifier,
-                    "seed": seed,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                }
-            rd.write_images_index(subject.name, list(index.values()))
-            progress.advance_images(len(chunk))
-    return [index[k] for k in expected]
+    return index, expected, missing
+
+
+def _render(
+    rd: RunDir,
+    method: Any,
+    subject: Subject,
+    prompts: list[str],
+    identifier: str,
+    index: dict,
+    missing: list,
+    config: RunConfig,
+    progress: RunProgress,
+) -> None:
+    """Render the missing images in chunks; the index is rewritten after each chunk."""
+    for start in range(0, len(missing), RENDER_CHUNK):
+        chunk = missing[start : start + RENDER_CHUNK]
+        seeds = [image_seed(config.base_seed, subject.name, p, s) for p, s in chunk]
+        images = method.generate([prompts[p] for p, _ in chunk], seeds)
+        if len(images) != len(chunk):
+            raise BenchError(
+                f"method {config.method!r} returned {len(images)} images for {len(chunk)} prompts"
+            )
+        for (p, s), seed, image in zip(chunk, seeds, images):
+            data = _png_bytes(image.convert("RGB"))
+            atomic_write_bytes(rd.image_path(subject.name, p, s), data)
+            index[(p, s)] = {
+                "file": image_name(p, s),
+                "prompt_idx": p,
+                "sample_idx": s,
+                "prompt": prompts[p],
+                "identifier": identifier,
+                "seed": seed,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        rd.write_images_index(subject.name, list(index.values()))
+        progress.advance_images(len(chunk))
 
 
 def _score_images(
     rd: RunDir, scorer: Scorer, subject: Subject, images: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Scores of every image, reusing scores.jsonl when it matches the images exactly."""
-    existing = rd.read_scores(subject.name)
-    if [(r.get("file"), r.get("sha256")) for r in existing] == [(r["file"], r["sha256"]) for r in images]:
-        return existing
+    """Score every image and write scores.jsonl."""
     identifiers = {r["identifier"] for r in images}
     if len(identifiers) != 1:
         raise BenchError(
@@ -148,37 +152,52 @@ def run_subject(
     prompt_set: PromptSet,
     config: RunConfig,
     progress: RunProgress,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Do (or resume) one subject and return its summary for results.json."""
-    timings: dict[str, float] = {}
+    name = subject.name
     meta = {"kind": subject.kind, "class_noun": subject.class_noun, "n_real": len(subject.image_paths)}
     if getattr(method, "scores_real_pairs", False):
-        progress.start_subject(subject.name, "score real pairs", 0)
-        rows = rd.read_scores(subject.name)
+        progress.start_subject(name, "score real pairs", 0)
+        rows = rd.read_scores(name)
         shas = sorted(subject.image_sha256)
         if not (len(rows) == 1 and rows[0].get("real_sha256") == shas):
-            method.prepare(subject, rd.prepare_dir(subject.name))
-            t0 = time.perf_counter()
-            scores = scorer.score_real_pairs(_real_refs(subject))
-            timings["score_s"] = time.perf_counter() - t0
+            method.prepare(subject, rd.prepare_dir(name))
+            with measure_stage(device) as cost:
+                scores = scorer.score_real_pairs(_real_refs(subject))
             rows = [{"kind": "real_pairs", "real_sha256": shas, **scores}]
-            rd.write_scores(subject.name, rows)
-        return {**meta, **summarize_real_pairs(rows[0], len(subject.image_paths)), "timings": timings}
+            rd.write_scores(name, rows)
+            rd.record_cost(name, score=cost)
+        summary = summarize_real_pairs(rows[0], len(subject.image_paths))
+        return {**meta, **summary, "cost": rd.read_cost(name)}
 
-    t0 = time.perf_counter()
-    images = _render_missing(rd, method, subject, prompt_set, config, progress)
-    timings["generate_s"] = time.perf_counter() - t0
-    progress.stage(subject.name, "score")
-    t0 = time.perf_counter()
-    rows = _score_images(rd, scorer, subject, images)
-    timings["score_s"] = time.perf_counter() - t0
+    index, expected, missing = _missing_images(rd, subject, prompt_set, config)
+    progress.start_subject(name, "prepare", len(expected))
+    progress.advance_images(len(expected) - len(missing))
+    if missing:
+        with measure_stage(device) as prepare_cost:
+            method.prepare(subject, rd.prepare_dir(name))
+        identifier = method.identifier(subject)
+        prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
+        progress.stage(name, "render")
+        with measure_stage(device) as render_cost:
+            _render(rd, method, subject, prompts, identifier, index, missing, config, progress)
+        method.release()
+        rd.record_cost(name, prepare=prepare_cost, render=render_cost)
+    images = [index[k] for k in expected]
+    progress.stage(name, "score")
+    rows = rd.read_scores(name)
+    if [(r.get("file"), r.get("sha256")) for r in rows] != [(r["file"], r["sha256"]) for r in images]:
+        with measure_stage(device) as score_cost:
+            rows = _score_images(rd, scorer, subject, images)
+        rd.record_cost(name, score=score_cost)
     summary = summarize_subject_images(rows, len(subject.image_paths))
     return {
         **meta,
         "identifier": images[0]["identifier"],
         "n_generated": len(rows),
         **summary,
-        "timings": timings,
+        "cost": rd.read_cost(name),
     }
 
 
@@ -187,6 +206,18 @@ def _method_config(method: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         return dataclasses.asdict(config)
     return dict(overrides)
+
+
+def _attach_intervals(results: dict[str, Any], seed: int) -> None:
+    """Bootstrap 95% intervals for every figure: top-level ``ci`` and each section's ``ci``."""
+    from metrics.statistics import intervals_for_results
+
+    ci = intervals_for_results(results, seed=seed)
+    results["ci"] = ci
+    for scope in ("overall", "overall_live", "overall_object"):
+        results[scope]["ci"] = ci[scope]
+    for name, subject in results["subjects"].items():
+        subject["ci"] = ci["subjects"].get(name, {})
 
 
 def make_run_config(
@@ -303,5 +334,6 @@ def execute_run(
         "failures": failures,
         "stamp": stamp,
     }
+    _attach_intervals(results, config.base_seed)
     rd.write_json(rd.results_path, results)
     return RunOutcome(run_dir=rd, results=results, failures=failures)

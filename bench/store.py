@@ -8,6 +8,7 @@ Layout (one folder per resolved config)::
       subjects/<name>/images/<p>-<s>.png       one image per (prompt index, sample index)
       subjects/<name>/images.jsonl             prompt, seed, sha256 of every image
       subjects/<name>/scores.jsonl             one line per image (or one for real-real pairs)
+      subjects/<name>/cost.json                wall seconds of each stage when it last did work
 
 A step is done only when all its files exist; every file is written to a temp path and renamed.
 """
@@ -87,6 +88,16 @@ class RunDir:
 
     def write_scores(self, subject: str, rows: list[dict[str, Any]]) -> None:
         _write_jsonl(self.subject_dir(subject) / "scores.jsonl", rows)
+
+    def read_cost(self, subject: str) -> dict[str, float]:
+        """Wall seconds per stage of the last time each stage did work (kept across resumes)."""
+        path = self.subject_dir(subject) / "cost.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def record_cost(self, subject: str, **stages: float) -> dict[str, float]:
+        cost = {**self.read_cost(subject), **stages}
+        atomic_write_json(self.subject_dir(subject) / "cost.json", cost)
+        return cost
 
     def write_json(self, path: Path, obj: Any) -> None:
         atomic_write_json(path, obj)

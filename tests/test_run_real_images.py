@@ -24,8 +24,22 @@ def _embedding_files() -> set[Path]:
 @pytest.fixture(scope="module")
 def real_run(dreambench_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("runs")
-    code = main(["run", "--method", "real-images", "--subjects", "all", "--preset", "smoke",
-                 "--data", str(dreambench_data), "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--method",
+            "real-images",
+            "--subjects",
+            "all",
+            "--preset",
+            "smoke",
+            "--data",
+            str(dreambench_data),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     return _results(out)
 
@@ -60,39 +74,99 @@ def test_rerun_recomputes_nothing(real_run: tuple[Path, dict], dreambench_data: 
     run_dir, results = real_run
     scores = run_dir / "subjects" / "dog" / "scores.jsonl"
     before = (scores.stat().st_mtime_ns, _embedding_files())
-    code = main(["run", "--method", "real-images", "--subjects", "all", "--preset", "smoke",
-                 "--data", str(dreambench_data), "--out", str(run_dir.parent), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--method",
+            "real-images",
+            "--subjects",
+            "all",
+            "--preset",
+            "smoke",
+            "--data",
+            str(dreambench_data),
+            "--out",
+            str(run_dir.parent),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert (scores.stat().st_mtime_ns, _embedding_files()) == before
     again = json.loads((run_dir / "results.json").read_text())
-    assert again["subjects"] == results["subjects"]
+    assert again["subjects"] == results["subjects"]  # incl. cost: nothing reran
 
 
 def test_force_redoes_subject(real_run: tuple[Path, dict], dreambench_data: Path) -> None:
     run_dir, results = real_run
     scores = run_dir / "subjects" / "cat" / "scores.jsonl"
     before = scores.stat().st_mtime_ns
-    code = main(["run", "--method", "real-images", "--subjects", "cat", "--preset", "smoke", "--force",
-                 "--data", str(dreambench_data), "--out", str(run_dir.parent), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--method",
+            "real-images",
+            "--subjects",
+            "cat",
+            "--preset",
+            "smoke",
+            "--force",
+            "--data",
+            str(dreambench_data),
+            "--out",
+            str(run_dir.parent),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert scores.stat().st_mtime_ns != before
     again = json.loads((run_dir / "results.json").read_text())
     assert again["subjects"]["cat"]["dino"] == pytest.approx(results["subjects"]["cat"]["dino"], abs=1e-6)
 
 
-def test_json_output(real_run: tuple[Path, dict], dreambench_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_output(
+    real_run: tuple[Path, dict], dreambench_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir, _ = real_run
-    code = main(["run", "--method", "real-images", "--subjects", "dog,cat", "--preset", "smoke", "--json",
-                 "--data", str(dreambench_data), "--out", str(run_dir.parent)])
+    code = main(
+        [
+            "run",
+            "--method",
+            "real-images",
+            "--subjects",
+            "dog,cat",
+            "--preset",
+            "smoke",
+            "--json",
+            "--data",
+            str(dreambench_data),
+            "--out",
+            str(run_dir.parent),
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert sorted(printed["subjects"]) == ["cat", "dog"]
 
 
-def test_summary_table_marks_uncalibrated(real_run: tuple[Path, dict], dreambench_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_table_marks_uncalibrated(
+    real_run: tuple[Path, dict], dreambench_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run_dir, _ = real_run
-    code = main(["run", "--method", "real-images", "--subjects", "live", "--preset", "smoke",
-                 "--data", str(dreambench_data), "--out", str(run_dir.parent)])
+    code = main(
+        [
+            "run",
+            "--method",
+            "real-images",
+            "--subjects",
+            "live",
+            "--preset",
+            "smoke",
+            "--data",
+            str(dreambench_data),
+            "--out",
+            str(run_dir.parent),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "UNCALIBRATED" in out and "dog8" in out and "n/a" in out
@@ -106,10 +180,35 @@ def test_custom_subject(tmp_path: Path, dreambench_data: Path) -> None:
     for src in sorted((dreambench_data / "dataset" / "can").glob("*.jpg"))[:3]:
         shutil.copy(src, mine / src.name)
     out = tmp_path / "runs"
-    code = main(["run", "--method", "real-images", "--subject-dir", str(mine), "--class-noun", "mug",
-                 "--preset", "smoke", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--method",
+            "real-images",
+            "--subject-dir",
+            str(mine),
+            "--class-noun",
+            "mug",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     _, results = _results(out)
     assert list(results["subjects"]) == ["my_mug"]
     assert results["subjects"]["my_mug"]["class_noun"] == "mug"
     assert results["dataset"]["custom"]["my_mug"]["kind"] == "object"
+
+
+def test_leaderboard_reads_real_run(real_run: tuple[Path, dict], capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, results = real_run
+    assert main(["leaderboard", str(run_dir), "--format", "json"]) == 0
+    board = capsys.readouterr().out
+    assert "real-images" in board
+    assert main(["leaderboard", str(run_dir), "--format", "md"]) == 0
+    table = capsys.readouterr().out
+    assert "†" in table and "n/a" in table
+    assert f"{results['overall']['dino']:.3f}" in table

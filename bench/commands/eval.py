@@ -29,8 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metrics.scorer import Scorer
-
     from bench.errors import BenchError
     from bench.external import ExternalImages, import_external, scan_external
     from bench.presets import get_run_preset
@@ -38,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.store import RunDir
     from bench.summary import print_summary
     from dataset.prompts import load_prompt_set
+    from metrics.scorer import Scorer
 
     images_dir = Path(args.images_dir)
     if not images_dir.is_dir():

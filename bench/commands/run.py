@@ -29,8 +29,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metrics.scorer import Scorer
-
     from bench.errors import BenchError
     from bench.hyperparams import parse_method_args
     from bench.presets import get_run_preset
@@ -38,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.runner import execute_run, make_run_config, resolve_device
     from bench.summary import print_summary
     from dataset.prompts import load_prompt_set
+    from metrics.scorer import Scorer
 
     if args.images_per_prompt < 1:
         raise BenchError(f"--images-per-prompt {args.images_per_prompt} must be at least 1")
