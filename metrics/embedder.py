@@ -48,7 +48,7 @@ class EmbedderId:
     def key(self) -> str:
         """Short, filesystem-safe string, unique per id (it names the embedding-cache folder)."""
         digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode("utf-8")).hexdigest()
-        readable = re.sub(r"[^A-Za-z0-9]+", "", f"{self.backend}-{self.arch}".replace("/", ""))
+        readable = re.sub(r"[^A-Za-z0-9]+", "_", f"{self.backend}_{self.arch}").strip("_")
         return f"{readable[:40]}-{digest[:16]}"
 
     def as_dict(self) -> dict[str, str]:
