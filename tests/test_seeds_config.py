@@ -13,13 +13,23 @@ def test_image_seed_is_stable_and_distinct() -> None:
     assert image_seed(0, "dog", 3, 1) == image_seed(0, "dog", 3, 1)
     assert image_seed(1, "dog", 3, 1) != image_seed(0, "dog", 3, 1)
     # Pinned: a change of the seed scheme changes every image of every run.
-    assert image_seed(0, "dog", 0, 0) == int.from_bytes(__import__("hashlib").sha256(b"0/dog/0/0").digest()[:8], "big") & (2**63 - 1)
+    assert image_seed(0, "dog", 0, 0) == int.from_bytes(
+        __import__("hashlib").sha256(b"0/dog/0/0").digest()[:8], "big"
+    ) & (2**63 - 1)
 
 
 def _config(**changes: object) -> RunConfig:
-    base = dict(method="dreambooth", method_preset="smoke", method_config={"steps": 10}, preset="smoke",
-                metric_preset="smoke", prompt_set={"name": "dreambench", "version": "1", "sha256": "ab"},
-                images_per_prompt=4, base_seed=0, dataset={"manifest_sha256": "cd"})
+    base = dict(
+        method="dreambooth",
+        method_preset="smoke",
+        method_config={"steps": 10},
+        preset="smoke",
+        metric_preset="smoke",
+        prompt_set={"name": "dreambench", "version": "1", "sha256": "ab"},
+        images_per_prompt=4,
+        base_seed=0,
+        dataset={"manifest_sha256": "cd"},
+    )
     base.update(changes)
     return RunConfig(**base)  # type: ignore[arg-type]
 
