@@ -10,8 +10,9 @@ Per subject (see bench/store.py for the files):
    the embedding cache makes that cheap when most images are unchanged.
 3. Summary: the per-subject figures (metrics/aggregate.py).
 
-A subject that raises is recorded in ``failures`` and the others go on. results.json covers the
-selected subjects that finished.
+A subject that raises is recorded in ``failures`` (with its traceback in error.txt) and the
+others go on. results.json covers every subject finished in the run directory. Subjects are
+handed to an executor (bench/executors/): in-process by default, or one Ray task per subject.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ import hashlib
 import io
 import json
 import shutil
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.atomic import atomic_write_bytes
 from bench.config import RunConfig
@@ -39,6 +39,9 @@ from dataset.prompts import PromptSet
 from dataset.subject import Subject
 from metrics.aggregate import summarize_overall, summarize_real_pairs, summarize_subject_images
 from metrics.scorer import ImageRef, Scorer
+
+if TYPE_CHECKING:
+    from bench.executors.local import Executor
 
 SCHEMA_VERSION = 1
 RENDER_CHUNK = 50
@@ -257,64 +260,131 @@ def make_run_config(
     )
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a worker process needs to rebuild the method and the scorer (picklable)."""
+
+    config: RunConfig
+    method_args: dict[str, Any]
+    prompt_set: PromptSet
+    run_dir: Path
+    device: str
+    keep_weights: bool = False
+    embedder_backend: str | None = None
+
+
+class SubjectWorker:
+    """Runs subjects of one run; builds the method and the scorer once, on first use.
+
+    The local executor passes ready instances (so `bench eval` can use its own method); a remote
+    executor sends the picklable ``spec`` and each worker process builds its own.
+    """
+
+    def __init__(self, spec: RunSpec, method: Any = None, scorer: Scorer | None = None) -> None:
+        self.spec = spec
+        self._method = method
+        self._scorer = scorer
+
+    @property
+    def method(self) -> Any:
+        if self._method is None:
+            from bench.registry import create_method
+
+            c = self.spec.config
+            self._method = create_method(
+                c.method,
+                c.method_preset,
+                self.spec.method_args,
+                device=self.spec.device,
+                seed=c.base_seed,
+                keep_weights=self.spec.keep_weights,
+            )
+        return self._method
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            self._scorer = Scorer(
+                self.spec.config.metric_preset, device=self.spec.device, backend=self.spec.embedder_backend
+            )
+        return self._scorer
+
+    def __call__(self, subject: Subject, progress: RunProgress) -> dict[str, Any]:
+        rd = RunDir(self.spec.run_dir)
+        return run_subject(
+            rd,
+            self.method,
+            self.scorer,
+            subject,
+            self.spec.prompt_set,
+            self.spec.config,
+            progress,
+            self.spec.device,
+        )
+
+
+def _failure_text(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}"
+
+
 def execute_run(
     *,
-    config: RunConfig,
-    method: Any,
-    scorer: Scorer,
+    spec: RunSpec,
     subjects: Sequence[Subject],
-    prompt_set: PromptSet,
-    out: Path,
-    device: str,
+    method: Any = None,
+    scorer: Scorer | None = None,
+    executor: Executor | None = None,
     force: bool = False,
     progress_enabled: bool = True,
 ) -> RunOutcome:
     """Run (or resume) the benchmark for ``subjects`` and write results.json."""
-    rd = RunDir(Path(out) / config.run_name)
+    config = spec.config
+    rd = RunDir(spec.run_dir)
     rd.check_config(config.to_dict())
-    metrics_info = (
-        scorer.metrics_info()
-    )  # loads the embedders now: a missing-weights error comes before any work
+    worker = SubjectWorker(spec, method, scorer)
+    # Resolve the embedders' weights now: a missing-weights error comes before any work.
+    metrics_info = worker.scorer.metrics_info()
     rd.write_json(rd.config_path, config.to_dict())
-    stamp = make_stamp(device)
+    stamp = make_stamp(spec.device)
     rd.write_json(rd.stamp_path, stamp)
 
     # results.json covers every subject finished in this run directory: subjects done by earlier
     # invocations (same config, so still valid) are kept beside the ones selected now.
     previous = _previous_results(rd)
     selected = {s.name for s in subjects}
-    summaries: dict[str, dict[str, Any]] = {
-        k: v for k, v in previous.get("subjects", {}).items() if k not in selected
-    }
-    failures: dict[str, str] = {k: v for k, v in previous.get("failures", {}).items() if k not in selected}
+    summaries = {k: v for k, v in previous.get("subjects", {}).items() if k not in selected}
+    failures = {k: v for k, v in previous.get("failures", {}).items() if k not in selected}
     errors: list[BaseException] = []
+    for subject in subjects:
+        if force and rd.subject_dir(subject.name).exists():
+            shutil.rmtree(rd.subject_dir(subject.name))
+        (rd.subject_dir(subject.name) / "error.txt").unlink(missing_ok=True)
+
+    def on_result(name: str, summary: dict[str, Any] | None, exc: BaseException | None, trace: str) -> None:
+        if exc is None:
+            summaries[name] = summary
+            return
+        errors.append(exc)
+        failures[name] = _failure_text(exc)
+        rd.subject_dir(name).mkdir(parents=True, exist_ok=True)
+        (rd.subject_dir(name) / "error.txt").write_text(trace)
+        progress.log(f"[red]{name} failed:[/red] {failures[name]}")
+
+    from bench.executors.local import LocalExecutor
+
     with RunProgress(len(subjects), enabled=progress_enabled) as progress:
-        for subject in subjects:
-            if force and rd.subject_dir(subject.name).exists():
-                shutil.rmtree(rd.subject_dir(subject.name))
-            try:
-                summaries[subject.name] = run_subject(
-                    rd, method, scorer, subject, prompt_set, config, progress
-                )
-            except Exception as exc:  # noqa: BLE001 - one subject's failure must not stop the others
-                errors.append(exc)
-                failures[subject.name] = (
-                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                )
-                (rd.subject_dir(subject.name)).mkdir(parents=True, exist_ok=True)
-                (rd.subject_dir(subject.name) / "error.txt").write_text(traceback.format_exc())
-                progress.log(f"[red]{subject.name} failed:[/red] {failures[subject.name]}")
-            finally:
-                progress.finish_subject()
-    if errors and not summaries and all(isinstance(e, BenchError) for e in errors):
-        messages = {str(e) for e in errors}
-        if len(messages) == 1:  # the same configuration problem for every subject: say it once
+        (executor or LocalExecutor()).run(worker, list(subjects), progress, on_result)
+    if errors and len(errors) == len(subjects) and all(isinstance(e, BenchError) for e in errors):
+        if (
+            len({str(e) for e in errors}) == 1
+        ):  # the same configuration problem for every subject: say it once
             raise errors[0]
 
     reasons = []
-    if not scorer.calibrated:
-        reasons.append(f"metric preset {scorer.preset.name!r} uses seeded random-weight embedders")
-    if not getattr(method, "calibrated", True):
+    if not worker.scorer.calibrated:
+        reasons.append(f"metric preset {config.metric_preset!r} uses seeded random-weight embedders")
+    if not getattr(worker.method, "calibrated", True):
         reasons.append(
             f"method {config.method!r} ran on random-weight models ({config.method_preset} preset)"
         )
@@ -325,7 +395,7 @@ def execute_run(
             "method_preset": config.method_preset,
             "method_config": config.method_config,
             "preset": config.preset,
-            "metric_preset": scorer.preset.name,
+            "metric_preset": config.metric_preset,
             "config_hash": config.hash,
             "run_dir": str(rd.root),
         },
@@ -337,9 +407,7 @@ def execute_run(
             "images_per_prompt": config.images_per_prompt,
             "base_seed": config.base_seed,
             "pairing": "all (generated, real) pairs; real-images: distinct real-real pairs",
-            "clip_t_text": "identifier kept"
-            if scorer.preset.clip_t_keep_identifier
-            else "identifier removed",
+            "clip_t_text": metrics_info["clip_t"]["text"],
             "aggregation": "mean over subjects (pooled all-pairs mean as *_all_pairs)",
         },
         "metrics": metrics_info,
@@ -347,7 +415,7 @@ def execute_run(
         "overall": summarize_overall(summaries),
         "overall_live": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "live"}),
         "overall_object": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "object"}),
-        "failures": failures,
+        "failures": dict(sorted(failures.items())),
         "stamp": stamp,
     }
     _attach_intervals(results, config.base_seed)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
     from bench.external import ExternalImages, import_external, scan_external
     from bench.presets import get_run_preset
-    from bench.runner import execute_run, make_run_config, resolve_device
+    from bench.runner import RunSpec, execute_run, make_run_config, resolve_device
     from bench.store import RunDir
     from bench.summary import print_summary
     from dataset.prompts import load_prompt_set
@@ -78,15 +78,12 @@ def run(args: argparse.Namespace) -> int:
     rd = RunDir(Path(args.out) / config.run_name)
     for subject in subjects:
         import_external(layout, rd, subject, prompt_set, args.identifier, args.images_per_prompt)
+    spec = RunSpec(config=config, method_args={}, prompt_set=prompt_set, run_dir=rd.root, device=device)
     outcome = execute_run(
-        config=config,
+        spec=spec,
+        subjects=subjects,
         method=method,
         scorer=scorer,
-        subjects=subjects,
-        prompt_set=prompt_set,
-        out=args.out,
-        device=device,
-        force=False,
         progress_enabled=not (args.quiet or args.json),
     )
     if args.json:

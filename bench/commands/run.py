@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from bench.commands.subject_args import add_subject_args, subjects_from_args
 
@@ -23,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed of every image seed (default: 0)")
     parser.add_argument("--force", action="store_true", help="redo the selected subjects from scratch")
+    parser.add_argument(
+        "--executor", default="local", choices=("local", "ray"), help="who runs the subjects (default: local)"
+    )
+    parser.add_argument(
+        "--address", default=None, help="Ray cluster address for --executor ray (default: start a local one)"
+    )
     parser.add_argument("--keep-weights", action="store_true", help="keep fine-tuned weights after rendering")
     add_subject_args(parser)
     parser.set_defaults(func=run)
@@ -30,10 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bench.errors import BenchError
+    from bench.executors import executor_class
     from bench.hyperparams import parse_method_args
     from bench.presets import get_run_preset
     from bench.registry import create_method
-    from bench.runner import execute_run, make_run_config, resolve_device
+    from bench.runner import RunSpec, execute_run, make_run_config, resolve_device
     from bench.summary import print_summary
     from dataset.prompts import load_prompt_set
     from metrics.scorer import Scorer
@@ -62,14 +70,22 @@ def run(args: argparse.Namespace) -> int:
         base_seed=args.seed,
         dataset_info=dataset_info,
     )
-    outcome = execute_run(
+    spec = RunSpec(
         config=config,
+        method_args=method_args,
+        prompt_set=prompt_set,
+        run_dir=Path(args.out) / config.run_name,
+        device=device,
+        keep_weights=args.keep_weights,
+        embedder_backend=args.embedder_backend,
+    )
+    executor = executor_class(args.executor)(address=args.address) if args.executor != "local" else None
+    outcome = execute_run(
+        spec=spec,
+        subjects=subjects,
         method=method,
         scorer=scorer,
-        subjects=subjects,
-        prompt_set=prompt_set,
-        out=args.out,
-        device=device,
+        executor=executor,
         force=args.force,
         progress_enabled=not (args.quiet or args.json),
     )
