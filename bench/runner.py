@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from bench.atomic import atomic_write_bytes
 from bench.config import RunConfig
 from bench.cost import measure_stage
+from bench.disk_space import check_disk_space
 from bench.errors import BenchError
 from bench.progress import RunProgress
 from bench.seeds import image_seed
@@ -345,6 +346,10 @@ def execute_run(
     worker = SubjectWorker(spec, method, scorer)
     # Resolve the embedders' weights now: a missing-weights error comes before any work.
     metrics_info = worker.scorer.metrics_info()
+    if not getattr(worker.method, "scores_real_pairs", False):
+        todo = [s for s in subjects if force or _missing_images(rd, s, spec.prompt_set, config)[2]]
+        n_images = len(spec.prompt_set.object) * config.images_per_prompt
+        check_disk_space(worker.method, todo, n_images, rd.root, spec.keep_weights)
     rd.write_json(rd.config_path, config.to_dict())
     stamp = make_stamp(spec.device)
     rd.write_json(rd.stamp_path, stamp)
