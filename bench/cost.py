@@ -48,3 +48,38 @@ def measure_stage(device: str) -> Iterator[dict[str, Any]]:
             round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if cuda else None
         )
         record["peak_host_mib"] = round(_host_peak_mib(), 1)
+
+
+def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Run totals from per-subject ``{stage: record}``: seconds add up, peaks take the maximum.
+
+    Returns ``{"stages": {stage: totals}, "total": totals, "n_subjects": n}`` where totals hold
+    wall_s, device_s (None on CPU), peak_device_mib (None on CPU), peak_host_mib and
+    wall_s_per_subject (for "total").
+    """
+
+    def combine(records: list[dict[str, Any]]) -> dict[str, Any]:
+        def total(key: str) -> float | None:
+            values = [r[key] for r in records if r.get(key) is not None]
+            return round(sum(values), 3) if values else None
+
+        def peak(key: str) -> float | None:
+            values = [r[key] for r in records if r.get(key) is not None]
+            return max(values) if values else None
+
+        return {
+            "wall_s": total("wall_s") or 0.0,
+            "device_s": total("device_s"),
+            "peak_device_mib": peak("peak_device_mib"),
+            "peak_host_mib": peak("peak_host_mib"),
+        }
+
+    stages: dict[str, list[dict[str, Any]]] = {}
+    for cost in subject_costs.values():
+        for stage, record in cost.items():
+            stages.setdefault(stage, []).append(record)
+    everything = [r for records in stages.values() for r in records]
+    total = combine(everything)
+    n = len(subject_costs)
+    total["wall_s_per_subject"] = round(total["wall_s"] / n, 3) if n else None
+    return {"stages": {s: combine(r) for s, r in sorted(stages.items())}, "total": total, "n_subjects": n}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.atomic import atomic_write_bytes
 from bench.config import RunConfig
-from bench.cost import measure_stage
+from bench.cost import measure_stage, summarize_costs
 from bench.disk_space import check_disk_space
 from bench.errors import BenchError
 from bench.progress import RunProgress
@@ -421,6 +421,7 @@ def execute_run(
         "overall_live": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "live"}),
         "overall_object": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "object"}),
         "failures": dict(sorted(failures.items())),
+        "cost": summarize_costs({k: v.get("cost", {}) for k, v in summaries.items()}),
         "stamp": stamp,
     }
     _attach_intervals(results, config.base_seed)

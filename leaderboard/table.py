@@ -164,8 +164,38 @@ class Leaderboard:
             tables.append(TextTable(f"Per subject: {METRIC_TITLES[metric]}", header, rows, numeric))
         return tuple(tables)
 
+    def cost_table(self) -> TextTable:
+        """What each run cost (results.json "cost"): beside the scores, so cost is never hidden."""
+        header = (
+            "Method",
+            "Preset",
+            "Wall total",
+            "Wall / subject",
+            "Device hours",
+            "Peak device MiB",
+            "Peak host MiB",
+        )
+        rows = []
+        for e in self.entries:
+            total = (e.run.raw.get("cost") or {}).get("total") or {}
+            rows.append(
+                (
+                    e.marked_method,
+                    e.run.preset,
+                    _duration_text(total.get("wall_s")),
+                    _duration_text(total.get("wall_s_per_subject")),
+                    ABSENT if total.get("device_s") is None else f"{total['device_s'] / 3600:.2f}",
+                    ABSENT if total.get("peak_device_mib") is None else f"{total['peak_device_mib']:.0f}",
+                    ABSENT if total.get("peak_host_mib") is None else f"{total['peak_host_mib']:.0f}",
+                )
+            )
+        numeric = (False, False, True, True, True, True, True)
+        return TextTable(
+            "Cost (wall time of the stages that did work; peaks over the run)", header, tuple(rows), numeric
+        )
+
     def tables(self) -> tuple[TextTable, ...]:
-        return (self.overall_table(), self.split_table(), *self.subject_tables())
+        return (self.overall_table(), self.split_table(), self.cost_table(), *self.subject_tables())
 
 
 def build_leaderboard(runs: list[RunResults]) -> Leaderboard:
@@ -231,6 +261,14 @@ def _figures(section: dict[str, Any]) -> dict[str, Figure]:
 def _aggregate(section: dict[str, Any], default_n: int | None = None) -> Aggregate:
     n = section.get("n_subjects", default_n)
     return Aggregate(n_subjects=None if n is None else int(n), figures=_figures(section))
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ABSENT
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _count_text(n: int | None) -> str:

@@ -140,6 +140,17 @@ def make_results(
         "overall_live": aggregate([n for n in subjects if subjects[n]["kind"] == "live"]),
         "overall_object": aggregate([n for n in subjects if subjects[n]["kind"] == "object"]),
         "failures": failed,
+        "cost": {
+            "stages": {},
+            "n_subjects": len(subjects),
+            "total": {
+                "wall_s": 90.0 * len(subjects),
+                "wall_s_per_subject": 90.0,
+                "device_s": None,
+                "peak_device_mib": None,
+                "peak_host_mib": 2048.0,
+            },
+        },
         "stamp": {"dreambench_version": "0.1.0", "device": "cpu", "date": "2026-11-26T07:30:00Z"},
     }
 
@@ -373,7 +384,13 @@ def test_markdown(runs: list[RunResults]) -> None:
     # Every table row has as many cells as its header.
     for line in lines:
         if line.startswith("|"):
-            assert len(line.strip("|").split("|")) in {9, 10, 5}, line
+            assert len(line.strip("|").split("|")) in {9, 10, 7, 5}, line
+    assert "## Cost (wall time of the stages that did work; peaks over the run)" in lines
+    assert smoke_row.startswith("| dreambooth")
+    cost_row = next(
+        line for line in lines if line.startswith(f"| dreambooth{DAGGER} | smoke |") and "min" in line
+    )
+    assert cost_row == f"| dreambooth{DAGGER} | smoke | 4.5 min | 90.0 s | — | — | 2048 |"
 
 
 def test_csv(runs: list[RunResults]) -> None:
@@ -459,7 +476,7 @@ def test_html_self_contained_with_relative_gallery(
     page = render_html(build_leaderboard(runs), link_base=out_dir)
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert not re.search(r"https?://", page) and "<script" not in page and "<link" not in page
-    assert page.count("<table>") == 5
+    assert page.count("<table>") == 6  # overall, live/object, cost, 3 per-subject
     assert 'class="uncalibrated"' in page and UNCALIBRATED_FOOTNOTE in page
     assert "0.615 ± 0.021" in page and "n/a" in page
 
