@@ -1,0 +1,292 @@
+"""Base models: find and load a Stable Diffusion (v1.x / v2.x layout) model through diffusers.
+
+A base-model reference is one of:
+
+* ``"tiny"`` — the embedded, randomly initialised tiny model (reference_impl/tiny_model.py), built
+  on first use under the dreambench cache. Uncalibrated: for smoke runs and tests only.
+* a local folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
+  ``text_encoder/``, ``tokenizer/``, ``scheduler/``).
+* a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``. The local
+  Hugging Face cache is tried first (``local_files_only``); only if the model is missing there and
+  the hub is reachable (``HF_HUB_OFFLINE`` unset) are the needed files downloaded (fp32
+  safetensors of unet/vae/text_encoder plus configs — not the 4-7 GB single-file checkpoints).
+
+``load_base_model`` returns the components (unet, vae, text encoder, tokenizer, the scheduler's
+config) and a ``description`` dict for provenance: source, id, revision, resolved path, a cache
+``key`` (used by the class-prior and latent caches) and ``calibrated`` (False for the tiny model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.errors import BenchError
+from reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+# The repository's commit as pinned by several public projects (e.g. reproducibility manifests that
+# resolve stable-diffusion-v1-5/stable-diffusion-v1-5 and its predecessor runwayml/stable-diffusion-v1-5
+# to this snapshot). The mirror kept the original history, so the hash is the same for both ids.
+SD15_REVISION = "451f4fe16113bff5a5d2269ed5ad43b0592e9a14"
+
+# What a Stable Diffusion v1/v2 training+sampling run needs from the hub (fp32 safetensors only).
+_HUB_FILES = [
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "tokenizer/*",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+]
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class Components:
+    """A loaded Stable Diffusion model, as separate components (fp32, on ``device``)."""
+
+    folder: Path
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    scheduler_config: dict[str, Any]
+    description: dict[str, Any] = field(default_factory=dict)
+
+    def pipeline(
+        self, unet: UNet2DConditionModel | None = None, text_encoder: CLIPTextModel | None = None
+    ) -> StableDiffusionPipeline:
+        """A ``StableDiffusionPipeline`` over these components (optionally a fine-tuned unet / text encoder).
+
+        No safety checker: the benchmark scores raw samples (a blacked-out image would corrupt the
+        DINO/CLIP scores), as in the DreamBooth evaluation.
+        """
+        from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+        return StableDiffusionPipeline(
+            vae=self.vae,
+            text_encoder=text_encoder if text_encoder is not None else self.text_encoder,
+            tokenizer=self.tokenizer,
+            unet=unet if unet is not None else self.unet,
+            scheduler=PNDMScheduler.from_config(self.scheduler_config),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` if available, else ``"mps"`` if available, else ``"cpu"``; others unchanged."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _offline() -> bool:
+    # Read at call time: huggingface_hub caches the variable at import, tests set it later.
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _folder_key(folder: Path) -> str:
+    """A content key for a local folder: its configs and weight-file sizes (cheap, no full hash)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            rel = path.relative_to(folder).as_posix()
+            digest.update(rel.encode())
+            if path.suffix in {".json", ".txt"}:
+                digest.update(path.read_bytes())
+            else:
+                digest.update(str(path.stat().st_size).encode())
+    return digest.hexdigest()[:16]
+
+
+def locate_base_model(ref: str, revision: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Resolve a base-model reference to a local diffusers folder and its description dict.
+
+    ``revision`` applies to hub ids only; None or "" means ``SD15_REVISION`` for ``SD15_REPO`` and
+    "main" for any other id (the description records which).
+    """
+    if ref == TINY_MODEL_ID:
+        folder = ensure_tiny_model(seed=0)
+        return folder, {
+            "source": "tiny",
+            "id": TINY_MODEL_ID,
+            "revision": folder.name,
+            "path": str(folder),
+            "key": folder.name,
+            "calibrated": False,
+        }
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "model_index.json").is_file() and not (path / "unet" / "config.json").is_file():
+            raise BenchError(
+                f"base model folder {path} has no model_index.json or unet/config.json; expected a diffusers folder"
+            )
+        path = path.resolve()
+        return path, {
+            "source": "local",
+            "id": str(path),
+            "revision": "local",
+            "path": str(path),
+            "key": f"local-{_folder_key(path)}",
+            "calibrated": True,
+        }
+    if not _HUB_ID.match(ref):
+        raise BenchError(
+            f"base model {ref!r} is neither 'tiny', an existing folder, nor a hub id like {SD15_REPO!r}"
+        )
+    revision = revision or (SD15_REVISION if ref == SD15_REPO else "main")
+    folder = _hub_snapshot(ref, revision)
+    return folder, {
+        "source": "hub",
+        "id": ref,
+        "revision": revision,
+        "path": str(folder),
+        "key": f"{ref}@{revision}",
+        "calibrated": True,
+    }
+
+
+def _hub_snapshot(repo: str, revision: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(repo, revision=revision, allow_patterns=_HUB_FILES, local_files_only=True)
+        )
+    except Exception:  # noqa: BLE001 - any miss in the local cache falls through to the download path
+        pass
+    hint = f"download it first (hf download {repo} --revision {revision}) or use --preset smoke (the embedded tiny model)"
+    if _offline():
+        raise BenchError(
+            f"base model {repo}@{revision} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
+        )
+    try:
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=_HUB_FILES))
+    except Exception as exc:  # noqa: BLE001 - network/auth/404 errors all become one actionable line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchError(f"base model {repo}@{revision} could not be downloaded ({first}); {hint}") from None
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence transformers/diffusers loading progress bars for the block, then restore them."""
+    from diffusers.utils import logging as d_logging
+    from transformers.utils import logging as t_logging
+
+    t_on, d_on = t_logging.is_progress_bar_enabled(), d_logging.is_progress_bar_enabled()
+    t_logging.disable_progress_bar()
+    d_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if t_on:
+            t_logging.enable_progress_bar()
+        if d_on:
+            d_logging.enable_progress_bar()
+
+
+def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") -> Components:
+    """Load unet, vae, text encoder and tokenizer of ``ref`` (see the module docstring) onto ``device``.
+
+    All weights are fp32 (trainable copies must be fp32, as diffusers' DreamBooth script requires);
+    methods cast frozen parts down themselves. Raises BenchError for a missing or unsupported model.
+    """
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder, description = locate_base_model(ref, revision)
+    index_path = folder / "model_index.json"
+    if index_path.is_file():
+        index = json.loads(index_path.read_text())
+        if "text_encoder_2" in index or "transformer" in index:
+            raise BenchError(
+                f"base model {ref!r} is a {index.get('_class_name', 'non-SD1/2')} layout; supported: Stable Diffusion 1.x/2.x (unet + one CLIP text encoder)"
+            )
+    try:
+        with quiet_loading():
+            unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32)
+            vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
+            text_encoder = CLIPTextModel.from_pretrained(
+                folder, subfolder="text_encoder", dtype=torch.float32
+            )
+            tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BenchError(
+            f"base model {ref!r} at {folder} could not be loaded ({first}); re-download it or use --preset smoke"
+        ) from None
+    for module in (unet, vae, text_encoder):
+        module.to(device)
+        module.eval()
+        module.requires_grad_(False)
+    return Components(
+        folder=folder,
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler_config={k: v for k, v in scheduler_config.items() if not k.startswith("_")},
+        description=description,
+    )
+
+
+def load_tokenizer(ref: str, revision: str | None = None) -> CLIPTokenizer:
+    """Only the tokenizer of a base model (e.g. for ``identifier()`` without loading weights)."""
+    from transformers import CLIPTokenizer
+
+    folder, _ = locate_base_model(ref, revision)
+    with quiet_loading():
+        return CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+
+
+def free_memory(device: str) -> None:
+    """Collect garbage and return cached CUDA memory (after dropping a model)."""
+    import gc
+
+    gc.collect()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def autocast_dtype(mixed_precision: str, device: str) -> torch.dtype | None:
+    """``"fp16"``/``"bf16"`` -> the torch dtype for CUDA autocast; ``"no"`` or a non-CUDA device -> None.
+
+    Autocast is only used on CUDA: on CPU, bf16 autocast is slower than fp32 on most machines and
+    the tiny model gains nothing from it.
+    """
+    import torch
+
+    choices = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if mixed_precision not in choices:
+        raise BenchError(f"mixed_precision={mixed_precision!r} is not one of {', '.join(choices)}")
+    if torch.device(device).type != "cuda":
+        return None
+    return choices[mixed_precision]

@@ -1,0 +1,339 @@
+"""The DreamBooth trainer: fine-tune the UNet (optionally the text encoder) on a subject's images
+with the class-specific prior-preservation loss (Ruiz et al., CVPR 2023, Sec. 3.3, Eq. 2):
+
+    loss = E || eps_hat(z_t, t, c_instance) - eps ||^2 + lambda * E || eps_hat(z'_t, t', c_class) - eps' ||^2
+
+where z are VAE latents of the subject's images, z' latents of the base model's own samples of the
+class prompt ("a dog"), and c the text embeddings of "a [V] dog" and "a dog". ``train_dreambooth``
+follows diffusers' examples/dreambooth/train_dreambooth.py step by step (same optimizer, clipping,
+noise schedule, loss) and differs only where it is faster for the same result:
+
+* VAE posteriors are computed once (reference_impl/latent_cache.py) instead of a VAE forward per
+  step; latents are still *sampled* from them at each step, as the script does.
+* Text embeddings are computed once when the text encoder is frozen (the script's
+  ``--pre_compute_text_embeddings``).
+* On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires), fused AdamW,
+  SDPA attention (diffusers' default processor), optional 8-bit Adam (bitsandbytes), gradient
+  checkpointing, channels_last and torch.compile.
+
+It is used by the ``dreambooth`` method and meant for reuse: ``trainable`` lets a caller train other
+parameters (LoRA adapters, new token embeddings) through the same loop, ``after_step`` lets it
+post-process them (e.g. restore the embeddings of old tokens).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.errors import BenchError
+from reference_impl.base_model import autocast_dtype
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from reference_impl.base_model import Components
+    from reference_impl.latent_cache import LatentDist
+
+
+class TrainingDiverged(BenchError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The trainer's hyperparameters (a method's Config maps onto these; sources are cited there).
+
+    batch_size: instance images per step (with prior preservation the step also holds as many class
+    images, so the UNet sees 2 * batch_size latents, as in diffusers' collate_fn).
+    The Adam/clipping defaults are train_dreambooth.py's argparse defaults.
+    """
+
+    steps: int
+    learning_rate: float
+    batch_size: int = 1
+    prior_loss_weight: float = 1.0
+    train_text_encoder: bool = False
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False
+    use_8bit_adam: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    max_grad_norm: float = 1.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-8
+
+
+@dataclass
+class TrainingData:
+    """What one training run sees: latent posteriors and the two prompts.
+
+    ``classes`` is None without prior preservation.
+    """
+
+    instance: LatentDist
+    instance_prompt: str
+    classes: LatentDist | None = None
+    class_prompt: str = ""
+
+
+@dataclass
+class TrainResult:
+    unet: UNet2DConditionModel
+    text_encoder: CLIPTextModel | None
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def prior_preservation_loss(
+    pred: torch.Tensor, target: torch.Tensor, n_instance: int, prior_weight: float
+) -> torch.Tensor:
+    """DreamBooth's loss on a batch whose first ``n_instance`` rows are instance examples and the
+    rest class (prior) examples:
+
+        MSE(pred[:n], target[:n]) + prior_weight * MSE(pred[n:], target[n:])
+
+    each MSE a mean over its own elements, computed in fp32 (diffusers' train_dreambooth.py). With
+    no prior rows it is the plain instance MSE.
+    """
+    import torch.nn.functional as F
+
+    pred, target = pred.float(), target.float()
+    instance = F.mse_loss(pred[:n_instance], target[:n_instance], reduction="mean")
+    if n_instance >= pred.shape[0]:
+        return instance
+    prior = F.mse_loss(pred[n_instance:], target[n_instance:], reduction="mean")
+    return instance + prior_weight * prior
+
+
+def _index_stream(n_items: int, generator: torch.Generator) -> Callable[[int], list[int]]:
+    """Like a shuffling DataLoader over range(n_items): successive reshuffled epochs, ``take(k)`` at a time."""
+    import torch
+
+    pending: list[int] = []
+
+    def take(k: int) -> list[int]:
+        while len(pending) < k:
+            pending.extend(torch.randperm(n_items, generator=generator).tolist())
+        out = pending[:k]
+        del pending[:k]
+        return out
+
+    return take
+
+
+def _make_optimizer(
+    params: list[torch.nn.Parameter], settings: TrainSettings, device: str
+) -> torch.optim.Optimizer:
+    import torch
+
+    kwargs = {
+        "lr": settings.learning_rate,
+        "betas": (settings.adam_beta1, settings.adam_beta2),
+        "weight_decay": settings.adam_weight_decay,
+        "eps": settings.adam_epsilon,
+    }
+    if settings.use_8bit_adam:
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise BenchError(
+                "use_8bit_adam=true needs bitsandbytes (pip install bitsandbytes) and a CUDA GPU"
+            ) from None
+        return bnb.optim.AdamW8bit(params, **kwargs)
+    # Fused AdamW: one kernel for all parameters on CUDA; on CPU the multi-tensor (foreach) path is
+    # the fastest available.
+    if torch.device(device).type == "cuda":
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    return torch.optim.AdamW(params, foreach=True, **kwargs)
+
+
+def train_dreambooth(
+    base: Components,
+    data: TrainingData,
+    settings: TrainSettings,
+    device: str,
+    seed: int,
+    subject_name: str,
+    trainable: Sequence[torch.nn.Parameter] | None = None,
+    after_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Fine-tune ``base.unet`` (and ``base.text_encoder`` if ``settings.train_text_encoder``) in place.
+
+    ``base`` must already be on ``device``. ``seed`` fixes the data order, the timesteps and the noise.
+    ``trainable`` (default: the UNet's parameters, plus the text encoder's when trained) is what
+    the optimizer updates; ``after_step(step)`` runs after each optimizer step. Raises
+    ``TrainingDiverged`` (naming ``subject_name`` and the step) if the loss is not finite.
+    """
+    import torch
+    from diffusers import DDPMScheduler
+
+    started = time.perf_counter()
+    unet, text_encoder = base.unet, base.text_encoder
+    amp_dtype = autocast_dtype(settings.mixed_precision, device)
+
+    # 1. Noise schedule of the base model, as a DDPM training scheduler (what the script loads).
+    noise_scheduler = DDPMScheduler.from_config(base.scheduler_config)
+    prediction_type = noise_scheduler.config.prediction_type
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise BenchError(
+            f"base model prediction_type {prediction_type!r} is not supported; valid: epsilon, v_prediction"
+        )
+
+    # 2. What trains. The VAE never does; the text encoder only if asked.
+    base.vae.requires_grad_(False)
+    train_text = settings.train_text_encoder
+    if trainable is None:
+        unet.requires_grad_(True)
+        text_encoder.requires_grad_(train_text)
+        params = list(unet.parameters()) + (list(text_encoder.parameters()) if train_text else [])
+    else:
+        params = list(trainable)
+    unet.train()
+    text_encoder.train(train_text)
+
+    # 3. Memory/speed options (each optional, all standard diffusers/torch switches).
+    if settings.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+        if train_text:
+            text_encoder.gradient_checkpointing_enable()
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    if settings.channels_last:
+        unet.to(memory_format=torch.channels_last)
+    unet_forward = torch.compile(unet) if settings.compile else unet
+
+    # 4. Text conditioning: token ids once; embeddings once too when the text encoder is frozen.
+    prompts = [data.instance_prompt] + ([data.class_prompt] if data.classes is not None else [])
+    ids = base.tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=base.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids.to(device)
+    frozen_embeddings = None
+    if not train_text:
+        with torch.no_grad():
+            frozen_embeddings = text_encoder(ids)[0]
+
+    # 5. Latent posteriors (cached by the caller) and the data order.
+    instance = data.instance.to(device)
+    classes = data.classes.to(device) if data.classes is not None else None
+    cpu_gen = torch.Generator().manual_seed(seed)
+    dev_gen = torch.Generator(device=device).manual_seed(seed)
+    n_items = max(len(instance), len(classes) if classes is not None else 0)
+    take = _index_stream(n_items, cpu_gen)
+    bsz = settings.batch_size
+
+    # 6. Optimizer: AdamW with the script's defaults, constant learning rate, no warm-up.
+    optimizer = _make_optimizer(params, settings, device)
+
+    losses: list[float] = []
+    autocast = (
+        (lambda: torch.autocast(device_type="cuda", dtype=amp_dtype))
+        if amp_dtype is not None
+        else contextlib.nullcontext
+    )
+    for step in range(1, settings.steps + 1):
+        # 7. A batch: bsz instance latents (+ bsz class latents), sampled from their posteriors.
+        items = torch.tensor(take(bsz))
+        latents = instance.sample(items % len(instance), dev_gen)
+        if classes is not None:
+            latents = torch.cat([latents, classes.sample(items % len(classes), dev_gen)])
+        latents = latents.to(memory_format=memory_format)
+
+        # 8. Forward diffusion at a random timestep per example.
+        noise = torch.randn(latents.shape, generator=dev_gen, device=latents.device, dtype=latents.dtype)
+        timesteps = torch.randint(
+            0,
+            noise_scheduler.config.num_train_timesteps,
+            (latents.shape[0],),
+            generator=dev_gen,
+            device=latents.device,
+        )
+        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+        if prediction_type == "epsilon":
+            target = noise
+        else:
+            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+
+        # 9. Conditioning for this batch: instance prompt rows, then class prompt rows.
+        rows = torch.tensor([0] * bsz + ([1] * bsz if classes is not None else []), device=device)
+        with autocast():
+            embeddings = (
+                frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]
+            )
+            pred = unet_forward(noisy, timesteps, embeddings).sample
+
+        # 10. Loss = instance MSE + lambda * prior MSE; stop at once if it is not finite.
+        loss = prior_preservation_loss(pred, target, bsz, settings.prior_loss_weight)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.steps} "
+                f"(loss={value}); lower learning_rate (now {settings.learning_rate:g}) or use mixed_precision=bf16/no"
+            )
+        losses.append(value)
+
+        # 11. Backward, clip, step.
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if after_step is not None:
+            after_step(step)
+
+    # 12. Back to inference mode; the optimizer state is dropped with this frame.
+    unet.eval()
+    text_encoder.eval()
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    if settings.gradient_checkpointing:
+        unet.disable_gradient_checkpointing()
+        if train_text:
+            text_encoder.gradient_checkpointing_disable()
+    if settings.channels_last:
+        unet.to(memory_format=torch.contiguous_format)
+    return TrainResult(
+        unet=unet,
+        text_encoder=text_encoder if train_text else None,
+        losses=losses,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def save_finetuned(
+    weights_dir: Path, unet: UNet2DConditionModel, text_encoder: CLIPTextModel | None = None
+) -> None:
+    """Write the fine-tuned weights in the layout stock diffusers loads, atomically:
+
+        weights_dir/unet/{config.json, diffusion_pytorch_model.safetensors}
+        weights_dir/text_encoder/{config.json, model.safetensors}   (only if trained)
+
+    ``UNet2DConditionModel.from_pretrained(weights_dir, subfolder="unet")`` loads it (docs/DREAMBOOTH.md).
+    """
+    weights_dir = Path(weights_dir)
+    weights_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=weights_dir.parent, prefix=f".{weights_dir.name}."))
+    try:
+        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        if text_encoder is not None:
+            text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
+        if weights_dir.exists():
+            shutil.rmtree(weights_dir)
+        os.rename(tmp, weights_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,189 @@
+"""The embedded tiny Stable Diffusion: random weights, real tokenizer, trainable on a laptop CPU.
+
+``ensure_tiny_model(seed)`` builds (once) a seeded random-init ``UNet2DConditionModel``,
+``AutoencoderKL`` and ``CLIPTextModel`` plus the *real* CLIP BPE tokenizer (built from the vocabulary
+that ships inside open_clip, so identifiers such as "sks" and class nouns tokenize exactly as they do
+for Stable Diffusion), and saves them as a standard diffusers folder::
+
+    <cache_root>/models/tiny-sd-seed<seed>/
+        model_index.json  unet/  vae/  text_encoder/  tokenizer/  scheduler/
+
+It is then loaded through the same ``from_pretrained`` path as real weights; e.g.
+``StableDiffusionPipeline.from_pretrained(folder)`` works. The weights are random, so everything
+the tiny model produces is *uncalibrated*: it exercises the whole benchmark loop (train, render,
+score, leaderboard) in seconds, it says nothing about image quality.
+
+Sizing (the smoke benchmark trains and renders 30 subjects in minutes on a 2-core CPU): 32 px
+images, a 3-level VAE (32 px -> 8x8x4 latents, scale factor 4), a 2-level UNet with 32/64 channels
+and one cross-attention level (~1M parameters), a 2-layer text encoder of width 32 over the full
+49,408-token CLIP vocabulary. On CPU such a model is bound by per-op overhead, not FLOPs: a training
+step (batch 1 instance + 1 class) takes ~70 ms, a denoising step over 200 latents ~0.15 s.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.cache_root import cache_root
+
+TINY_MODEL_ID = "tiny"
+"""The base-model reference that selects this model (``base_model="tiny"`` in a method's config)."""
+
+TINY_RESOLUTION = 32
+"""Native image size of the tiny model, in pixels."""
+
+# Bump when the architecture or the build changes: the folder name carries it, so an old cache is
+# never mistaken for the new model.
+_BUILD_VERSION = 1
+
+# Stable Diffusion v1.x noise schedule (scheduler/scheduler_config.json of SD 1.5), so the tiny model
+# trains and samples on the same schedule as the real one.
+SD_SCHEDULER_CONFIG: dict[str, object] = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "skip_prk_steps": True,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+}
+
+# CLIP's BPE: 256 byte symbols, the same with "</w>", 48,894 merges, <|startoftext|>, <|endoftext|>
+# = 49,408 ids (the count transformers' CLIPTokenizer and Stable Diffusion's text encoder use).
+_N_MERGES = 49152 - 256 - 2
+CLIP_VOCAB_SIZE = 49408
+
+
+def tiny_model_folder(seed: int = 0) -> Path:
+    """Where ``ensure_tiny_model(seed)`` keeps its folder (it may not exist yet)."""
+    return cache_root() / "models" / f"tiny-sd-v{_BUILD_VERSION}-seed{seed}"
+
+
+def ensure_tiny_model(seed: int = 0) -> Path:
+    """Build the tiny model for ``seed`` unless it already exists; return its diffusers folder.
+
+    The folder is built in a temporary sibling and renamed into place, so a reader (or a second
+    process building concurrently) never sees half a model. ``model_index.json`` is the done marker.
+    """
+    folder = tiny_model_folder(seed)
+    if (folder / "model_index.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        _build(tmp, seed)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            # Another process won the race; its folder is equivalent (same seed, same build).
+            if not (folder / "model_index.json").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def write_clip_tokenizer(folder: Path) -> None:
+    """Write the real CLIP BPE tokenizer (vocab.json, merges.txt) from open_clip's bundled vocabulary.
+
+    The vocabulary order is OpenAI CLIP's (bytes, bytes + "</w>", merges in rank order, then the two
+    special tokens), which is also the order of ``openai/clip-vit-large-patch14``'s vocab.json used by
+    Stable Diffusion v1: "sks" -> 48136, "dog" -> 1929.
+    """
+    import open_clip.tokenizer as oc_tokenizer
+
+    merges = gzip.open(oc_tokenizer.default_bpe()).read().decode("utf-8").split("\n")[1 : _N_MERGES + 1]
+    symbols = list(oc_tokenizer.bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    assert len(vocab) == CLIP_VOCAB_SIZE, len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True, **special}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+
+
+def _build(folder: Path, seed: int) -> None:
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    write_clip_tokenizer(folder / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    # fork_rng: seed the initialisation without disturbing the caller's global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            sample_size=TINY_RESOLUTION // 4,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+            attention_head_dim=8,
+            norm_num_groups=16,
+        )
+        vae = AutoencoderKL(
+            sample_size=TINY_RESOLUTION,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=(16, 32, 32),
+            down_block_types=("DownEncoderBlock2D",) * 3,
+            up_block_types=("UpDecoderBlock2D",) * 3,
+            latent_channels=4,
+            layers_per_block=1,
+            norm_num_groups=16,
+        )
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=CLIP_VOCAB_SIZE,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                max_position_embeddings=77,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+    scheduler = PNDMScheduler.from_config(SD_SCHEDULER_CONFIG)
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    # save_pretrained rewrites tokenizer/ in transformers' own format; put the SD-style files back
+    # next to it so the folder reads like a real Stable Diffusion checkout.
+    write_clip_tokenizer(folder / "tokenizer")
+    provenance = {
+        "model": "dreambench tiny Stable Diffusion (random init)",
+        "seed": seed,
+        "build_version": _BUILD_VERSION,
+        "calibrated": False,
+    }
+    (folder / "dreambench_tiny.json").write_text(json.dumps(provenance, indent=2) + "\n")
