@@ -161,6 +161,7 @@ def run_subject(
 ) -> dict[str, Any]:
     """Do (or resume) one subject and return its summary for results.json."""
     name = subject.name
+    rd.sweep_temp_files(name)
     meta = {"kind": subject.kind, "class_noun": subject.class_noun, "n_real": len(subject.image_paths)}
     if getattr(method, "scores_real_pairs", False):
         progress.start_subject(name, "score real pairs", 0)
