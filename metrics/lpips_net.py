@@ -183,6 +183,8 @@ def lpips_state_dict(
     for key, value in backbone.items():
         if key.startswith("features."):
             index, rest = key.removeprefix("features.").split(".", 1)
+            if not index.isdigit() or int(index) not in _SLICE_OF_FEATURE:
+                raise BenchError(f"backbone key {key!r} is not a torchvision AlexNet `features` layer (0-11)")
             out[f"net.slice{_SLICE_OF_FEATURE[int(index)]}.{index}.{rest}"] = value
     for key, value in linear.items():
         match = re.fullmatch(r"lins?\.?(\d+)\.(.+)", key)

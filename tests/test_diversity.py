@@ -199,6 +199,14 @@ def test_corrupt_hub_backbone_is_refused(tmp_path: Path, monkeypatch: pytest.Mon
         resolve_lpips_weights(WeightsSource.pinned())
 
 
+def test_foreign_backbone_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    file = tmp_path / "vgg.pth"
+    torch.save({"features.28.weight": torch.zeros(1)}, file)
+    monkeypatch.setenv(BACKBONE_ENV, str(file))
+    with pytest.raises(BenchError, match="not a torchvision AlexNet"):
+        LpipsNet.load(device="cpu")
+
+
 def test_real_weights_path_maps_torchvision_keys(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, net: LpipsNet
 ) -> None:
