@@ -38,7 +38,12 @@ from bench.stamp import make_stamp
 from bench.store import RunDir, image_name
 from dataset.prompts import PromptSet
 from dataset.subject import Subject
-from metrics.aggregate import summarize_overall, summarize_real_pairs, summarize_subject_images
+from metrics.aggregate import (
+    add_optional_metrics,
+    summarize_overall,
+    summarize_real_pairs,
+    summarize_subject_images,
+)
 from metrics.scorer import ImageRef, Scorer
 
 if TYPE_CHECKING:
@@ -46,6 +51,9 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 RENDER_CHUNK = 50
+# "a {class}" samples rendered per subject for PRES (prompt index -1 in the seed scheme).
+PRES_SAMPLES = 8
+PRES_PROMPT_IDX = -1
 
 
 @dataclass
@@ -149,17 +157,72 @@ def _score_images(
     return rows
 
 
+def _pres_index(rd: RunDir, subject: Subject, n: int) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """(index of existing PRES samples by sample index, missing sample indices)."""
+    rows = {r["sample_idx"]: r for r in rd.read_jsonl(rd.subject_dir(subject.name) / "pres.jsonl")}
+    rows = {k: r for k, r in rows.items() if k < n}
+    missing = [
+        k for k in range(n) if k not in rows or not (rd.pres_dir(subject.name) / rows[k]["file"]).exists()
+    ]
+    return rows, missing
+
+
+def _render_pres(
+    rd: RunDir, method: Any, subject: Subject, rows: dict, missing: list[int], config: RunConfig
+) -> None:
+    """Render the missing "a {class}" samples of the fine-tuned model (for PRES): no identifier."""
+    prompt = f"a {subject.class_noun}"
+    seeds = [image_seed(config.base_seed, subject.name, PRES_PROMPT_IDX, k) for k in missing]
+    for k, seed, image in zip(missing, seeds, method.generate([prompt] * len(missing), seeds)):
+        data = _png_bytes(image.convert("RGB"))
+        atomic_write_bytes(rd.pres_dir(subject.name) / f"{k}.png", data)
+        rows[k] = {
+            "file": f"{k}.png",
+            "sample_idx": k,
+            "prompt": prompt,
+            "seed": seed,
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    rd.write_jsonl(rd.subject_dir(subject.name) / "pres.jsonl", [rows[k] for k in sorted(rows)])
+
+
+def _optional_scores(
+    rd: RunDir, scorer: Scorer, subject: Subject, images: list[dict[str, Any]], pres_rows: dict, spec: RunSpec
+) -> dict[str, Any]:
+    """PRES and DIV of one subject, reusing optional_scores.json while its inputs are unchanged."""
+    path = rd.subject_dir(subject.name) / "optional_scores.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    before = json.dumps(stored, sort_keys=True)
+    out: dict[str, Any] = {}
+    if "pres" in spec.optional_metrics:
+        shas = [pres_rows[k]["sha256"] for k in sorted(pres_rows)]
+        if stored.get("pres", {}).get("sha256") != shas:
+            refs = [
+                ImageRef(rd.pres_dir(subject.name) / pres_rows[k]["file"], pres_rows[k]["sha256"])
+                for k in sorted(pres_rows)
+            ]
+            stored["pres"] = {"value": scorer.score_preservation(_real_refs(subject), refs), "sha256": shas}
+        out["pres"] = (stored["pres"]["value"], len(shas))
+    if "div" in spec.optional_metrics:
+        shas = [r["sha256"] for r in images]
+        if stored.get("div", {}).get("sha256") != shas:
+            by_prompt: dict[int, list[ImageRef]] = {}
+            for r in images:
+                by_prompt.setdefault(r["prompt_idx"], []).append(
+                    ImageRef(rd.images_dir(subject.name) / r["file"], r["sha256"])
+                )
+            stored["div"] = {**scorer.score_diversity(by_prompt), "sha256": shas}
+        out["div"] = {"div": stored["div"]["div"], "per_prompt": stored["div"]["per_prompt"]}
+    if json.dumps(stored, sort_keys=True) != before:
+        rd.write_json(path, stored)
+    return out
+
+
 def run_subject(
-    rd: RunDir,
-    method: Any,
-    scorer: Scorer,
-    subject: Subject,
-    prompt_set: PromptSet,
-    config: RunConfig,
-    progress: RunProgress,
-    device: str = "cpu",
+    rd: RunDir, method: Any, scorer: Scorer, subject: Subject, spec: RunSpec, progress: RunProgress
 ) -> dict[str, Any]:
     """Do (or resume) one subject and return its summary for results.json."""
+    config, prompt_set, device = spec.config, spec.prompt_set, spec.device
     name = subject.name
     rd.sweep_temp_files(name)
     meta = {"kind": subject.kind, "class_noun": subject.class_noun, "n_real": len(subject.image_paths)}
@@ -178,9 +241,11 @@ def run_subject(
         return {**meta, **summary, "cost": rd.read_cost(name)}
 
     index, expected, missing = _missing_images(rd, subject, prompt_set, config)
-    progress.start_subject(name, "prepare", len(expected))
-    progress.advance_images(len(expected) - len(missing))
-    if missing:
+    n_pres = spec.pres_samples if "pres" in spec.optional_metrics else 0
+    pres_rows, pres_missing = _pres_index(rd, subject, n_pres)
+    progress.start_subject(name, "prepare", len(expected) + n_pres)
+    progress.advance_images(len(expected) - len(missing) + n_pres - len(pres_missing))
+    if missing or pres_missing:
         with measure_stage(device) as prepare_cost:
             method.prepare(subject, rd.prepare_dir(name))
         identifier = method.identifier(subject)
@@ -188,6 +253,9 @@ def run_subject(
         progress.stage(name, "render")
         with measure_stage(device) as render_cost:
             _render(rd, method, subject, prompts, identifier, index, missing, config, progress)
+            if pres_missing:
+                _render_pres(rd, method, subject, pres_rows, pres_missing, config)
+                progress.advance_images(len(pres_missing))
         method.release()
         rd.record_cost(name, prepare=prepare_cost, render=render_cost)
     images = [index[k] for k in expected]
@@ -198,6 +266,11 @@ def run_subject(
             rows = _score_images(rd, scorer, subject, images)
         rd.record_cost(name, score=score_cost)
     summary = summarize_subject_images(rows, len(subject.image_paths))
+    if spec.optional_metrics:
+        optional = _optional_scores(rd, scorer, subject, images, pres_rows, spec)
+        add_optional_metrics(
+            summary, len(subject.image_paths), images_per_prompt=config.images_per_prompt, **optional
+        )
     return {
         **meta,
         "identifier": images[0]["identifier"],
@@ -273,6 +346,8 @@ class RunSpec:
     device: str
     keep_weights: bool = False
     embedder_backend: str | None = None
+    optional_metrics: tuple[str, ...] = ()
+    pres_samples: int = PRES_SAMPLES
 
 
 class SubjectWorker:
@@ -313,16 +388,7 @@ class SubjectWorker:
 
     def __call__(self, subject: Subject, progress: RunProgress) -> dict[str, Any]:
         rd = RunDir(self.spec.run_dir)
-        return run_subject(
-            rd,
-            self.method,
-            self.scorer,
-            subject,
-            self.spec.prompt_set,
-            self.spec.config,
-            progress,
-            self.spec.device,
-        )
+        return run_subject(rd, self.method, self.scorer, subject, self.spec, progress)
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -347,6 +413,8 @@ def execute_run(
     worker = SubjectWorker(spec, method, scorer)
     # Resolve the embedders' weights now: a missing-weights error comes before any work.
     metrics_info = worker.scorer.metrics_info()
+    if spec.optional_metrics and not getattr(worker.method, "scores_real_pairs", False):
+        metrics_info.update(worker.scorer.optional_metrics_info(spec.optional_metrics))
     if not getattr(worker.method, "scores_real_pairs", False):
         todo = [s for s in subjects if force or _missing_images(rd, s, spec.prompt_set, config)[2]]
         n_images = len(spec.prompt_set.object) * config.images_per_prompt
@@ -415,6 +483,11 @@ def execute_run(
             "pairing": "all (generated, real) pairs; real-images: distinct real-real pairs",
             "clip_t_text": metrics_info["clip_t"]["text"],
             "aggregation": "mean over subjects (pooled all-pairs mean as *_all_pairs)",
+            **(
+                {"pres_samples": spec.pres_samples, "pres_prompt": "a {class_noun}"}
+                if "pres" in metrics_info
+                else {}
+            ),
         },
         "metrics": metrics_info,
         "subjects": dict(sorted(summaries.items())),

@@ -8,6 +8,8 @@ Layout (one folder per resolved config)::
       subjects/<name>/images/<p>-<s>.png       one image per (prompt index, sample index)
       subjects/<name>/images.jsonl             prompt, seed, sha256 of every image
       subjects/<name>/scores.jsonl             one line per image (or one for real-real pairs)
+      subjects/<name>/pres/<k>.png, pres.jsonl   "a {class}" samples for PRES (when asked for)
+      subjects/<name>/optional_scores.json     PRES / DIV with the sha256s they were computed from
       subjects/<name>/cost.json                wall seconds of each stage when it last did work
 
 A step is done only when all its files exist; every file is written to a temp path and renamed.
@@ -82,6 +84,15 @@ class RunDir:
     def write_images_index(self, subject: str, rows: list[dict[str, Any]]) -> None:
         rows = sorted(rows, key=lambda r: (r["prompt_idx"], r["sample_idx"]))
         _write_jsonl(self.subject_dir(subject) / "images.jsonl", rows)
+
+    def pres_dir(self, subject: str) -> Path:
+        return self.subject_dir(subject) / "pres"
+
+    def read_jsonl(self, path: Path) -> list[dict[str, Any]]:
+        return _read_jsonl(path)
+
+    def write_jsonl(self, path: Path, rows: list[dict[str, Any]]) -> None:
+        _write_jsonl(path, rows)
 
     def read_scores(self, subject: str) -> list[dict[str, Any]]:
         return _read_jsonl(self.subject_dir(subject) / "scores.jsonl")

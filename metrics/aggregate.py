@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 METRICS: tuple[str, ...] = ("dino", "clip_i", "clip_t")
+# Computed only on request (PRES, DIV): absent from a subject that did not compute them.
+OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -64,8 +66,11 @@ def summarize_real_pairs(scores: Mapping[str, float], n_real: int) -> dict[str, 
 def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Mean over subjects and pooled all-pairs mean of each metric (``None`` where it doesn't apply)."""
     out: dict[str, Any] = {"n_subjects": len(subjects)}
-    for metric in METRICS:
+    optional = [m for m in OPTIONAL_METRICS if any(m in s for s in subjects.values())]
+    for metric in (*METRICS, *optional):
         present = [s for s in subjects.values() if s.get(metric) is not None]
+        if metric in optional:
+            out[f"{metric}_n_subjects"] = len(present)
         if not present:
             out[metric] = None
             out[f"{metric}_all_pairs"] = None
@@ -74,3 +79,24 @@ def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, An
         weights = [s["pair_counts"][metric] for s in present]
         out[f"{metric}_all_pairs"] = sum(w * s[metric] for w, s in zip(weights, present)) / sum(weights)
     return out
+
+
+def add_optional_metrics(
+    summary: dict[str, Any],
+    n_real: int,
+    pres: tuple[float, int] | None = None,
+    div: Mapping[str, Any] | None = None,
+    images_per_prompt: int = 0,
+) -> None:
+    """Merge PRES (value, number of class samples) and DIV ({"div", "per_prompt"}) into a subject
+    summary made by `summarize_subject_images`, with their weights for the pooled means."""
+    if pres is not None:
+        value, n_samples = pres
+        summary["pres"] = value
+        summary["pair_counts"]["pres"] = n_samples * n_real
+    if div is not None:
+        summary["div"] = div["div"]
+        for prompt, value in div["per_prompt"].items():
+            summary["per_prompt"].setdefault(str(prompt), {})["div"] = value
+        pairs = images_per_prompt * (images_per_prompt - 1) // 2
+        summary["pair_counts"]["div"] = len(div["per_prompt"]) * pairs

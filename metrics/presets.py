@@ -20,7 +20,7 @@ from metrics.weights import WeightsSource
 
 # Bump a version whenever a metric's definition or preprocessing changes: the leaderboard refuses to
 # put side by side runs whose metric versions differ.
-METRIC_VERSIONS: dict[str, int] = {"dino": 1, "clip_i": 1, "clip_t": 1}
+METRIC_VERSIONS: dict[str, int] = {"dino": 1, "clip_i": 1, "clip_t": 1, "pres": 1, "div": 1}
 
 DINO_ARCH = "ViT-S/16"
 CLIP_ARCH = "ViT-B/32"

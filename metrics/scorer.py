@@ -15,7 +15,7 @@ network. Importing this module does not import torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +36,7 @@ from metrics.presets import (
 
 if TYPE_CHECKING:
     from metrics.embedder import ImageEmbedder, TextEmbedder
+    from metrics.lpips_net import LpipsNet
     from metrics.weights import ResolvedWeights
 
 DEFINITIONS = {
@@ -43,6 +44,9 @@ DEFINITIONS = {
     "clip_i": "mean over all (generated, real) pairs of the cosine of CLIP ViT-B/32 image embeddings",
     "clip_t": "cosine of the CLIP ViT-B/32 embeddings of the generated image and its prompt",
 }
+# Metrics computed only when asked for (`bench run --metrics ...pres,div`): they cost extra renders
+# (PRES) or an extra network (DIV).
+OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
 # How many undecoded images are held in memory at once when embedding cache misses.
 _DECODE_CHUNK = 128
 
@@ -75,6 +79,7 @@ class Scorer:
         self.embedded_texts = 0
         self._resolved: dict[str, ResolvedWeights] = {}
         self._loaded: dict[str, ImageEmbedder] = {}
+        self._lpips: LpipsNet | None = None
 
     # -- embedders (lazy) ------------------------------------------------------------------------
 
@@ -159,13 +164,14 @@ class Scorer:
 
     # -- embeddings through the cache ------------------------------------------------------------
 
-    def _image_embeddings(self, refs: Sequence[ImageRef]) -> tuple[np.ndarray, np.ndarray]:
-        """(DINO, CLIP) embeddings of `refs`, shapes (N, 384) and (N, 512), in `refs` order."""
+    def _image_embeddings(
+        self, refs: Sequence[ImageRef], networks: tuple[str, ...] = ("dino", "clip")
+    ) -> tuple[np.ndarray, ...]:
+        """Embeddings of `refs` by each of `networks` (DINO (N, 384), CLIP (N, 512)), in `refs` order."""
         from dataset.images import load_image
 
         if not refs:
             raise BenchError("no images to score")
-        networks = ("dino", "clip")
         caches = {k: EmbeddingCache(self.embedder_id(k)) for k in networks}
         shas = list(dict.fromkeys(r.sha256 for r in refs))
         found = {k: caches[k].get_many("images", shas) for k in networks}
@@ -183,10 +189,7 @@ class Scorer:
                     caches[k].put("images", s, v)
                     found[k][s] = v
             self.embedded_images += len(chunk)
-        return (
-            np.stack([found["dino"][r.sha256] for r in refs]),
-            np.stack([found["clip"][r.sha256] for r in refs]),
-        )
+        return tuple(np.stack([found[k][r.sha256] for r in refs]) for k in networks)
 
     def _text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
         """CLIP text embeddings (N, 512) of `texts`, in order."""
@@ -237,6 +240,57 @@ class Scorer:
             {"dino": float(d), "clip_i": float(c), "clip_t": float(t)}
             for d, c, t in zip(dino, clip_i, clip_t)
         ]
+
+    @property
+    def lpips(self) -> LpipsNet:
+        """The LPIPS network for DIV: real weights for calibrated presets, seeded smoke weights otherwise."""
+        if self._lpips is None:
+            from metrics.lpips_net import LpipsNet
+
+            self._lpips = (
+                LpipsNet.load(device=self.device)
+                if self.preset.calibrated
+                else LpipsNet.smoke(device=self.device)
+            )
+        return self._lpips
+
+    def optional_metrics_info(self, names: Sequence[str]) -> dict[str, dict]:
+        """results.json "metrics" entries of the optional metrics `names` ("pres", "div")."""
+        from metrics.diversity import METRIC as DIV
+        from metrics.preservation import METRIC as PRES
+
+        info: dict[str, dict] = {}
+        for name in names:
+            if name == "pres":
+                info[name] = {
+                    **{k: v for k, v in PRES.items() if k != "name"},
+                    "embedder": self.embedder_id("dino").as_dict(),
+                }
+            elif name == "div":
+                info[name] = {
+                    **{k: v for k, v in DIV.items() if k != "name"},
+                    "embedder": self.lpips.id.as_dict(),
+                }
+            else:
+                raise did_you_mean(name, OPTIONAL_METRICS, "optional metric")
+        return info
+
+    def score_diversity(self, images_by_prompt: Mapping[int, Sequence[ImageRef]]) -> dict:
+        """DIV of one subject: ``{"div": mean over prompts, "per_prompt": {idx: mean pairwise LPIPS}}``."""
+        from dataset.images import load_image
+        from metrics.diversity import div_for_subject
+
+        images = {p: [load_image(Path(r.path)) for r in refs] for p, refs in images_by_prompt.items()}
+        return div_for_subject(self.lpips, images)
+
+    def score_preservation(self, real: Sequence[ImageRef], class_samples: Sequence[ImageRef]) -> float:
+        """PRES: mean DINO cosine between "a {class}" samples of the fine-tuned model and the real
+        images (all pairs; lower = less language drift). See metrics/preservation.py."""
+        from metrics.preservation import pres_score
+
+        (real_dino,) = self._image_embeddings(real, ("dino",))
+        (class_dino,) = self._image_embeddings(class_samples, ("dino",))
+        return pres_score(class_dino, real_dino) * self.preset.scale
 
     def score_real_pairs(self, real: Sequence[ImageRef]) -> dict[str, float]:
         """The real-images ceiling of one subject: mean cosine over distinct real-real pairs (i < j)."""

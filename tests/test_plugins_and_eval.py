@@ -257,3 +257,57 @@ def test_unreadable_real_image_is_one_line(
     assert code == 2
     err = capsys.readouterr().err
     assert "99.jpg" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_pres_and_div(
+    example_on_path: None, prompts_file: Path, dreambench_data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs"
+    args = [
+        "--method",
+        "mean_color:MeanColor",
+        "--subjects",
+        "dog,can",
+        "--prompts",
+        str(prompts_file),
+        "--extra-metrics",
+        "div,pres",
+        "--pres-samples",
+        "3",
+    ]
+    assert _run(args, dreambench_data, out) == 0
+    run_dir = _only_run(out)
+    results = json.loads((run_dir / "results.json").read_text())
+    dog = results["subjects"]["dog"]
+    assert dog["div"] > 0 and -1 <= dog["pres"] <= 1
+    assert set(dog["per_prompt"]["0"]) >= {"dino", "div"}
+    assert (
+        results["metrics"]["pres"]["higher_is_better"] is False
+        and results["metrics"]["div"]["embedder"]["backend"] == "lpips"
+    )
+    assert results["overall"]["div"] == pytest.approx((dog["div"] + results["subjects"]["can"]["div"]) / 2)
+    assert results["protocol"]["pres_samples"] == 3
+    pres = [json.loads(line) for line in (run_dir / "subjects/dog/pres.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in pres] == ["a dog"] * 3 and (run_dir / "subjects/dog/pres/2.png").is_file()
+    # Identical images have no diversity: noise=0 renders one flat colour per subject.
+    flat = tmp_path / "flat"
+    assert _run([*args, "--method-args", "noise=0"], dreambench_data, flat) == 0
+    flat_results = json.loads((_only_run(flat) / "results.json").read_text())
+    assert flat_results["subjects"]["dog"]["div"] == pytest.approx(0.0, abs=1e-6)
+    # A rerun reuses the stored PRES/DIV.
+    stored = (run_dir / "subjects/dog/optional_scores.json").stat().st_mtime_ns
+    assert _run(args, dreambench_data, out) == 0
+    assert json.loads((run_dir / "results.json").read_text())["subjects"]["dog"]["div"] == dog["div"]
+    assert (run_dir / "subjects/dog/optional_scores.json").stat().st_mtime_ns == stored
+
+
+def test_unknown_extra_metric(
+    example_on_path: None, dreambench_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _run(
+        ["--method", "mean_color:MeanColor", "--subjects", "dog", "--extra-metrics", "dvi"],
+        dreambench_data,
+        tmp_path / "r",
+    )
+    assert code == 2
+    assert "did you mean 'div'" in capsys.readouterr().err

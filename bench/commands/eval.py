@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.commands.subject_args import add_subject_args, subjects_from_args
+from bench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -78,7 +78,14 @@ def run(args: argparse.Namespace) -> int:
     rd = RunDir(Path(args.out) / config.run_name)
     for subject in subjects:
         import_external(layout, rd, subject, prompt_set, args.identifier, args.images_per_prompt)
-    spec = RunSpec(config=config, method_args={}, prompt_set=prompt_set, run_dir=rd.root, device=device)
+    spec = RunSpec(
+        config=config,
+        method_args={},
+        prompt_set=prompt_set,
+        run_dir=rd.root,
+        device=device,
+        optional_metrics=extra_metrics_from_args(args, ("div",)),
+    )
     outcome = execute_run(
         spec=spec,
         subjects=subjects,

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.commands.subject_args import add_subject_args, subjects_from_args
+from bench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--images-per-prompt", type=int, default=4, help="samples per prompt (default: 4, as in the paper)"
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed of every image seed (default: 0)")
+    parser.add_argument(
+        "--pres-samples", type=int, default=8, help="'a {class}' samples per subject for PRES (default: 8)"
+    )
     parser.add_argument("--force", action="store_true", help="redo the selected subjects from scratch")
     parser.add_argument(
         "--executor", default="local", choices=("local", "ray"), help="who runs the subjects (default: local)"
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from dataset.prompts import load_prompt_set
     from metrics.scorer import Scorer
 
+    if args.pres_samples < 1:
+        raise BenchError(f"--pres-samples {args.pres_samples} must be at least 1")
     if args.images_per_prompt < 1:
         raise BenchError(f"--images-per-prompt {args.images_per_prompt} must be at least 1")
     preset = get_run_preset(args.preset)
@@ -78,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         keep_weights=args.keep_weights,
         embedder_backend=args.embedder_backend,
+        optional_metrics=extra_metrics_from_args(args, ("pres", "div")),
+        pres_samples=args.pres_samples,
     )
     executor = executor_class(args.executor)(address=args.address) if args.executor != "local" else None
     outcome = execute_run(

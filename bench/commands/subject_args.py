@@ -54,12 +54,28 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
         choices=("timm", "transformers"),
         help="override the metric preset's embedder backend",
     )
+    parser.add_argument(
+        "--extra-metrics",
+        default="",
+        help="optional metrics, comma-separated: pres (language drift; renders 'a {class}' samples), div (LPIPS diversity)",
+    )
     parser.add_argument("--out", default="runs", help="folder that holds run directories (default: ./runs)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--quiet", action="store_true", help="no progress and no summary table")
     parser.add_argument(
         "--json", action="store_true", help="print results.json to stdout instead of the summary table"
     )
+
+
+def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The validated --extra-metrics names, in canonical order."""
+    from bench.errors import did_you_mean
+
+    names = [n.strip() for n in args.extra_metrics.split(",") if n.strip()]
+    for name in names:
+        if name not in allowed:
+            raise did_you_mean(name, allowed, "extra metric")
+    return tuple(m for m in allowed if m in names)
 
 
 def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[str, Any]]:

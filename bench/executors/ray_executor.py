@@ -72,7 +72,9 @@ def _picklable(exc: BaseException) -> BaseException:
     return exc
 
 
-def run_subject_task(spec: RunSpec, subject: Subject) -> tuple[dict[str, Any] | None, BaseException | None, str]:
+def run_subject_task(
+    spec: RunSpec, subject: Subject
+) -> tuple[dict[str, Any] | None, BaseException | None, str]:
     """Body of one Ray task: (summary, None, "") or (None, exception, traceback text).
 
     The subject's exception is returned, not raised, so that Ray never retries it: retries are for
