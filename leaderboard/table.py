@@ -33,6 +33,9 @@ UNCALIBRATED_FOOTNOTE = (
 NOT_APPLICABLE = "n/a"
 FAILED = "failed"
 ABSENT = "—"
+# Optional metrics (paper, Table 3), shown only when some run computed them.
+OPTIONAL_METRICS = ("pres", "div")
+OPTIONAL_TITLES = {"pres": "PRES ↓", "div": "DIV"}
 
 
 @dataclass(frozen=True)
@@ -114,14 +117,30 @@ class Leaderboard:
         uncalibrated = any(not e.run.calibrated for e in self.entries)
         return (UNCALIBRATED_FOOTNOTE,) if uncalibrated else ()
 
+    def optional_metrics(self) -> tuple[str, ...]:
+        """Optional metrics (PRES, DIV) that at least one run computed."""
+        return tuple(
+            m for m in OPTIONAL_METRICS if any(m in (e.run.raw.get("overall") or {}) for e in self.entries)
+        )
+
     def overall_table(self) -> TextTable:
-        header = ("Method", "Preset", *(METRIC_TITLES[m] for m in METRICS))
+        optional = self.optional_metrics()
+        header = (
+            "Method",
+            "Preset",
+            *(METRIC_TITLES[m] for m in METRICS),
+            *(OPTIONAL_TITLES[m] for m in optional),
+        )
         header += ("Subjects", "Calibrated", "Failures", "Run")
         rows = tuple(
             (
                 e.marked_method,
                 e.run.preset,
                 *(e.overall.figures[m].text() for m in METRICS),
+                *(
+                    Figure(e.run.raw["overall"].get(m)).text() if m in e.run.raw["overall"] else ABSENT
+                    for m in optional
+                ),
                 _count_text(e.overall.n_subjects),
                 "yes" if e.run.calibrated else "no",
                 str(len(e.run.failures)),
@@ -129,7 +148,16 @@ class Leaderboard:
             )
             for e in self.entries
         )
-        numeric = (False, False, *(True for _ in METRICS), True, False, True, False)
+        numeric = (
+            False,
+            False,
+            *(True for _ in METRICS),
+            *(True for _ in optional),
+            True,
+            False,
+            True,
+            False,
+        )
         return TextTable("Overall (mean over subjects)", header, rows, numeric)
 
     def split_table(self) -> TextTable:

@@ -260,7 +260,11 @@ def test_unreadable_real_image_is_one_line(
 
 
 def test_pres_and_div(
-    example_on_path: None, prompts_file: Path, dreambench_data: Path, tmp_path: Path
+    example_on_path: None,
+    prompts_file: Path,
+    dreambench_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "runs"
     args = [
@@ -299,6 +303,10 @@ def test_pres_and_div(
     assert _run(args, dreambench_data, out) == 0
     assert json.loads((run_dir / "results.json").read_text())["subjects"]["dog"]["div"] == dog["div"]
     assert (run_dir / "subjects/dog/optional_scores.json").stat().st_mtime_ns == stored
+    capsys.readouterr()
+    assert main(["leaderboard", str(run_dir), str(_only_run(flat)), "--format", "md"]) == 0
+    table = capsys.readouterr().out
+    assert "| PRES ↓ | DIV |" in table and f"{results['overall']['div']:.3f}" in table
 
 
 def test_unknown_extra_metric(
