@@ -26,9 +26,12 @@ Requirements and choices (see docs/RAY.md):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
+import signal
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -139,7 +142,14 @@ class RayExecutor:
         if self.address in (None, "local") and not os.environ.get("RAY_ADDRESS"):
             options["num_cpus"] = _available_cpus()
             options["object_store_memory"] = LOCAL_OBJECT_STORE_BYTES
+        # Ray's core worker installs C-level handlers for SIGTERM (log and abort) in the driver;
+        # put back the Python handler bench installed, so SIGTERM stops the run cleanly (in-flight
+        # tasks cancelled, a local instance shut down) like Ctrl-C.
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if in_main_thread else None
         ray.init(**options)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         return True
 
     def _num_gpus(self, ray: Any) -> float:
@@ -150,11 +160,11 @@ class RayExecutor:
     def run(
         self, worker: SubjectWorker, subjects: Sequence[Subject], progress: RunProgress, on_result: OnResult
     ) -> None:
+        from bench.errors import BenchError
+
         try:
             import ray
         except ImportError:
-            from bench.errors import BenchError
-
             raise BenchError(
                 "--executor ray needs Ray: pip install 'dreambench[ray]' (or pip install ray); "
                 "valid executors without it: local"
@@ -165,6 +175,17 @@ class RayExecutor:
         try:
             num_gpus = self._num_gpus(ray)
             resources = ray.cluster_resources()
+            device = worker.spec.device
+            if device.startswith("cuda") and num_gpus == 0:
+                raise BenchError(
+                    f"--device {device} but the Ray tasks get no GPU (cluster GPUs: "
+                    f"{resources.get('GPU', 0):g}); use --device cpu or a cluster with GPUs"
+                )
+            if device == "cpu" and num_gpus > 0:
+                progress.log(
+                    "ray: the tasks reserve GPUs but the run's device is cpu (auto resolves on this "
+                    "machine); pass --device cuda to use the cluster's GPUs"
+                )
             progress.log(
                 f"ray: {len(subjects)} subject task(s) on {resources.get('CPU', 0):g} CPU(s), "
                 f"{resources.get('GPU', 0):g} GPU(s); {self.num_cpus_per_task:g} CPU(s), "
@@ -203,7 +224,8 @@ class RayExecutor:
             # Interrupted (Ctrl-C) or the driver failed: stop the subjects still in flight; the
             # finished ones are already on disk and a rerun resumes the rest.
             for ref in pending:
-                ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):  # already finished or its worker is gone
+                    ray.cancel(ref, force=True)
             raise
         finally:
             if initialised_here:
