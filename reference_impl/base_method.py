@@ -1,9 +1,9 @@
 """The ``base-model`` method: the floor row — the base model with no fine-tuning at all.
 
 The identifier is "" so prompts read "a dog in the jungle": the model is asked for the class, not
-the subject, which is what DINO/CLIP-I of an unpersonalised model measure. ``prepare`` does no
-work (it loads nothing); the model is loaded on the first ``generate`` and kept across subjects
-until ``release``.
+the subject, which is what DINO/CLIP-I of an unpersonalised model measure. ``prepare`` loads no
+weights (it only records the base model's provenance); the model is loaded on the first
+``generate`` and dropped by ``release``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from bench.atomic import atomic_write_json
 from reference_impl.base_model import (
     SD15_REPO,
     Components,
     autocast_dtype,
     free_memory,
     load_base_model,
+    locate_base_model,
     resolve_device,
 )
 from reference_impl.dreambooth import sampler_settings, validate_common
@@ -76,7 +78,11 @@ class BaseModel:
         self._model: Components | None = None
 
     def prepare(self, subject: Subject, workdir: Path) -> None:
-        """Nothing to train."""
+        """Nothing to train; records which base model renders (``workdir/base_model.json``) for provenance."""
+        record = Path(workdir) / "base_model.json"
+        if not record.is_file():
+            _, description = locate_base_model(self.config.base_model, self.config.base_revision)
+            atomic_write_json(record, description)
 
     def identifier(self, subject: Subject) -> str:
         return ""

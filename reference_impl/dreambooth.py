@@ -50,6 +50,8 @@ SchedulerName = Literal["ddim", "pndm", "dpm++", "euler", "euler-a", "ddpm"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
 
 WEIGHTS_DIR = "weights"
+# Approximate size of SD 1.5's fp32 UNet (~860M parameters x 4 bytes), the fallback disk estimate.
+_SD15_FP32_UNET_BYTES = 860_000_000 * 4
 DONE_FILE = "done.json"
 
 
@@ -211,6 +213,19 @@ class DreamBooth:
         free_memory(self.device)
         if self._workdir is not None and not self.keep_weights:
             shutil.rmtree(self._workdir / WEIGHTS_DIR, ignore_errors=True)
+
+    def estimated_disk_bytes(self, subject: Subject, n_images: int) -> int:
+        """Bytes ``prepare`` writes for one subject (the fine-tuned weights; read by bench/disk_space.py)."""
+        from reference_impl.base_model import locate_base_model
+
+        parts = ["unet/diffusion_pytorch_model.safetensors"]
+        if self.config.train_text_encoder:
+            parts.append("text_encoder/model.safetensors")
+        try:
+            folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)
+        except BenchError:
+            return _SD15_FP32_UNET_BYTES  # the load will fail with its own message; assume SD 1.5
+        return sum((folder / part).stat().st_size for part in parts if (folder / part).is_file())
 
     # -- helpers -----------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def render(
     """Render one RGB image per ``(prompts[i], seeds[i])`` with ``pipe``; see the module docstring.
 
     ``pipe`` is any ``StableDiffusionPipeline`` (base weights, fine-tuned UNet, LoRA, added tokens);
-    its scheduler is replaced by ``sampler.scheduler`` for the call. ``autocast_dtype`` (CUDA only)
+    its scheduler is replaced by a fresh ``sampler.scheduler`` (built from its current config). ``autocast_dtype`` (CUDA only)
     runs the denoiser in fp16/bf16 autocast. Raises BenchError on mismatched lengths.
     """
     import contextlib
@@ -128,7 +128,12 @@ def render(
     latent_shape = (pipe.unet.config.in_channels, sampler.resolution // factor, sampler.resolution // factor)
     pipe.scheduler = make_scheduler(sampler.scheduler, dict(pipe.scheduler.config))
     pipe.set_progress_bar_config(disable=True)
-    use_autocast = autocast_dtype is not None and torch.device(device).type == "cuda"
+    on_cuda = torch.device(device).type == "cuda"
+    if on_cuda:
+        # Decode latents one image at a time: bounds VAE memory at 512 px and makes the decode
+        # independent of the batch on GPU too. (On CPU the fixed batch shape already does that.)
+        pipe.vae.enable_slicing()
+    use_autocast = autocast_dtype is not None and on_cuda
     images: list[Image.Image] = []
     for start in range(0, len(prompts), batch_size):
         n_real = min(batch_size, len(prompts) - start)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -351,6 +352,13 @@ def test_paper_and_diffusers_presets_follow_their_sources() -> None:
     assert diffusers.identifier == "sks" and diffusers.prior_preservation
 
 
+def test_disk_estimate_is_the_size_of_the_weights_prepare_writes(tmp_path: Path, dog: Subject) -> None:
+    method = DreamBooth(FAST, device="cpu", keep_weights=True)
+    method.prepare(dog, tmp_path / "dog")
+    written = (tmp_path / "dog" / WEIGHTS_DIR / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+    assert method.estimated_disk_bytes(dog, 100) == pytest.approx(written, rel=0.01)
+
+
 def test_config_overrides_are_type_checked() -> None:
     config = resolve_config(
         DreamBooth.Config, DreamBooth.PRESETS, "smoke", {"train_steps": "7"}, "dreambooth"
@@ -369,7 +377,9 @@ def test_base_model_floor(tmp_path: Path, dog: Subject) -> None:
     method = BaseModel(config, device="cpu")
     assert method.name == "base-model" and method.calibrated is False
     method.prepare(dog, tmp_path / "dog")
-    assert method._model is None  # prepare loads nothing
+    assert method._model is None  # prepare loads no weights...
+    recorded = json.loads((tmp_path / "dog" / "base_model.json").read_text())
+    assert recorded["source"] == "tiny" and recorded["calibrated"] is False  # ...it records provenance
     assert method.identifier(dog) == ""
     images = method.generate(["a dog in the jungle", "a dog on the beach", "a dog"], [3, 4, 5])
     assert [im.size for im in images] == [(TINY_RESOLUTION, TINY_RESOLUTION)] * 3
