@@ -36,7 +36,7 @@ from reference_impl.base_model import (
     load_tokenizer,
     resolve_device,
 )
-from reference_impl.identifier import choose_identifier
+from reference_impl.identifier import RARE_SCHEME, choose_identifier
 from reference_impl.render import SamplerSettings, render
 from reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
 
@@ -157,7 +157,8 @@ class DreamBooth:
     # -- Method protocol ---------------------------------------------------------------------
 
     def identifier(self, subject: Subject) -> str:
-        return choose_identifier(self.config.identifier, self._get_tokenizer(), subject.name)
+        tokenizer = self._get_tokenizer() if self.config.identifier == RARE_SCHEME else None
+        return choose_identifier(self.config.identifier, tokenizer, subject.name)
 
     def prepare(self, subject: Subject, workdir: Path) -> None:
         workdir = Path(workdir)

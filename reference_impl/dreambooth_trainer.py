@@ -12,7 +12,8 @@ noise schedule, loss) and differs only where it is faster for the same result:
   step; latents are still *sampled* from them at each step, as the script does.
 * Text embeddings are computed once when the text encoder is frozen (the script's
   ``--pre_compute_text_embeddings``).
-* On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires), fused AdamW,
+* On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires; fp16 with a
+  GradScaler), fused AdamW,
   SDPA attention (diffusers' default processor), optional 8-bit Adam (bitsandbytes), gradient
   checkpointing, channels_last and torch.compile.
 
@@ -237,8 +238,10 @@ def train_dreambooth(
     take = _index_stream(n_items, cpu_gen)
     bsz = settings.batch_size
 
-    # 6. Optimizer: AdamW with the script's defaults, constant learning rate, no warm-up.
+    # 6. Optimizer: AdamW with the script's defaults, constant learning rate, no warm-up. fp16
+    #    autocast needs loss scaling (accelerate does the same for the script); bf16 does not.
     optimizer = _make_optimizer(params, settings, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     losses: list[float] = []
     autocast = (
@@ -288,9 +291,16 @@ def train_dreambooth(
         losses.append(value)
 
         # 11. Backward, clip, step.
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if after_step is not None:
             after_step(step)

@@ -57,12 +57,17 @@ def _candidates(tokenizer: PreTrainedTokenizerBase) -> tuple[str, ...]:
     return tuple(out)
 
 
-def choose_identifier(scheme: str, tokenizer: PreTrainedTokenizerBase, subject_name: str) -> str:
-    """The identifier for ``subject_name`` under ``scheme`` ("rare" or a fixed string such as "sks")."""
+def choose_identifier(scheme: str, tokenizer: PreTrainedTokenizerBase | None, subject_name: str) -> str:
+    """The identifier for ``subject_name`` under ``scheme`` ("rare" or a fixed string such as "sks").
+
+    ``tokenizer`` is only needed (and only read) for the rare scheme.
+    """
     if scheme != RARE_SCHEME:
         if not scheme.strip() or scheme != scheme.strip():
             raise BenchError(f"identifier {scheme!r} must be 'rare' or a non-empty word such as 'sks'")
         return scheme
+    if tokenizer is None:
+        raise BenchError("identifier scheme 'rare' needs the base model's tokenizer")
     candidates = _candidates(tokenizer)
     if not candidates:
         raise BenchError(

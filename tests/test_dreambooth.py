@@ -281,11 +281,13 @@ def test_rare_identifier_is_one_rare_short_token(dog: Subject) -> None:
     assert len({choose_identifier("rare", tokenizer, n) for n in names}) > 1
 
 
-def test_fixed_identifier_is_used_verbatim() -> None:
-    base = load_base_model("tiny", device="cpu")
-    assert choose_identifier("sks", base.tokenizer, "dog") == "sks"
+def test_fixed_identifier_is_used_verbatim(dog: Subject) -> None:
+    assert choose_identifier("sks", None, "dog") == "sks"
     with pytest.raises(BenchError, match="rare"):
-        choose_identifier(" ", base.tokenizer, "dog")
+        choose_identifier(" ", None, "dog")
+    # A fixed identifier needs no model at all: not even the (offline, absent) SD 1.5 tokenizer.
+    method = DreamBooth(DreamBooth.PRESETS["diffusers"], device="cpu")
+    assert method.identifier(dog) == "sks"
 
 
 # -- the method -------------------------------------------------------------------------------
