@@ -38,7 +38,8 @@ FAST = dataclasses.replace(
 
 
 def make_subject(data: Path, name: str, class_noun: str, files: list[str]) -> Subject:
-    paths = tuple(data / "dataset" / name / f for f in files)
+    folder = data / "dataset" if (data / "dataset").is_dir() else data  # clone root or its dataset/
+    paths = tuple(folder / name / f for f in files)
     return Subject(
         name=name,
         class_noun=class_noun,

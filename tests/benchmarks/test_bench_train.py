@@ -38,7 +38,8 @@ def peak_rss_mib() -> float:
 
 @pytest.fixture(scope="module")
 def dog(dreambench_data: Path) -> Subject:
-    paths = tuple(sorted((dreambench_data / "dataset" / "dog").glob("*.jpg")))
+    folder = dreambench_data / "dataset" if (dreambench_data / "dataset").is_dir() else dreambench_data
+    paths = tuple(sorted((folder / "dog").glob("*.jpg")))
     return Subject(
         "dog", "dog", "live", paths, tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in paths)
     )
