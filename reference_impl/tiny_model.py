@@ -23,7 +23,6 @@ step (1 instance + 1 class latent) takes ~60 ms and an image (8 DDIM steps with 
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 from bench.cache_root import cache_root
+from metrics.convert import write_clip_tokenizer
 
 TINY_MODEL_ID = "tiny"
 """The base-model reference that selects this model (``base_model="tiny"`` in a method's config)."""
@@ -58,7 +58,6 @@ SD_SCHEDULER_CONFIG: dict[str, object] = {
 
 # CLIP's BPE: 256 byte symbols, the same with "</w>", 48,894 merges, <|startoftext|>, <|endoftext|>
 # = 49,408 ids (the count transformers' CLIPTokenizer and Stable Diffusion's text encoder use).
-_N_MERGES = 49152 - 256 - 2
 CLIP_VOCAB_SIZE = 49408
 
 
@@ -92,40 +91,12 @@ def ensure_tiny_model(seed: int = 0) -> Path:
     return folder
 
 
-def write_clip_tokenizer(folder: Path) -> None:
-    """Write the real CLIP BPE tokenizer (vocab.json, merges.txt) from open_clip's bundled vocabulary.
-
-    The vocabulary order is OpenAI CLIP's (bytes, bytes + "</w>", merges in rank order, then the two
-    special tokens), which is also the order of ``openai/clip-vit-large-patch14``'s vocab.json used by
-    Stable Diffusion v1: "sks" -> 48136, "dog" -> 1929.
-    """
-    import open_clip.tokenizer as oc_tokenizer
-
-    merges = gzip.open(oc_tokenizer.default_bpe()).read().decode("utf-8").split("\n")[1 : _N_MERGES + 1]
-    symbols = list(oc_tokenizer.bytes_to_unicode().values())
-    vocab = symbols + [s + "</w>" for s in symbols] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == CLIP_VOCAB_SIZE, len(vocab)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    special = {
-        "bos_token": "<|startoftext|>",
-        "eos_token": "<|endoftext|>",
-        "unk_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>",
-    }
-    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
-    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True, **special}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-
-
 def _build(folder: Path, seed: int) -> None:
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    write_clip_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer")  # the real CLIP BPE vocabulary, as SD v1 uses
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     # fork_rng: seed the initialisation without disturbing the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):
@@ -180,7 +151,7 @@ def _build(folder: Path, seed: int) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
     # save_pretrained rewrites tokenizer/ in transformers' own format; put the SD-style files back
     # next to it so the folder reads like a real Stable Diffusion checkout.
-    write_clip_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer")  # the real CLIP BPE vocabulary, as SD v1 uses
     provenance = {
         "model": "dreambench tiny Stable Diffusion (random init)",
         "seed": seed,

@@ -42,6 +42,12 @@ def smoke_scorer() -> Scorer:
 
 @pytest.fixture(scope="module")
 def scores(smoke_scorer: Scorer, real: list[ImageRef], generated: list[ImageRef]) -> list[dict[str, float]]:
+    # Start from an empty embedding cache: earlier tests of the session may have embedded these images.
+    import shutil
+
+    from bench.cache_root import cache_root
+
+    shutil.rmtree(cache_root() / "embeddings", ignore_errors=True)
     return smoke_scorer.score_generated(real, generated, PROMPTS, "sks")
 
 
