@@ -14,6 +14,10 @@ Per subject, ``prepare`` does, in order:
 ``generate`` renders with the fine-tuned model (reference_impl/render.py); ``release`` frees the
 models and deletes ``workdir/weights`` unless ``keep_weights``. A later ``prepare`` whose weights
 were released trains again (same seed, same result on CPU).
+
+``dreambooth-lora`` (reference_impl/lora.py) and ``textual-inversion``
+(reference_impl/textual_inversion.py) subclass ``DreamBooth`` and replace only steps 2-5 and the
+reload (``_train_and_save``, ``_load_trained``, ``weights_marker``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     from transformers import CLIPTokenizer
 
     from dataset.subject import Subject
+    from reference_impl.dreambooth_trainer import TrainingData, TrainResult
 
 SchedulerName = Literal["ddim", "pndm", "dpm++", "euler", "euler-a", "ddpm"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
@@ -165,19 +170,11 @@ class DreamBooth:
         if self._workdir != workdir:
             self._model = None  # a model trained for another subject must not render this one
         self._workdir = workdir
-        if is_prepared(workdir):
+        if is_prepared(workdir, self.weights_marker):
             return
-        from reference_impl.dreambooth_trainer import save_finetuned, train_dreambooth
-
-        # 1-4: base model, identifier, prompts, latents.
+        # 1: base model; 2-5: identifier, data, training, saving (the per-method hook).
         base = load_base_model(self.config.base_model, self.config.base_revision, self.device)
-        identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
-        data = build_training_data(base, subject, identifier, self.config, self.device, self.seed)
-        # 5: train and save.
-        result = train_dreambooth(
-            base, data, trainer_settings(self.config), self.device, self.seed, subject_name=subject.name
-        )
-        save_finetuned(workdir / WEIGHTS_DIR, result.unet, result.text_encoder)
+        identifier, data, result = self._train_and_save(base, subject, workdir / WEIGHTS_DIR)
         # 6: the done marker, written last.
         atomic_write_json(
             workdir / DONE_FILE,
@@ -196,6 +193,29 @@ class DreamBooth:
             },
         )
         self._model = base
+
+    # -- per-method hooks (LoRA and Textual Inversion subclass DreamBooth and replace these) -----
+
+    # The file under ``weights/`` whose presence means the trained weights are still on disk.
+    weights_marker = "unet/config.json"
+
+    def _train_and_save(
+        self, base: Components, subject: Subject, weights_dir: Path
+    ) -> tuple[str, TrainingData, TrainResult]:
+        """Steps 2-5 of ``prepare``: identifier, training data, training, weights saved to ``weights_dir``."""
+        from reference_impl.dreambooth_trainer import save_finetuned, train_dreambooth
+
+        identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
+        data = build_training_data(base, subject, identifier, self.config, self.device, self.seed)
+        result = train_dreambooth(
+            base, data, trainer_settings(self.config), self.device, self.seed, subject_name=subject.name
+        )
+        save_finetuned(weights_dir, result.unet, result.text_encoder)
+        return identifier, data, result
+
+    def _load_trained(self, workdir: Path) -> Components:
+        """The model ``generate`` renders with, rebuilt from ``workdir/weights`` (e.g. in a new process)."""
+        return load_finetuned(self.config.base_model, self.config.base_revision, workdir, self.device)
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         model = self._get_trained_model()
@@ -238,19 +258,17 @@ class DreamBooth:
     def _get_trained_model(self) -> Components:
         if self._model is not None:
             return self._model
-        if self._workdir is None or not is_prepared(self._workdir):
+        if self._workdir is None or not is_prepared(self._workdir, self.weights_marker):
             raise BenchError(
                 f"method {self.name}: generate() called before prepare() finished for this subject"
             )
-        self._model = load_finetuned(
-            self.config.base_model, self.config.base_revision, self._workdir, self.device
-        )
+        self._model = self._load_trained(self._workdir)
         return self._model
 
 
-def is_prepared(workdir: Path) -> bool:
-    """Done marker present and the fine-tuned UNet still on disk."""
-    return (workdir / DONE_FILE).is_file() and (workdir / WEIGHTS_DIR / "unet" / "config.json").is_file()
+def is_prepared(workdir: Path, weights_marker: str = "unet/config.json") -> bool:
+    """Done marker present and the trained weights (``weights/<weights_marker>``) still on disk."""
+    return (workdir / DONE_FILE).is_file() and (workdir / WEIGHTS_DIR / weights_marker).is_file()
 
 
 def validate_common(config: Any, method: str) -> None:

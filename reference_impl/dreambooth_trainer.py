@@ -81,13 +81,16 @@ class TrainSettings:
 class TrainingData:
     """What one training run sees: latent posteriors and the two prompts.
 
-    ``classes`` is None without prior preservation.
+    ``classes`` is None without prior preservation. ``instance_prompts``, if given, replaces the
+    single ``instance_prompt``: each instance example then gets one of them, drawn uniformly at
+    random per step (Textual Inversion's prompt templates).
     """
 
     instance: LatentDist
     instance_prompt: str
     classes: LatentDist | None = None
     class_prompt: str = ""
+    instance_prompts: tuple[str, ...] = ()
 
 
 @dataclass
@@ -216,7 +219,10 @@ def train_dreambooth(
     unet_forward = torch.compile(unet) if settings.compile else unet
 
     # 4. Text conditioning: token ids once; embeddings once too when the text encoder is frozen.
-    prompts = [data.instance_prompt] + ([data.class_prompt] if data.classes is not None else [])
+    #    Rows: the instance prompt(s), then the class prompt.
+    instance_prompts = list(data.instance_prompts) or [data.instance_prompt]
+    n_prompts = len(instance_prompts)
+    prompts = instance_prompts + ([data.class_prompt] if data.classes is not None else [])
     ids = base.tokenizer(
         prompts,
         padding="max_length",
@@ -272,8 +278,10 @@ def train_dreambooth(
         else:
             target = noise_scheduler.get_velocity(latents, noise, timesteps)
 
-        # 9. Conditioning for this batch: instance prompt rows, then class prompt rows.
-        rows = torch.tensor([0] * bsz + ([1] * bsz if classes is not None else []), device=device)
+        # 9. Conditioning for this batch: instance prompt rows, then class prompt rows. (A single
+        #    instance prompt draws nothing, so the random streams stay those of plain DreamBooth.)
+        picks = torch.randint(n_prompts, (bsz,), generator=cpu_gen).tolist() if n_prompts > 1 else [0] * bsz
+        rows = torch.tensor(picks + ([n_prompts] * bsz if classes is not None else []), device=device)
         with autocast():
             embeddings = (
                 frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]

@@ -1,0 +1,210 @@
+"""The ``dreambooth-lora`` method: DreamBooth with prior preservation, training only LoRA adapters
+on the UNet's attention projections (Hu et al., 2021, applied to DreamBooth as in diffusers'
+``examples/dreambooth/train_dreambooth_lora.py``).
+
+Everything but the trainable parameters is DreamBooth's (``DreamBoothLoRA`` subclasses
+``DreamBooth``): base model, identifier, class priors, cached latents, the trainer and its loss,
+the done marker, rendering. Per subject, ``prepare``:
+
+1. adds a rank-``lora_rank`` LoRA adapter to ``to_q``/``to_k``/``to_v``/``to_out.0`` of every UNet
+   attention block (peft ``LoraConfig(r, lora_alpha=r, init_lora_weights="gaussian")``, the script's
+   settings: B = 0, so the adapted UNet starts exactly at the base model),
+2. trains only the adapter weights through ``train_dreambooth(trainable=...)`` (base weights frozen),
+3. saves them in diffusers' LoRA format, ``weights/pytorch_lora_weights.safetensors`` (with the peft
+   config as adapter metadata), which stock ``pipe.load_lora_weights(weights_dir)`` loads.
+
+``generate`` renders with the adapter active (unfused). LoRA is not part of the DreamBooth paper,
+so the ``paper`` preset is the diffusers recipe (see ``PRESETS``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench.errors import BenchError
+from reference_impl.base_model import Components, load_base_model
+from reference_impl.dreambooth import DreamBooth, build_training_data, trainer_settings
+from reference_impl.identifier import choose_identifier
+
+if TYPE_CHECKING:
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from dataset.subject import Subject
+    from reference_impl.dreambooth_trainer import TrainingData, TrainResult
+
+LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
+"""diffusers' default LoRA file name (what ``load_lora_weights(folder)`` looks for)."""
+
+# train_dreambooth_lora.py: LoraConfig(target_modules=["to_k", "to_q", "to_v", "to_out.0"]).
+LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
+
+# Trainable parameters of a rank-4 attention LoRA on SD 1.5's UNet (the figure diffusers' script
+# logs); the disk estimate's fallback when the base model is not available to count exactly.
+_SD15_RANK4_LORA_PARAMS = 797_184
+
+
+class DreamBoothLoRA(DreamBooth):
+    """DreamBooth (prior preservation) training only rank-``lora_rank`` LoRA adapters on the UNet."""
+
+    name = "dreambooth-lora"
+    weights_marker = LORA_WEIGHTS_FILE
+
+    @dataclass(frozen=True)
+    class Config(DreamBooth.Config):
+        """DreamBooth's fields (same meaning) plus the adapter rank.
+
+        train_text_encoder must stay false: only the UNet gets adapters.
+        """
+
+        # train_dreambooth_lora.py --rank default; lora_alpha = rank (scale 1), as the script sets it.
+        lora_rank: int = 4
+
+    PRESETS: dict[str, Config] = {
+        # diffusers examples/dreambooth/README.md, "Training with Low-Rank Adaptation of Large
+        # Language Models (LoRA)": --instance_prompt="a photo of sks dog" --resolution=512
+        # --train_batch_size=1 --learning_rate=1e-4 --lr_scheduler=constant --lr_warmup_steps=0
+        # --max_train_steps=500 (rank 4, the script's default). That command trains without prior
+        # preservation; this method is DreamBooth *with* it, so the prior settings are those of the
+        # README's DreamBooth prior-preservation command (the `dreambooth` method's diffusers preset):
+        # --class_prompt="a photo of dog" --num_class_images=200 --prior_loss_weight=1.0 — which also
+        # lets both methods share one class-prior cache. Sampling: the pipeline defaults (PNDM, 50, 7.5).
+        "diffusers": Config(
+            **{**asdict(DreamBooth.PRESETS["diffusers"]), "train_steps": 500, "learning_rate": 1e-4}
+        ),
+        # dreambooth's smoke preset (embedded tiny model on CPU, uncalibrated). LoRA's B starts at
+        # zero, so the random model needs a larger step than full fine-tuning to move in 40 steps.
+        "smoke": Config(**{**asdict(DreamBooth.PRESETS["smoke"]), "learning_rate": 1e-2}),
+    }
+    # The DreamBooth paper has no LoRA row, but `bench run --preset dreambooth` asks every method
+    # for its "paper" preset: it is the diffusers recipe above.
+    PRESETS["paper"] = PRESETS["diffusers"]
+
+    def __init__(
+        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
+    ) -> None:
+        super().__init__(config, device=device, seed=seed, keep_weights=keep_weights)
+        if config.lora_rank < 1:
+            raise BenchError(f"method {self.name}: lora_rank={config.lora_rank} must be at least 1")
+        if config.train_text_encoder:
+            raise BenchError(
+                f"method {self.name}: train_text_encoder=true is not supported (adapters go on the UNet only); use false"
+            )
+
+    def _train_and_save(
+        self, base: Components, subject: Subject, weights_dir: Path
+    ) -> tuple[str, TrainingData, TrainResult]:
+        from reference_impl.dreambooth_trainer import train_dreambooth
+
+        identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
+        data = build_training_data(base, subject, identifier, self.config, self.device, self.seed)
+        adapters = add_lora(base.unet, self.config.lora_rank, self.seed)
+        result = train_dreambooth(
+            base,
+            data,
+            trainer_settings(self.config),
+            self.device,
+            self.seed,
+            subject_name=subject.name,
+            trainable=adapters,
+        )
+        save_lora(weights_dir, base.unet)
+        return identifier, data, result
+
+    def _load_trained(self, workdir: Path) -> Components:
+        from reference_impl.base_model import quiet_loading
+        from reference_impl.dreambooth import WEIGHTS_DIR
+
+        base = load_base_model(self.config.base_model, self.config.base_revision, self.device)
+        with quiet_loading():
+            # Stock diffusers loading; it injects the adapter into base.unet, which every later
+            # base.pipeline() shares.
+            base.pipeline().load_lora_weights(workdir / WEIGHTS_DIR, weight_name=LORA_WEIGHTS_FILE)
+        return base
+
+    def estimated_disk_bytes(self, subject: Subject, n_images: int) -> int:
+        """Bytes of ``pytorch_lora_weights.safetensors``: rank x (in + out) fp32 values per adapted layer.
+
+        Counted on a weightless ("meta") UNet built from the base model's config; SD 1.5's figure
+        scaled by the rank if the base model is not available.
+        """
+        import json
+
+        import torch
+        from diffusers import UNet2DConditionModel
+
+        from reference_impl.base_model import locate_base_model
+
+        rank = self.config.lora_rank
+        try:
+            folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)
+            unet_config = json.loads((folder / "unet" / "config.json").read_text())
+        except (BenchError, OSError):
+            return _SD15_RANK4_LORA_PARAMS * rank // 4 * 4
+        with torch.device("meta"):
+            unet = UNet2DConditionModel.from_config(unet_config)
+        layers = [m for _, m in lora_target_layers(unet)]
+        # Two tensors (A, B) per layer; ~160 bytes of safetensors header per tensor name and shape.
+        return sum(4 * rank * (m.in_features + m.out_features) + 2 * 160 for m in layers)
+
+
+def lora_target_layers(unet: UNet2DConditionModel) -> list[tuple[str, torch.nn.Linear]]:
+    """The UNet's linear layers that get an adapter: names ending in one of ``LORA_TARGET_MODULES``."""
+    import torch
+
+    return [
+        (name, module)
+        for name, module in unet.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.endswith(tuple("." + t for t in LORA_TARGET_MODULES))
+    ]
+
+
+def add_lora(unet: UNet2DConditionModel, rank: int, seed: int) -> list[torch.nn.Parameter]:
+    """Add a trainable rank-``rank`` LoRA adapter (alpha = rank) to ``unet``; return its parameters.
+
+    peft's "gaussian" init draws A from the global torch RNG, so it is seeded here (and the caller's
+    RNG state restored): the same seed gives the same adapter.
+    """
+    import torch
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=rank,
+        init_lora_weights="gaussian",
+        target_modules=list(LORA_TARGET_MODULES),
+    )
+    devices = [unet.device] if unet.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        unet.add_adapter(config)
+    params = [p for name, p in unet.named_parameters() if "lora_" in name]
+    for param in params:
+        param.requires_grad_(True)
+    return params
+
+
+def save_lora(weights_dir: Path, unet: UNet2DConditionModel) -> None:
+    """Write ``weights_dir/pytorch_lora_weights.safetensors`` in diffusers' format, atomically.
+
+    As train_dreambooth_lora.py: ``convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))``
+    through ``StableDiffusionLoraLoaderMixin.save_lora_weights``, plus the peft config as adapter
+    metadata (so rank and alpha load exactly).
+    """
+    from diffusers import StableDiffusionPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    weights_dir = Path(weights_dir)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    metadata = unet.peft_config["default"].to_dict()
+    with tempfile.TemporaryDirectory(dir=weights_dir, prefix=".lora.") as tmp:
+        StableDiffusionPipeline.save_lora_weights(
+            tmp, unet_lora_layers=layers, unet_lora_adapter_metadata=metadata, safe_serialization=True
+        )
+        os.replace(Path(tmp) / LORA_WEIGHTS_FILE, weights_dir / LORA_WEIGHTS_FILE)
