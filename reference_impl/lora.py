@@ -43,8 +43,8 @@ LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 # train_dreambooth_lora.py: LoraConfig(target_modules=["to_k", "to_q", "to_v", "to_out.0"]).
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
 
-# Trainable parameters of a rank-4 attention LoRA on SD 1.5's UNet (the figure diffusers' script
-# logs); the disk estimate's fallback when the base model is not available to count exactly.
+# Trainable parameters of a rank-4 attention LoRA on SD 1.5's UNet (lora_target_layers of a meta
+# UNet with SD 1.5's config); the disk estimate's fallback when the base model is not available.
 _SD15_RANK4_LORA_PARAMS = 797_184
 
 
