@@ -182,3 +182,43 @@ def test_failing_subject_is_recorded_and_rerun_does_only_it(
     results = json.loads((run_dir / "results.json").read_text())
     assert results["failures"] == {} and sorted(results["subjects"]) == ["can", "dog", "vase"]
     assert not (run_dir / "subjects/can/error.txt").exists()
+
+
+def test_kill_9_during_dreambooth_training(dreambench_data: Path, prompts_file: Path, tmp_path: Path) -> None:
+    """The real trainer on the tiny model: killed mid-training, the rerun trains again from scratch
+    and reproduces the uninterrupted run exactly (training and rendering are seeded)."""
+    argv = [
+        "run",
+        "--method",
+        "dreambooth",
+        "--subjects",
+        "dog",
+        "--prompts",
+        str(prompts_file),
+        "--images-per-prompt",
+        "1",
+        "--preset",
+        "smoke",
+        "--data",
+        str(dreambench_data),
+        "--quiet",
+    ]
+    assert main([*argv, "--out", str(tmp_path / "reference")]) == 0
+    reference = _figures(tmp_path / "reference")
+    out = tmp_path / "runs"
+    out.mkdir()
+    proc = _spawn([*argv, "--out", str(out)])
+    prepare = lambda: next(out.glob("*/subjects/dog/prepare"), None)  # noqa: E731
+    _wait_for(
+        lambda: (
+            prepare() is not None and not (prepare() / "done.json").exists() and any(prepare().rglob("*"))
+        ),
+        proc,
+    )
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not _images(out), "killed before rendering"
+    rerun = _spawn([*argv, "--out", str(out)])
+    _, stderr = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, stderr
+    assert _figures(out) == reference

@@ -319,3 +319,38 @@ def test_unknown_extra_metric(
     )
     assert code == 2
     assert "did you mean 'div'" in capsys.readouterr().err
+
+
+def test_compare_gates_a_regressed_smoke_run(
+    example_on_path: None,
+    prompts_file: Path,
+    dreambench_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Real runs, not synthetic results: an unchanged rerun passes the gate, a degraded method fails it."""
+    base = ["--method", "mean_color:MeanColor", "--subjects", "dog,can,vase", "--prompts", str(prompts_file)]
+    assert _run([*base, "--method-args", "noise=0.02"], dreambench_data, tmp_path / "baseline") == 0
+    assert _run([*base, "--method-args", "noise=0.02"], dreambench_data, tmp_path / "same") == 0
+    assert _run([*base, "--method-args", "noise=0.6,size=16"], dreambench_data, tmp_path / "worse") == 0
+    baseline, same, worse = (str(_only_run(tmp_path / d)) for d in ("baseline", "same", "worse"))
+    capsys.readouterr()
+    assert main(["compare", baseline, same]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "compare",
+                baseline,
+                worse,
+                "--max-drop",
+                "dino=0.001,clip_i=0.001,clip_t=0.5",
+                "--format",
+                "json",
+            ]
+        )
+        == 1
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] is False
+    assert "dino" in report["regressions"]
