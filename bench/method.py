@@ -12,6 +12,10 @@ A method is constructed with its own hyperparameters as explicit typed keyword a
    from ``seed``: each image's noise is drawn from a fresh CPU ``torch.Generator`` seeded with it,
    so an image does not depend on batch composition or run order.
 
+Optional: ``check_ready()`` raises a one-line BenchError when the method cannot run at all (e.g.
+its base model is not downloaded); the harness calls it before writing anything.
+``estimated_disk_bytes(subject, n_images)`` feeds the disk-space check (bench/disk_space.py).
+
 ``release()`` frees device memory and deletes large per-subject artefacts that are not needed any
 more (e.g. fine-tuned weights unless the user asked to keep them).
 """

@@ -411,8 +411,11 @@ def execute_run(
     rd = RunDir(spec.run_dir)
     rd.check_config(config.to_dict())
     worker = SubjectWorker(spec, method, scorer)
-    # Resolve the embedders' weights now: a missing-weights error comes before any work.
+    # Resolve the embedders' and the method's weights now: a missing-weights error comes before
+    # anything is written.
     metrics_info = worker.scorer.metrics_info()
+    if hasattr(worker.method, "check_ready"):
+        worker.method.check_ready()
     if spec.optional_metrics and not getattr(worker.method, "scores_real_pairs", False):
         metrics_info.update(worker.scorer.optional_metrics_info(spec.optional_metrics))
     if not getattr(worker.method, "scores_real_pairs", False):

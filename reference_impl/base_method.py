@@ -77,6 +77,10 @@ class BaseModel:
         self.calibrated = config.base_model != TINY_MODEL_ID
         self._model: Components | None = None
 
+    def check_ready(self) -> None:
+        """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
+        locate_base_model(self.config.base_model, self.config.base_revision)
+
     def prepare(self, subject: Subject, workdir: Path) -> None:
         """Nothing to train; records which base model renders (``workdir/base_model.json``) for provenance."""
         record = Path(workdir) / "base_model.json"

@@ -161,6 +161,12 @@ class DreamBooth:
 
     # -- Method protocol ---------------------------------------------------------------------
 
+    def check_ready(self) -> None:
+        """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
+        from reference_impl.base_model import locate_base_model
+
+        locate_base_model(self.config.base_model, self.config.base_revision)
+
     def identifier(self, subject: Subject) -> str:
         tokenizer = self._get_tokenizer() if self.config.identifier == RARE_SCHEME else None
         return choose_identifier(self.config.identifier, tokenizer, subject.name)

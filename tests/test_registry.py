@@ -105,6 +105,20 @@ def test_methods_command_lists_everything(capsys: pytest.CaptureFixture[str]) ->
             "unknown prompt set 'nope'",
         ),
         (["leaderboard", "runs-that-do-not-exist", "--format", "xml"], "invalid choice"),
+        (
+            [
+                "run",
+                "--method",
+                "dreambooth",
+                "--subjects",
+                "dog",
+                "--preset",
+                "smoke",
+                "--method-preset",
+                "paper",
+            ],
+            "or use --preset smoke",
+        ),
     ],
 )
 def test_cli_errors_are_one_line_exit_2(
