@@ -36,3 +36,24 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
     console.print(f"results: {results['run']['run_dir']}/results.json")
     for name, error in sorted(results["failures"].items()):
         console.print(f"[red]failed[/red] {name}: {error}")
+
+
+def finish(results: dict[str, Any], failures: dict[str, str], as_json: bool, quiet: bool) -> int:
+    """End of `bench run` / `bench eval`: print results (JSON or the table), list failures, exit code.
+
+    Exit 1 when some subject failed (the others' results are written), else 0.
+    """
+    import json
+    import sys
+
+    if as_json:
+        json.dump(results, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    elif not quiet:
+        print_summary(results)
+    if failures:
+        sys.stderr.write(
+            f"{len(failures)} subject(s) failed: {', '.join(sorted(failures))}; rerun to retry them\n"
+        )
+        return 1
+    return 0

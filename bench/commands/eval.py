@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.presets import get_run_preset
     from bench.runner import RunSpec, execute_run, make_run_config, resolve_device
     from bench.store import RunDir
-    from bench.summary import print_summary
+    from bench.summary import finish
     from dataset.prompts import load_prompt_set
     from metrics.scorer import Scorer
 
@@ -93,9 +92,4 @@ def run(args: argparse.Namespace) -> int:
         scorer=scorer,
         progress_enabled=not (args.quiet or args.json),
     )
-    if args.json:
-        json.dump(outcome.results, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-    elif not args.quiet:
-        print_summary(outcome.results)
-    return 1 if outcome.failures else 0
+    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)

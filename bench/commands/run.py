@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 from bench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
@@ -45,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from bench.presets import get_run_preset
     from bench.registry import create_method
     from bench.runner import RunSpec, execute_run, make_run_config, resolve_device
-    from bench.summary import print_summary
+    from bench.summary import finish
     from dataset.prompts import load_prompt_set
     from metrics.scorer import Scorer
 
@@ -96,14 +94,4 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         progress_enabled=not (args.quiet or args.json),
     )
-    if args.json:
-        json.dump(outcome.results, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-    elif not args.quiet:
-        print_summary(outcome.results)
-    if outcome.failures:
-        sys.stderr.write(
-            f"{len(outcome.failures)} subject(s) failed: {', '.join(sorted(outcome.failures))}; rerun to retry them\n"
-        )
-        return 1
-    return 0
+    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)
