@@ -422,6 +422,7 @@ def execute_run(
         todo = [s for s in subjects if force or _missing_images(rd, s, spec.prompt_set, config)[2]]
         n_images = len(spec.prompt_set.object) * config.images_per_prompt
         check_disk_space(worker.method, todo, n_images, rd.root, spec.keep_weights)
+    rd.sweep_temp_files()
     rd.write_json(rd.config_path, config.to_dict())
     stamp = make_stamp(spec.device)
     rd.write_json(rd.stamp_path, stamp)

@@ -100,12 +100,16 @@ class RunDir:
     def write_scores(self, subject: str, rows: list[dict[str, Any]]) -> None:
         _write_jsonl(self.subject_dir(subject) / "scores.jsonl", rows)
 
-    def sweep_temp_files(self, subject: str) -> None:
-        """Delete temp files a killed process left in a subject's folder (never read, only renamed)."""
-        folder = self.subject_dir(subject)
-        if folder.is_dir():
-            for tmp in folder.rglob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+    def sweep_temp_files(self, subject: str | None = None) -> None:
+        """Delete temp files a killed process left (never read, only renamed): in a subject's
+        folder, or with no subject in the run directory's top level."""
+        if subject is None:
+            tmps = list(self.root.glob(".*.tmp")) if self.root.is_dir() else []
+        else:
+            folder = self.subject_dir(subject)
+            tmps = list(folder.rglob(".*.tmp")) if folder.is_dir() else []
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
 
     def read_cost(self, subject: str) -> dict[str, float]:
         """Wall seconds per stage of the last time each stage did work (kept across resumes)."""
