@@ -36,13 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tabulate finished runs (md, csv, json or html)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    parser.add_argument(
-        "run_dirs",
-        nargs="+",
-        type=Path,
-        metavar="RUN_DIR",
-        help="run directory, results.json, or a folder of run directories",
-    )
+    add_run_dirs_argument(parser)
     parser.add_argument(
         "--format", choices=FORMATS, default=None, help="output format (default: from -o's suffix, else md)"
     )
@@ -50,6 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "-o", "--output", type=Path, default=None, metavar="FILE", help="write to FILE instead of stdout"
     )
     parser.set_defaults(func=run)
+
+
+def add_run_dirs_argument(parser: argparse.ArgumentParser) -> None:
+    """The RUN_DIR... positional shared by `bench leaderboard` and `bench report`."""
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run directory, results.json, or a folder of run directories",
+    )
 
 
 def expand_run_dirs(paths: list[Path]) -> list[Path]:

@@ -14,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.commands.leaderboard import add_run_dirs_argument
 from bench.errors import BenchError
 
 
@@ -23,13 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write an HTML report (run pages, image grids, fidelity vs prompt-following plot)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    parser.add_argument(
-        "run_dirs",
-        nargs="+",
-        type=Path,
-        metavar="RUN_DIR",
-        help="run directory, results.json, or a folder of run directories",
-    )
+    add_run_dirs_argument(parser)
     parser.add_argument(
         "-o",
         "--output",
