@@ -13,17 +13,17 @@ import signal
 import sys
 import threading
 
-from bench import __version__
-from bench.errors import BenchError
+from dreambench import __version__
+from dreambench.errors import BenchError
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "bench.commands.run",
-    "bench.commands.eval",
-    "bench.commands.dataset",
-    "bench.commands.leaderboard",
-    "bench.commands.methods",
-    "bench.commands.compare",
-    "bench.commands.report",
+    "dreambench.commands.run",
+    "dreambench.commands.eval",
+    "dreambench.commands.dataset",
+    "dreambench.commands.leaderboard",
+    "dreambench.commands.methods",
+    "dreambench.commands.compare",
+    "dreambench.commands.report",
 )
 
 

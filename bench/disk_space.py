@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 # A PNG of a 512 px render is ~0.4-0.6 MB; count generously.
 IMAGE_BYTES = 700_000

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from bench.store import RunDir
-    from dataset.prompts import PromptSet
-    from dataset.subject import Subject
+    from dreambench.dataset.prompts import PromptSet
+    from dreambench.dataset.subject import Subject
+    from dreambench.store import RunDir
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _NAME = re.compile(r"^(\d+)-(\d+)$")
@@ -89,7 +89,7 @@ def import_external(
     Images are decoded-and-re-encoded only when they are not PNG, so that the run directory
     always holds `<p>-<s>.png`; PNGs are hard-linked where possible.
     """
-    from dataset.images import load_image
+    from dreambench.dataset.images import load_image
 
     prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
     rows = []

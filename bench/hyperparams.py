@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.errors import BenchError, did_you_mean
+from dreambench.errors import BenchError, did_you_mean
 
 C = TypeVar("C")
 
@@ -80,8 +80,11 @@ def resolve_config(
     return dataclasses.replace(presets[preset], **converted)  # type: ignore[type-var]
 
 
-def parse_method_args(text: str | None) -> dict[str, Any]:
-    """``k=v,k2=v2`` or ``@file.yaml`` / ``@file.json`` (or a path ending in .yaml/.yml/.json)."""
+def parse_method_args(text: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """``k=v,k2=v2`` or ``@file.yaml`` / ``@file.json`` (or a path ending in .yaml/.yml/.json); a
+    mapping (from ``dreambench.evaluate``) is taken as is, like a parsed file."""
+    if isinstance(text, Mapping):
+        return dict(text)
     if not text:
         return {}
     path_text = text[1:] if text.startswith("@") else text

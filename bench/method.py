@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dataset.subject import Subject
+    from dreambench.dataset.subject import Subject
 
 
 @runtime_checkable

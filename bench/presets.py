@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import did_you_mean
+from dreambench.errors import did_you_mean
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Registered through the ``pytest11`` entry point ``dreambench``, so an installed dreambench makes
 it available to every test suite in the environment (``-p no:dreambench`` switches it off). Where
-the entry point is not installed, load it with ``-p bench.pytest_plugin`` (with the entry point
+the entry point is not installed, load it with ``-p dreambench.pytest_plugin`` (with the entry point
 installed that would register the module twice, which pytest refuses). It provides the fixture
 ``dreambench_gate``::
 
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from leaderboard.compare import Comparison
+    from dreambench.leaderboard.compare import Comparison
 
 
 class DreambenchGate:
@@ -52,8 +52,8 @@ class DreambenchGate:
         clip_t 0.005); with `require_significance` a drop beyond tolerance fails only when the
         delta's interval lies wholly below 0. Raises AssertionError when a metric regressed.
         """
-        from leaderboard.compare import compare_runs, regression_text
-        from leaderboard.results import load_results
+        from dreambench.leaderboard.compare import compare_runs, regression_text
+        from dreambench.leaderboard.results import load_results
 
         comparison = compare_runs(
             load_results(Path(baseline)),

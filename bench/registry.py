@@ -13,15 +13,15 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from bench.errors import BenchError, did_you_mean
-from bench.hyperparams import config_fields, resolve_config
+from dreambench.errors import BenchError, did_you_mean
+from dreambench.hyperparams import config_fields, resolve_config
 
 METHODS: dict[str, str] = {
-    "real-images": "reference_impl.real_images:RealImages",
-    "base-model": "reference_impl.base_method:BaseModel",
-    "dreambooth": "reference_impl.dreambooth:DreamBooth",
-    "dreambooth-lora": "reference_impl.lora:DreamBoothLoRA",
-    "textual-inversion": "reference_impl.textual_inversion:TextualInversion",
+    "real-images": "dreambench.reference_impl.real_images:RealImages",
+    "base-model": "dreambench.reference_impl.base_method:BaseModel",
+    "dreambooth": "dreambench.reference_impl.dreambooth:DreamBooth",
+    "dreambooth-lora": "dreambench.reference_impl.lora:DreamBoothLoRA",
+    "textual-inversion": "dreambench.reference_impl.textual_inversion:TextualInversion",
 }
 
 ENTRY_POINT_GROUP = "dreambench.methods"

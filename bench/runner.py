@@ -27,27 +27,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.atomic import atomic_write_bytes
-from bench.config import RunConfig
-from bench.cost import measure_stage, summarize_costs
-from bench.disk_space import check_disk_space
-from bench.errors import BenchError
-from bench.progress import RunProgress
-from bench.seeds import image_seed
-from bench.stamp import make_stamp
-from bench.store import RunDir, image_name
-from dataset.prompts import PromptSet
-from dataset.subject import Subject
-from metrics.aggregate import (
+from dreambench.atomic import atomic_write_bytes
+from dreambench.config import RunConfig
+from dreambench.cost import measure_stage, summarize_costs
+from dreambench.dataset.prompts import PromptSet
+from dreambench.dataset.subject import Subject
+from dreambench.disk_space import check_disk_space
+from dreambench.errors import BenchError
+from dreambench.metrics.aggregate import (
     add_optional_metrics,
     summarize_overall,
     summarize_real_pairs,
     summarize_subject_images,
 )
-from metrics.scorer import ImageRef, Scorer
+from dreambench.metrics.scorer import ImageRef, Scorer
+from dreambench.progress import RunProgress
+from dreambench.seeds import image_seed
+from dreambench.stamp import make_stamp
+from dreambench.store import RunDir, image_name
 
 if TYPE_CHECKING:
-    from bench.executors.local import Executor
+    from dreambench.executors.local import Executor
 
 SCHEMA_VERSION = 1
 RENDER_CHUNK = 50
@@ -298,7 +298,7 @@ def _previous_results(rd: RunDir) -> dict[str, Any]:
 
 def _attach_intervals(results: dict[str, Any], seed: int) -> None:
     """Bootstrap 95% intervals for every figure: top-level ``ci`` and each section's ``ci``."""
-    from metrics.statistics import intervals_for_results
+    from dreambench.metrics.statistics import intervals_for_results
 
     ci = intervals_for_results(results, seed=seed)
     results["ci"] = ci
@@ -365,7 +365,7 @@ class SubjectWorker:
     @property
     def method(self) -> Any:
         if self._method is None:
-            from bench.registry import create_method
+            from dreambench.registry import create_method
 
             c = self.spec.config
             self._method = create_method(
@@ -449,7 +449,7 @@ def execute_run(
         (rd.subject_dir(name) / "error.txt").write_text(trace)
         progress.log(f"[red]{name} failed:[/red] {failures[name]}")
 
-    from bench.executors.local import LocalExecutor
+    from dreambench.executors.local import LocalExecutor
 
     with RunProgress(len(subjects), enabled=progress_enabled) as progress:
         (executor or LocalExecutor()).run(worker, list(subjects), progress, on_result)

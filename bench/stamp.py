@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench import __version__
+from dreambench import __version__
 
 _LIBRARIES = (
     "torch",

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.atomic import atomic_write_json, atomic_write_text
-from bench.errors import BenchError
+from dreambench.atomic import atomic_write_json, atomic_write_text
+from dreambench.errors import BenchError
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
-from dataset.images import IMAGE_SUFFIXES, file_sha256
-from dataset.subject import KINDS, Kind, Subject
+from dreambench.dataset.images import IMAGE_SUFFIXES, file_sha256
+from dreambench.dataset.subject import KINDS, Kind, Subject
+from dreambench.errors import BenchError
 
 
 def custom_subject(

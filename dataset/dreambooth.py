@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError
-from dataset.images import IMAGE_SUFFIXES, file_sha256
-from dataset.location import resolve_data_dir, subject_root
-from dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, load_manifest
-from dataset.subject import Subject
+from dreambench.dataset.images import IMAGE_SUFFIXES, file_sha256
+from dreambench.dataset.location import resolve_data_dir, subject_root
+from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, load_manifest
+from dreambench.dataset.subject import Subject
+from dreambench.errors import BenchError
 
 _FIX_HINT = "run `bench dataset verify` to list every problem, or `bench dataset fetch` into a fresh folder"
 

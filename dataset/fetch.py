@@ -24,10 +24,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 
-from bench.errors import BenchError
-from dataset.dreambooth import verify_dataset
-from dataset.location import subject_root
-from dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO
+from dreambench.dataset.dreambooth import verify_dataset
+from dreambench.dataset.location import subject_root
+from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO
+from dreambench.errors import BenchError
 
 ARCHIVE_URL = f"https://github.com/{DREAMBOOTH_REPO}/archive/{DREAMBOOTH_COMMIT}.tar.gz"
 URL_ENV_VAR = "DREAMBENCH_DATASET_URL"

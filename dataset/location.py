@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.cache_root import cache_root
-from bench.errors import BenchError
+from dreambench.cache_root import cache_root
+from dreambench.errors import BenchError
 
 ENV_VAR = "DREAMBENCH_DATA"
 _SUBJECTS_HINT = ("prompts_and_classes.txt", "dog", "backpack")

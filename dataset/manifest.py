@@ -6,7 +6,7 @@ the sha256 of every image file; plus the sha256 of the two text files that ship 
 `dataset/data/dreambooth_manifest.json` is generated from a clone by `build_manifest` and committed,
 so fetch and verify can check a download byte for byte without the network.
 
-Regenerate (only if the pinned commit changes): ``python -m dataset.manifest /path/to/dreambooth``.
+Regenerate (only if the pinned commit changes): ``python -m dreambench.dataset.manifest /path/to/dreambooth``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from bench.atomic import atomic_write_text
-from bench.errors import BenchError
-from dataset.images import IMAGE_SUFFIXES, file_sha256
-from dataset.subject import Kind
+from dreambench.atomic import atomic_write_text
+from dreambench.dataset.images import IMAGE_SUFFIXES, file_sha256
+from dreambench.dataset.subject import Kind
+from dreambench.errors import BenchError
 
 DREAMBOOTH_REPO = "google/dreambooth"
 DREAMBOOTH_COMMIT = "4f887af7970a06fc0cd3adaa1d0b368547d6a1d0"
@@ -103,5 +103,5 @@ def write_manifest(data_dir: Path, out: Path = MANIFEST_PATH) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m dataset.manifest /path/to/google/dreambooth")
+        sys.exit("usage: python -m dreambench.dataset.manifest /path/to/google/dreambooth")
     write_manifest(Path(sys.argv[1]))

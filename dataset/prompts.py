@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError, did_you_mean
-from dataset.manifest import canonical_json_bytes
-from dataset.subject import KINDS
+from dreambench.dataset.manifest import canonical_json_bytes
+from dreambench.dataset.subject import KINDS
+from dreambench.errors import BenchError, did_you_mean
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 # Shipped prompt sets: name -> file in dataset/prompts/.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import BenchError, did_you_mean
-from dataset.subject import Subject
+from dreambench.dataset.subject import Subject
+from dreambench.errors import BenchError, did_you_mean
 
 GROUPS: tuple[str, ...] = ("all", "live", "objects")
 

@@ -25,10 +25,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.errors import BenchError
-from leaderboard.compatibility import check_comparable
-from leaderboard.results import METRICS, RunResults
-from leaderboard.table import METRIC_TITLES
+from dreambench.errors import BenchError
+from dreambench.leaderboard.compatibility import check_comparable
+from dreambench.leaderboard.results import METRICS, RunResults
+from dreambench.leaderboard.table import METRIC_TITLES
 
 #: Largest tolerated drop per metric (raw cosine units) when --max-drop does not say otherwise.
 DEFAULT_MAX_DROP: dict[str, float] = {"dino": 0.01, "clip_i": 0.01, "clip_t": 0.005}
@@ -98,7 +98,7 @@ class Comparison:
         return not self.regressions
 
     def to_dict(self) -> dict[str, Any]:
-        from metrics.statistics import BOOTSTRAP_METHOD, PERMUTATION_METHOD
+        from dreambench.metrics.statistics import BOOTSTRAP_METHOD, PERMUTATION_METHOD
 
         return {
             "passed": self.passed,
@@ -155,7 +155,7 @@ def compare_runs(
     seed: int = 0,
 ) -> Comparison:
     """Compare `current` against `baseline` on every metric (module docstring for the verdicts)."""
-    from metrics.statistics import paired_comparison
+    from dreambench.metrics.statistics import paired_comparison
 
     tolerances = dict(DEFAULT_MAX_DROP)
     if max_drop is not None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from itertools import combinations
 
-from bench.errors import BenchError
-from leaderboard.results import RunResults
+from dreambench.errors import BenchError
+from dreambench.leaderboard.results import RunResults
 
 _PROMPT_SET_FIELDS: tuple[str, ...] = ("name", "version", "sha256")
 # Fields of a metric's spec that change what its number means.

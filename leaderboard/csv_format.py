@@ -11,8 +11,8 @@ from __future__ import annotations
 import csv
 import io
 
-from leaderboard.results import METRICS
-from leaderboard.table import Aggregate, Entry, Figure, Leaderboard
+from dreambench.leaderboard.results import METRICS
+from dreambench.leaderboard.table import Aggregate, Entry, Figure, Leaderboard
 
 CSV_COLUMNS: tuple[str, ...] = (
     "run",

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from leaderboard.table import Entry, Leaderboard, TextTable
+from dreambench.leaderboard.table import Entry, Leaderboard, TextTable
 
 GALLERY_THUMBNAILS = 8
 

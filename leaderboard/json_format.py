@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from leaderboard.results import METRICS
-from leaderboard.table import Aggregate, Figure, Leaderboard
+from dreambench.leaderboard.results import METRICS
+from dreambench.leaderboard.table import Aggregate, Figure, Leaderboard
 
 FORMAT_NAME = "dreambench-leaderboard"
 FORMAT_VERSION = 1

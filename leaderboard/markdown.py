@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leaderboard.table import Leaderboard, TextTable
+from dreambench.leaderboard.table import Leaderboard, TextTable
 
 
 def render_markdown(board: Leaderboard) -> str:

@@ -20,7 +20,7 @@ shows).
 Confidence intervals are read where the leaderboard reads them (`ci` inside `overall`,
 `overall_live`, `overall_object` and each subject entry) and also from a top-level
 `ci: {"overall": {...}, "overall_live": ..., "subjects": {name: {...}}}` block (the shape of
-`metrics.statistics.intervals_for_results`); `with_intervals` folds the latter into the former.
+`dreambench.metrics.statistics.intervals_for_results`); `with_intervals` folds the latter into the former.
 
 Heavy imports (Pillow for thumbnails, the dataset loader, matplotlib) happen inside functions:
 importing this module never pulls torch, numpy or PIL.
@@ -39,12 +39,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from bench.atomic import atomic_write_bytes, atomic_write_text
-from bench.errors import BenchError
-from leaderboard.html import BASE_CSS, tables_html
-from leaderboard.results import METRICS, RunResults
-from leaderboard.scatter import ScatterPlot, write_scatter
-from leaderboard.table import METRIC_TITLES, Entry, Leaderboard, build_leaderboard
+from dreambench.atomic import atomic_write_bytes, atomic_write_text
+from dreambench.errors import BenchError
+from dreambench.leaderboard.html import BASE_CSS, tables_html
+from dreambench.leaderboard.results import METRICS, RunResults
+from dreambench.leaderboard.scatter import ScatterPlot, write_scatter
+from dreambench.leaderboard.table import METRIC_TITLES, Entry, Leaderboard, build_leaderboard
 
 THUMBNAIL_SIZE = 128
 ASSETS_DIR = "assets"
@@ -154,7 +154,7 @@ def load_real_images(data: Path | None) -> RealImages:
     looks at $DREAMBENCH_DATA and the cache, and when nothing is there the report shows a note
     instead of real images.
     """
-    from dataset.dreambooth import load_subjects
+    from dreambench.dataset.dreambooth import load_subjects
 
     try:
         subjects = load_subjects(data)
@@ -252,7 +252,7 @@ class Thumbnails:
 def _thumbnail_jpeg(source: Path) -> bytes | None:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from dataset.images import to_rgb
+    from dreambench.dataset.images import to_rgb
 
     try:
         with Image.open(source) as image:

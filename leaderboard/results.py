@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 SCHEMA_VERSION = 1
 RESULTS_FILENAME = "results.json"

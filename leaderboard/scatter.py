@@ -23,8 +23,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.atomic import atomic_write_bytes
-from leaderboard.table import DAGGER, METRIC_TITLES, Figure, Leaderboard
+from dreambench.atomic import atomic_write_bytes
+from dreambench.leaderboard.table import DAGGER, METRIC_TITLES, Figure, Leaderboard
 
 X_METRIC = "dino"
 Y_METRIC = "clip_t"

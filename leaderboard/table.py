@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from bench.errors import BenchError
-from leaderboard.compatibility import check_comparable, embedder_notes
-from leaderboard.results import METRICS, RunResults
+from dreambench.errors import BenchError
+from dreambench.leaderboard.compatibility import check_comparable, embedder_notes
+from dreambench.leaderboard.results import METRICS, RunResults
 
 METRIC_TITLES: dict[str, str] = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
 DECIMALS = 3

@@ -19,10 +19,16 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from bench.errors import BenchError
-from metrics.embedder import DEFAULT_BATCH_SIZE, EmbedderId, embed_in_batches, pixels, resolve_device
-from metrics.presets import CLIP_ARCH
-from metrics.weights import ResolvedWeights, require_complete_load
+from dreambench.errors import BenchError
+from dreambench.metrics.embedder import (
+    DEFAULT_BATCH_SIZE,
+    EmbedderId,
+    embed_in_batches,
+    pixels,
+    resolve_device,
+)
+from dreambench.metrics.presets import CLIP_ARCH
+from dreambench.metrics.weights import ResolvedWeights, require_complete_load
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -18,9 +18,15 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from metrics.embedder import DEFAULT_BATCH_SIZE, EmbedderId, embed_in_batches, pixels, resolve_device
-from metrics.presets import DINO_ARCH
-from metrics.weights import ResolvedWeights, require_complete_load
+from dreambench.metrics.embedder import (
+    DEFAULT_BATCH_SIZE,
+    EmbedderId,
+    embed_in_batches,
+    pixels,
+    resolve_device,
+)
+from dreambench.metrics.presets import DINO_ARCH
+from dreambench.metrics.weights import ResolvedWeights, require_complete_load
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from metrics.lpips_net import LpipsNet
+    from dreambench.metrics.lpips_net import LpipsNet
 
 METRIC: dict[str, object] = {
     "name": "div",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
     import torch

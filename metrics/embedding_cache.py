@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.atomic import atomic_write_bytes, atomic_write_json
-from bench.cache_root import cache_root
-from bench.errors import BenchError
-from metrics.embedder import EmbedderId
+from dreambench.atomic import atomic_write_bytes, atomic_write_json
+from dreambench.cache_root import cache_root
+from dreambench.errors import BenchError
+from dreambench.metrics.embedder import EmbedderId
 
 KINDS = ("images", "texts")
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.atomic import atomic_write_bytes
-from bench.cache_root import cache_root
-from bench.errors import BenchError
-from metrics.embedder import EmbedderId, resolve_device
-from metrics.weights import WeightsSource, file_sha256
+from dreambench.atomic import atomic_write_bytes
+from dreambench.cache_root import cache_root
+from dreambench.errors import BenchError
+from dreambench.metrics.embedder import EmbedderId, resolve_device
+from dreambench.metrics.weights import WeightsSource, file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -200,7 +200,7 @@ def build_lpips_module(weights: LpipsWeights) -> torch.nn.Module:
     checked; nothing is left at its random init). The same code path for real and smoke weights."""
     import lpips
 
-    from metrics.convert import load_state_dict_file
+    from dreambench.metrics.convert import load_state_dict_file
 
     # pnet_rand=True: the trunk starts random (no torchvision download); pretrained=True with the
     # shipped model_path builds the linear layers; both are then overwritten from `weights`.
@@ -354,7 +354,7 @@ class LpipsNet:
 
     def pairwise_mean(self, images: Sequence[Image.Image]) -> float:
         """Mean LPIPS distance over the N(N-1)/2 distinct pairs of `images` (N >= 2)."""
-        from metrics.diversity import mean_distinct_pairs
+        from dreambench.metrics.diversity import mean_distinct_pairs
 
         if len(images) < 2:
             raise BenchError(f"a pairwise mean needs at least 2 images, got {len(images)}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics.functions import mean_pairwise_cosine
+from dreambench.metrics.functions import mean_pairwise_cosine
 
 METRIC: dict[str, object] = {
     "name": "pres",

@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from bench.errors import BenchError, did_you_mean
-from metrics.weights import WeightsSource
+from dreambench.errors import BenchError, did_you_mean
+from dreambench.metrics.weights import WeightsSource
 
 # Bump a version whenever a metric's definition or preprocessing changes: the leaderboard refuses to
 # put side by side runs whose metric versions differ.

@@ -22,11 +22,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.errors import BenchError, did_you_mean
-from metrics.embedder import EmbedderId
-from metrics.embedding_cache import EmbeddingCache, text_sha256
-from metrics.functions import clip_t_text, distinct_pairs_mean_cosine, paired_cosine, per_image_mean_cosine
-from metrics.presets import (
+from dreambench.errors import BenchError, did_you_mean
+from dreambench.metrics.embedder import EmbedderId
+from dreambench.metrics.embedding_cache import EmbeddingCache, text_sha256
+from dreambench.metrics.functions import (
+    clip_t_text,
+    distinct_pairs_mean_cosine,
+    paired_cosine,
+    per_image_mean_cosine,
+)
+from dreambench.metrics.presets import (
     DEFAULT_METRIC_PRESET,
     METRIC_VERSIONS,
     EmbedderSpec,
@@ -35,9 +40,9 @@ from metrics.presets import (
 )
 
 if TYPE_CHECKING:
-    from metrics.embedder import ImageEmbedder, TextEmbedder
-    from metrics.lpips_net import LpipsNet
-    from metrics.weights import ResolvedWeights
+    from dreambench.metrics.embedder import ImageEmbedder, TextEmbedder
+    from dreambench.metrics.lpips_net import LpipsNet
+    from dreambench.metrics.weights import ResolvedWeights
 
 DEFINITIONS = {
     "dino": "mean over all (generated, real) pairs of the cosine of DINO ViT-S/16 CLS embeddings",
@@ -86,7 +91,7 @@ class Scorer:
     def _weights(self, kind: str) -> ResolvedWeights:
         """Resolve (and hash) a network's weights once; cheap compared with loading the network."""
         if kind not in self._resolved:
-            from metrics.weights import resolve_weights
+            from dreambench.metrics.weights import resolve_weights
 
             spec = self._spec(kind)
             self._resolved[kind] = resolve_weights(kind, spec.backend, spec.source)
@@ -96,8 +101,8 @@ class Scorer:
         return {"dino": self.preset.dino, "clip": self.preset.clip}[kind]
 
     def _embedder_class(self, kind: str) -> type:
-        from metrics.clip import CLIP_BACKENDS
-        from metrics.dino import DINO_BACKENDS
+        from dreambench.metrics.clip import CLIP_BACKENDS
+        from dreambench.metrics.dino import DINO_BACKENDS
 
         spec = self._spec(kind)
         backends = {"dino": DINO_BACKENDS, "clip": CLIP_BACKENDS}[kind]
@@ -168,7 +173,7 @@ class Scorer:
         self, refs: Sequence[ImageRef], networks: tuple[str, ...] = ("dino", "clip")
     ) -> tuple[np.ndarray, ...]:
         """Embeddings of `refs` by each of `networks` (DINO (N, 384), CLIP (N, 512)), in `refs` order."""
-        from dataset.images import load_image
+        from dreambench.dataset.images import load_image
 
         if not refs:
             raise BenchError("no images to score")
@@ -245,7 +250,7 @@ class Scorer:
     def lpips(self) -> LpipsNet:
         """The LPIPS network for DIV: real weights for calibrated presets, seeded smoke weights otherwise."""
         if self._lpips is None:
-            from metrics.lpips_net import LpipsNet
+            from dreambench.metrics.lpips_net import LpipsNet
 
             self._lpips = (
                 LpipsNet.load(device=self.device)
@@ -256,8 +261,8 @@ class Scorer:
 
     def optional_metrics_info(self, names: Sequence[str]) -> dict[str, dict]:
         """results.json "metrics" entries of the optional metrics `names` ("pres", "div")."""
-        from metrics.diversity import METRIC as DIV
-        from metrics.preservation import METRIC as PRES
+        from dreambench.metrics.diversity import METRIC as DIV
+        from dreambench.metrics.preservation import METRIC as PRES
 
         info: dict[str, dict] = {}
         for name in names:
@@ -277,8 +282,8 @@ class Scorer:
 
     def score_diversity(self, images_by_prompt: Mapping[int, Sequence[ImageRef]]) -> dict:
         """DIV of one subject: ``{"div": mean over prompts, "per_prompt": {idx: mean pairwise LPIPS}}``."""
-        from dataset.images import load_image
-        from metrics.diversity import div_for_subject
+        from dreambench.dataset.images import load_image
+        from dreambench.metrics.diversity import div_for_subject
 
         images = {p: [load_image(Path(r.path)) for r in refs] for p, refs in images_by_prompt.items()}
         return div_for_subject(self.lpips, images)
@@ -286,7 +291,7 @@ class Scorer:
     def score_preservation(self, real: Sequence[ImageRef], class_samples: Sequence[ImageRef]) -> float:
         """PRES: mean DINO cosine between "a {class}" samples of the fine-tuned model and the real
         images (all pairs; lower = less language drift). See metrics/preservation.py."""
-        from metrics.preservation import pres_score
+        from dreambench.metrics.preservation import pres_score
 
         (real_dino,) = self._image_embeddings(real, ("dino",))
         (class_dino,) = self._image_embeddings(class_samples, ("dino",))

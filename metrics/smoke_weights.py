@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.cache_root import cache_root
-from bench.errors import BenchError
+from dreambench.cache_root import cache_root
+from dreambench.errors import BenchError
 
 TIMM_DINO_ARCH = "vit_small_patch16_224.dino"
 
@@ -34,7 +34,7 @@ def _seeded(seed: int, build: Callable[[], object]) -> object:
 def _timm_dino(seed: int) -> Path:
     import timm
 
-    from metrics.convert import save_state_dict_file, write_folder_atomically
+    from dreambench.metrics.convert import save_state_dict_file, write_folder_atomically
 
     def fill(tmp: Path) -> None:
         model = _seeded(seed, lambda: timm.create_model(TIMM_DINO_ARCH, pretrained=False))
@@ -45,8 +45,8 @@ def _timm_dino(seed: int) -> Path:
 
 
 def _open_clip(seed: int) -> Path:
-    from metrics.clip import build_open_clip_model
-    from metrics.convert import save_state_dict_file, write_folder_atomically
+    from dreambench.metrics.clip import build_open_clip_model
+    from dreambench.metrics.convert import save_state_dict_file, write_folder_atomically
 
     def fill(tmp: Path) -> None:
         model = _seeded(seed, build_open_clip_model)
@@ -57,13 +57,13 @@ def _open_clip(seed: int) -> Path:
 
 
 def _transformers_dino(seed: int) -> Path:
-    from metrics.convert import write_hf_dino_folder
+    from dreambench.metrics.convert import write_hf_dino_folder
 
     return write_hf_dino_folder(_timm_dino(seed), smoke_weights_root() / f"dino-transformers-seed{seed}")
 
 
 def _transformers_clip(seed: int) -> Path:
-    from metrics.convert import write_hf_clip_folder
+    from dreambench.metrics.convert import write_hf_clip_folder
 
     return write_hf_clip_folder(_open_clip(seed), smoke_weights_root() / f"clip-transformers-seed{seed}")
 

@@ -22,9 +22,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.atomic import atomic_write_json
-from bench.cache_root import cache_root
-from bench.errors import BenchError
+from dreambench.atomic import atomic_write_json
+from dreambench.cache_root import cache_root
+from dreambench.errors import BenchError
 
 SOURCE_KINDS = ("pinned", "smoke", "path")
 # Backends that load a save_pretrained folder; every other backend loads a single weights file.
@@ -175,7 +175,7 @@ def _local(kind: str, backend: str, path: Path, origin: str) -> ResolvedWeights:
         if not (folder / "config.json").is_file():
             raise BenchError(
                 f"{origin}: backend {backend!r} needs a save_pretrained folder with config.json, got {path}; "
-                f"convert a timm/open_clip file with metrics.convert.write_hf_{kind}_folder"
+                f"convert a timm/open_clip file with dreambench.metrics.convert.write_hf_{kind}_folder"
             )
         file = (
             path if path.is_file() else _weights_in_folder(folder, ("model.safetensors", "pytorch_model.bin"))
@@ -232,7 +232,7 @@ def resolve_weights(kind: str, backend: str, source: WeightsSource) -> ResolvedW
     """Resolve `source` for network `kind` ("dino" | "clip") run by `backend` to local weights."""
     _check_pair(kind, backend)
     if source.kind == "smoke":
-        from metrics.smoke_weights import ensure_smoke_weights
+        from dreambench.metrics.smoke_weights import ensure_smoke_weights
 
         path = ensure_smoke_weights(kind, backend, source.seed)
         file = _weights_in_folder(path, ("model.safetensors",)) if path.is_dir() else path

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from bench.atomic import atomic_write_json
-from reference_impl.base_model import (
+from dreambench.atomic import atomic_write_json
+from dreambench.reference_impl.base_model import (
     SD15_REPO,
     Components,
     autocast_dtype,
@@ -22,14 +22,14 @@ from reference_impl.base_model import (
     locate_base_model,
     resolve_device,
 )
-from reference_impl.dreambooth import sampler_settings, validate_common
-from reference_impl.render import render
-from reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
+from dreambench.reference_impl.dreambooth import sampler_settings, validate_common
+from dreambench.reference_impl.render import render
+from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dataset.subject import Subject
+    from dreambench.dataset.subject import Subject
 
 
 class BaseModel:

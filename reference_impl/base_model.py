@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BenchError
-from reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
+from dreambench.errors import BenchError
+from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
 
 if TYPE_CHECKING:
     import torch

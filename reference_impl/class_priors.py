@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.atomic import atomic_write_bytes, atomic_write_json
-from bench.cache_root import cache_root
-from reference_impl.latent_cache import LatentDist, cached_encode
-from reference_impl.render import SamplerSettings, render
+from dreambench.atomic import atomic_write_bytes, atomic_write_json
+from dreambench.cache_root import cache_root
+from dreambench.reference_impl.latent_cache import LatentDist, cached_encode
+from dreambench.reference_impl.render import SamplerSettings, render
 
 if TYPE_CHECKING:
     import torch

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from bench.atomic import atomic_write_json
-from bench.errors import BenchError
-from reference_impl.base_model import (
+from dreambench.atomic import atomic_write_json
+from dreambench.errors import BenchError
+from dreambench.reference_impl.base_model import (
     SD15_REPO,
     Components,
     autocast_dtype,
@@ -40,16 +40,16 @@ from reference_impl.base_model import (
     load_tokenizer,
     resolve_device,
 )
-from reference_impl.identifier import RARE_SCHEME, choose_identifier
-from reference_impl.render import SamplerSettings, render
-from reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
+from dreambench.reference_impl.identifier import RARE_SCHEME, choose_identifier
+from dreambench.reference_impl.render import SamplerSettings, render
+from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
 
 if TYPE_CHECKING:
     from PIL import Image
     from transformers import CLIPTokenizer
 
-    from dataset.subject import Subject
-    from reference_impl.dreambooth_trainer import TrainingData, TrainResult
+    from dreambench.dataset.subject import Subject
+    from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainResult
 
 SchedulerName = Literal["ddim", "pndm", "dpm++", "euler", "euler-a", "ddpm"]
 MixedPrecision = Literal["no", "fp16", "bf16"]
@@ -163,7 +163,7 @@ class DreamBooth:
 
     def check_ready(self) -> None:
         """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
-        from reference_impl.base_model import locate_base_model
+        from dreambench.reference_impl.base_model import locate_base_model
 
         locate_base_model(self.config.base_model, self.config.base_revision)
 
@@ -209,7 +209,7 @@ class DreamBooth:
         self, base: Components, subject: Subject, weights_dir: Path
     ) -> tuple[str, TrainingData, TrainResult]:
         """Steps 2-5 of ``prepare``: identifier, training data, training, weights saved to ``weights_dir``."""
-        from reference_impl.dreambooth_trainer import save_finetuned, train_dreambooth
+        from dreambench.reference_impl.dreambooth_trainer import save_finetuned, train_dreambooth
 
         identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
         data = build_training_data(base, subject, identifier, self.config, self.device, self.seed)
@@ -243,7 +243,7 @@ class DreamBooth:
 
     def estimated_disk_bytes(self, subject: Subject, n_images: int) -> int:
         """Bytes ``prepare`` writes for one subject (the fine-tuned weights; read by bench/disk_space.py)."""
-        from reference_impl.base_model import locate_base_model
+        from dreambench.reference_impl.base_model import locate_base_model
 
         parts = ["unet/diffusion_pytorch_model.safetensors"]
         if self.config.train_text_encoder:
@@ -298,7 +298,7 @@ def sampler_settings(config: Any) -> SamplerSettings:
 
 
 def trainer_settings(config: DreamBooth.Config) -> Any:
-    from reference_impl.dreambooth_trainer import TrainSettings
+    from dreambench.reference_impl.dreambooth_trainer import TrainSettings
 
     return TrainSettings(
         steps=config.train_steps,
@@ -323,10 +323,10 @@ def build_training_data(
     ``config`` needs: instance_prompt, class_prompt, prior_preservation, num_class_images,
     resolution, render_batch_size, mixed_precision and the sampler fields. Reused by LoRA.
     """
-    from dataset.images import load_image
-    from reference_impl.class_priors import PriorSpec, class_prior_latents, ensure_class_images
-    from reference_impl.dreambooth_trainer import TrainingData
-    from reference_impl.latent_cache import encode_images
+    from dreambench.dataset.images import load_image
+    from dreambench.reference_impl.class_priors import PriorSpec, class_prior_latents, ensure_class_images
+    from dreambench.reference_impl.dreambooth_trainer import TrainingData
+    from dreambench.reference_impl.latent_cache import encode_images
 
     instance_prompt = format_prompt(config.instance_prompt, identifier, subject.class_noun)
     instance = encode_images(
@@ -373,7 +373,7 @@ def load_finetuned(base_model: str, revision: str | None, workdir: Path, device:
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from reference_impl.base_model import quiet_loading
+    from dreambench.reference_impl.base_model import quiet_loading
 
     base = load_base_model(base_model, revision, device)
     weights = workdir / WEIGHTS_DIR

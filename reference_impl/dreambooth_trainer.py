@@ -35,16 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
-from reference_impl.base_model import autocast_dtype
+from dreambench.errors import BenchError
+from dreambench.reference_impl.base_model import autocast_dtype
 
 if TYPE_CHECKING:
     import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
-    from reference_impl.base_model import Components
-    from reference_impl.latent_cache import LatentDist
+    from dreambench.reference_impl.base_model import Components
+    from dreambench.reference_impl.latent_cache import LatentDist
 
 
 class TrainingDiverged(BenchError):

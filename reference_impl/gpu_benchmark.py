@@ -1,6 +1,6 @@
 """GPU benchmark: reference_impl's DreamBooth path against diffusers' train_dreambooth.py, side by side.
 
-    python -m reference_impl.gpu_benchmark [--size sd15|tiny] [--device cuda|cpu] [--steps N]
+    python -m dreambench.reference_impl.gpu_benchmark [--size sd15|tiny] [--device cuda|cpu] [--steps N]
         [--warmup N] [--images N] [--render-steps N] [--render-batch N] [--channels-last] [--json OUT]
 
 Everything runs in one process on one device, on models with **random weights** (nothing is
@@ -61,14 +61,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
     from rich.table import Table
 
-    from reference_impl.base_model import Components
+    from dreambench.reference_impl.base_model import Components
 
 LABEL = "random weights: timing only"
 
@@ -76,7 +76,7 @@ SIZES = ("sd15", "tiny")
 DEVICES = ("cuda", "cpu")
 
 # The exact configs of stable-diffusion-v1-5/stable-diffusion-v1-5 at the pinned revision
-# (reference_impl.base_model.SD15_REVISION): unet/config.json, vae/config.json and
+# (dreambench.reference_impl.base_model.SD15_REVISION): unet/config.json, vae/config.json and
 # text_encoder/config.json (the text config of openai/clip-vit-large-patch14, ViT-L/14), keys that
 # equal the library defaults left out. The scheduler is tiny_model.SD_SCHEDULER_CONFIG, which is
 # SD 1.5's scheduler/scheduler_config.json; model_index.json pairs these with a CLIPTokenizer.
@@ -192,8 +192,8 @@ def build_sd15_components(device: str, seed: int = 0) -> Components:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from reference_impl.base_model import Components, load_tokenizer
-    from reference_impl.tiny_model import SD_SCHEDULER_CONFIG, TINY_MODEL_ID, ensure_tiny_model
+    from dreambench.reference_impl.base_model import Components, load_tokenizer
+    from dreambench.reference_impl.tiny_model import SD_SCHEDULER_CONFIG, TINY_MODEL_ID, ensure_tiny_model
 
     tokenizer = load_tokenizer(TINY_MODEL_ID)
     torch.manual_seed(seed)  # the benchmark owns its process: no need to preserve the RNG state
@@ -224,8 +224,8 @@ def build_sd15_components(device: str, seed: int = 0) -> Components:
 
 def build_components(size: str, device: str, seed: int) -> tuple[Components, int]:
     """(model components on ``device``, training/rendering resolution in pixels) for ``size``."""
-    from reference_impl.base_model import load_base_model
-    from reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
+    from dreambench.reference_impl.base_model import load_base_model
+    from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
 
     if size == "sd15":
         return build_sd15_components(device, seed), SD15_RESOLUTION
@@ -270,7 +270,7 @@ class PeakMemory:
         if self.device == "cuda":
             import torch
 
-            from reference_impl.base_model import free_memory
+            from dreambench.reference_impl.base_model import free_memory
 
             free_memory(self.device)
             torch.cuda.reset_peak_memory_stats()
@@ -320,8 +320,8 @@ def _optimized_training(
     """The ``dreambooth`` method's training: cached latents, precomputed text, ``train_dreambooth``."""
     import torch
 
-    from reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
-    from reference_impl.latent_cache import encode_images
+    from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
+    from dreambench.reference_impl.latent_cache import encode_images
 
     device = settings.device
     mixed = "no"
@@ -373,8 +373,8 @@ def _baseline_training(
     import torch
     from diffusers import DDPMScheduler
 
-    from reference_impl.dreambooth_trainer import TrainSettings, prior_preservation_loss
-    from reference_impl.latent_cache import preprocess
+    from dreambench.reference_impl.dreambooth_trainer import TrainSettings, prior_preservation_loss
+    from dreambench.reference_impl.latent_cache import preprocess
 
     device = settings.device
     on_cuda = device == "cuda"
@@ -477,7 +477,7 @@ def _rendering(
     dtype: torch.dtype | None,
 ) -> dict[str, Any]:
     """Images/s and peak memory of ``render`` with ``batch_size`` images per pipeline call."""
-    from reference_impl.render import SamplerSettings, render
+    from dreambench.reference_impl.render import SamplerSettings, render
 
     device = settings.device
     sampler = SamplerSettings(
@@ -609,7 +609,7 @@ def results_table(result: dict[str, Any]) -> Table:
 def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Path | None]:
     defaults = BenchmarkSettings()
     parser = argparse.ArgumentParser(
-        prog="python -m reference_impl.gpu_benchmark",
+        prog="python -m dreambench.reference_impl.gpu_benchmark",
         description=f"DreamBooth train/render speed and memory: reference_impl vs diffusers' script ({LABEL}).",
     )
     parser.add_argument("--size", choices=SIZES, default=defaults.size)
@@ -641,7 +641,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, print the table, optionally write ``--json``. Returns 0, or 2 on a bad input."""
     from rich.console import Console
 
-    from bench.atomic import atomic_write_json
+    from dreambench.atomic import atomic_write_json
 
     settings, json_path = parse_args(argv)
     try:

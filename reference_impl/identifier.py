@@ -23,7 +23,7 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.atomic import atomic_write_bytes
+from dreambench.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -117,7 +117,7 @@ def cached_encode(
     ``path``; a cached file that does not hold exactly ``len(image_paths)`` latents of the expected
     size is recomputed. Images are decoded only on a cache miss.
     """
-    from dataset.images import load_image
+    from dreambench.dataset.images import load_image
 
     if path.is_file():
         cached = LatentDist.load(path)

@@ -25,17 +25,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
-from reference_impl.base_model import Components, load_base_model
-from reference_impl.dreambooth import DreamBooth, build_training_data, trainer_settings
-from reference_impl.identifier import choose_identifier
+from dreambench.errors import BenchError
+from dreambench.reference_impl.base_model import Components, load_base_model
+from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data, trainer_settings
+from dreambench.reference_impl.identifier import choose_identifier
 
 if TYPE_CHECKING:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from dataset.subject import Subject
-    from reference_impl.dreambooth_trainer import TrainingData, TrainResult
+    from dreambench.dataset.subject import Subject
+    from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainResult
 
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 """diffusers' default LoRA file name (what ``load_lora_weights(folder)`` looks for)."""
@@ -98,7 +98,7 @@ class DreamBoothLoRA(DreamBooth):
     def _train_and_save(
         self, base: Components, subject: Subject, weights_dir: Path
     ) -> tuple[str, TrainingData, TrainResult]:
-        from reference_impl.dreambooth_trainer import train_dreambooth
+        from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
 
         identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
         data = build_training_data(base, subject, identifier, self.config, self.device, self.seed)
@@ -116,8 +116,8 @@ class DreamBoothLoRA(DreamBooth):
         return identifier, data, result
 
     def _load_trained(self, workdir: Path) -> Components:
-        from reference_impl.base_model import quiet_loading
-        from reference_impl.dreambooth import WEIGHTS_DIR
+        from dreambench.reference_impl.base_model import quiet_loading
+        from dreambench.reference_impl.dreambooth import WEIGHTS_DIR
 
         base = load_base_model(self.config.base_model, self.config.base_revision, self.device)
         with quiet_loading():
@@ -137,7 +137,7 @@ class DreamBoothLoRA(DreamBooth):
         import torch
         from diffusers import UNet2DConditionModel
 
-        from reference_impl.base_model import locate_base_model
+        from dreambench.reference_impl.base_model import locate_base_model
 
         rank = self.config.lora_rank
         try:

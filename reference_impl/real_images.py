@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from dataset.subject import Subject
+    from dreambench.dataset.subject import Subject
 
 
 class RealImages:

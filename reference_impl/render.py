@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import BenchError, did_you_mean
+from dreambench.errors import BenchError, did_you_mean
 
 if TYPE_CHECKING:
     import torch

@@ -27,17 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from bench.atomic import atomic_write_bytes
-from bench.errors import BenchError
-from reference_impl.base_model import SD15_REPO, Components, load_base_model
-from reference_impl.dreambooth import DreamBooth, MixedPrecision, SchedulerName, read_done
-from reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
+from dreambench.atomic import atomic_write_bytes
+from dreambench.errors import BenchError
+from dreambench.reference_impl.base_model import SD15_REPO, Components, load_base_model
+from dreambench.reference_impl.dreambooth import DreamBooth, MixedPrecision, SchedulerName, read_done
+from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
 
 if TYPE_CHECKING:
     import torch
 
-    from dataset.subject import Subject
-    from reference_impl.dreambooth_trainer import TrainingData, TrainResult
+    from dreambench.dataset.subject import Subject
+    from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainResult
 
 LEARNED_EMBEDS_FILE = "learned_embeds.safetensors"
 """diffusers' file name for a learned embedding (``load_textual_inversion``'s default)."""
@@ -149,9 +149,9 @@ class TextualInversion(DreamBooth):
     ) -> tuple[str, TrainingData, TrainResult]:
         import torch
 
-        from dataset.images import load_image
-        from reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
-        from reference_impl.latent_cache import encode_images
+        from dreambench.dataset.images import load_image
+        from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
+        from dreambench.reference_impl.latent_cache import encode_images
 
         config = self.config
         placeholder = self.identifier(subject)
@@ -197,8 +197,8 @@ class TextualInversion(DreamBooth):
         return placeholder, data, result
 
     def _load_trained(self, workdir: Path) -> Components:
-        from reference_impl.base_model import quiet_loading
-        from reference_impl.dreambooth import WEIGHTS_DIR
+        from dreambench.reference_impl.base_model import quiet_loading
+        from dreambench.reference_impl.dreambooth import WEIGHTS_DIR
 
         base = load_base_model(self.config.base_model, self.config.base_revision, self.device)
         placeholder = read_done(workdir)["identifier"]
@@ -213,7 +213,7 @@ class TextualInversion(DreamBooth):
         """Bytes of ``learned_embeds.safetensors``: one fp32 vector of the text encoder's width + header."""
         import json
 
-        from reference_impl.base_model import locate_base_model
+        from dreambench.reference_impl.base_model import locate_base_model
 
         try:
             folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)

@@ -29,8 +29,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from bench.cache_root import cache_root
-from metrics.convert import write_clip_tokenizer
+from dreambench.cache_root import cache_root
+from dreambench.metrics.convert import write_clip_tokenizer
 
 TINY_MODEL_ID = "tiny"
 """The base-model reference that selects this model (``base_model="tiny"`` in a method's config)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dataset.subject import Subject
+from dreambench.dataset.subject import Subject
 
 
 class SlowNoise:

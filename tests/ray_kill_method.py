@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from dataset.subject import Subject
+from dreambench.dataset.subject import Subject
 
 KILL_MARKER = "killed.pid"
 ATTEMPTS_FILE = "attempts.txt"

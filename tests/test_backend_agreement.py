@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset.images import load_image
-from metrics.clip import CLIP_BACKENDS
-from metrics.convert import open_clip_to_hf, timm_dino_to_hf
-from metrics.dino import DINO_BACKENDS
-from metrics.weights import WeightsSource, resolve_weights
+from dreambench.dataset.images import load_image
+from dreambench.metrics.clip import CLIP_BACKENDS
+from dreambench.metrics.convert import open_clip_to_hf, timm_dino_to_hf
+from dreambench.metrics.dino import DINO_BACKENDS
+from dreambench.metrics.weights import WeightsSource, resolve_weights
 
 MAX_COSINE_DISTANCE = 1e-4
 PROMPTS = [

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-import bench.cli
-from bench.cli import main
-from bench.errors import BenchError
-from leaderboard.compare import (
+import dreambench.cli
+from dreambench.cli import main
+from dreambench.errors import BenchError
+from dreambench.leaderboard.compare import (
     DEFAULT_MAX_DROP,
     IMPROVED,
     NOT_APPLICABLE,
@@ -27,7 +27,7 @@ from leaderboard.compare import (
     compare_runs,
     parse_max_drop,
 )
-from leaderboard.results import load_results
+from dreambench.leaderboard.results import load_results
 
 SUBJECTS: tuple[tuple[str, str], ...] = (
     ("backpack", "object"),
@@ -47,9 +47,9 @@ EMBEDDER = {"backend": "timm", "arch": "vit_small_patch16_224.dino", "weights": 
 @pytest.fixture(autouse=True)
 def _compare_command_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     """`bench compare` until bench/cli.py lists it (then this is a no-op)."""
-    if "bench.commands.compare" not in bench.cli.COMMAND_MODULES:
+    if "dreambench.commands.compare" not in dreambench.cli.COMMAND_MODULES:
         monkeypatch.setattr(
-            bench.cli, "COMMAND_MODULES", (*bench.cli.COMMAND_MODULES, "bench.commands.compare")
+            dreambench.cli, "COMMAND_MODULES", (*dreambench.cli.COMMAND_MODULES, "dreambench.commands.compare")
         )
 
 

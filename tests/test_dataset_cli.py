@@ -1,4 +1,4 @@
-"""`bench dataset fetch | verify | info` through `bench.cli.main` and one real subprocess."""
+"""`bench dataset fetch | verify | info` through `dreambench.cli.main` and one real subprocess."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.cli import main
-from dataset.manifest import load_manifest
+from dreambench.cli import main
+from dreambench.dataset.manifest import load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ def test_fetch_download_failure_is_exit_2(
 def test_subprocess_info_json_is_clean_stdout(fake_clone: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.cli", "dataset", "info", "--json", "--data", str(fake_clone)],
+        [sys.executable, "-m", "dreambench.cli", "dataset", "info", "--json", "--data", str(fake_clone)],
         capture_output=True,
         text=True,
         env=env,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.errors import BenchError
-from dataset.custom import custom_subject
+from dreambench.dataset.custom import custom_subject
+from dreambench.errors import BenchError
 
 
 def _folder(tmp_path: Path) -> Path:

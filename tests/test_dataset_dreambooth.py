@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from dataset.dreambooth import load_subjects, verify_dataset
-from dataset.manifest import (
+from dreambench.dataset.dreambooth import load_subjects, verify_dataset
+from dreambench.dataset.manifest import (
     DREAMBOOTH_COMMIT,
     DREAMBOOTH_REPO,
     MANIFEST_PATH,
@@ -19,6 +18,7 @@ from dataset.manifest import (
     manifest_sha256,
     parse_classes,
 )
+from dreambench.errors import BenchError
 
 
 def _root(dreambench_data: Path) -> Path:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from dataset.dreambooth import load_subjects, verify_dataset
-from dataset.fetch import ARCHIVE_URL, URL_ENV_VAR, fetch_dataset
-from dataset.manifest import DREAMBOOTH_COMMIT
+from dreambench.dataset.dreambooth import load_subjects, verify_dataset
+from dreambench.dataset.fetch import ARCHIVE_URL, URL_ENV_VAR, fetch_dataset
+from dreambench.dataset.manifest import DREAMBOOTH_COMMIT
+from dreambench.errors import BenchError
 
 TOP = f"dreambooth-{DREAMBOOTH_COMMIT}"
 TAMPERED, DROPPED = "dataset/dog6/02.jpg", "dataset/vase/00.jpg"

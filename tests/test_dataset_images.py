@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.errors import BenchError
-from dataset.images import file_sha256, load_image
+from dreambench.dataset.images import file_sha256, load_image
+from dreambench.errors import BenchError
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 

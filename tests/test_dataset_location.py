@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from dataset.location import ENV_VAR, default_data_dir, resolve_data_dir
+from dreambench.dataset.location import ENV_VAR, default_data_dir, resolve_data_dir
+from dreambench.errors import BenchError
 
 
 def _clone(root: Path) -> Path:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from dataset.dreambooth import load_subjects
-from dataset.selection import select_subjects
-from dataset.subject import Subject
+from dreambench.dataset.dreambooth import load_subjects
+from dreambench.dataset.selection import select_subjects
+from dreambench.dataset.subject import Subject
+from dreambench.errors import BenchError
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.errors import BenchError
-from metrics.convert import load_state_dict_file
-from metrics.diversity import METRIC, div_for_prompt, div_for_subject, mean_distinct_pairs
-from metrics.lpips_net import (
+from dreambench.errors import BenchError
+from dreambench.metrics.convert import load_state_dict_file
+from dreambench.metrics.diversity import METRIC, div_for_prompt, div_for_subject, mean_distinct_pairs
+from dreambench.metrics.lpips_net import (
     BACKBONE_ENV,
     BACKBONE_FILE,
     LPIPS_SIZE,
@@ -22,7 +22,7 @@ from metrics.lpips_net import (
     shipped_linear_weights,
     smoke_lpips_file,
 )
-from metrics.weights import WeightsSource
+from dreambench.metrics.weights import WeightsSource
 
 
 @pytest.fixture(scope="session")

@@ -13,14 +13,20 @@ from pathlib import Path
 import pytest
 import torch
 
-import reference_impl.class_priors as class_priors
-from bench.errors import BenchError
-from bench.hyperparams import resolve_config
-from dataset.subject import Subject
-from reference_impl.base_method import BaseModel
-from reference_impl.base_model import load_base_model
-from reference_impl.dreambooth import DONE_FILE, WEIGHTS_DIR, DreamBooth, build_training_data, read_done
-from reference_impl.dreambooth_trainer import (
+import dreambench.reference_impl.class_priors as class_priors
+from dreambench.dataset.subject import Subject
+from dreambench.errors import BenchError
+from dreambench.hyperparams import resolve_config
+from dreambench.reference_impl.base_method import BaseModel
+from dreambench.reference_impl.base_model import load_base_model
+from dreambench.reference_impl.dreambooth import (
+    DONE_FILE,
+    WEIGHTS_DIR,
+    DreamBooth,
+    build_training_data,
+    read_done,
+)
+from dreambench.reference_impl.dreambooth_trainer import (
     TrainingData,
     TrainingDiverged,
     TrainSettings,
@@ -28,8 +34,8 @@ from reference_impl.dreambooth_trainer import (
     save_finetuned,
     train_dreambooth,
 )
-from reference_impl.identifier import RARE_RANGE, choose_identifier, rare_token_candidates
-from reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
+from dreambench.reference_impl.identifier import RARE_RANGE, choose_identifier, rare_token_candidates
+from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
 
 # The smoke preset, cut down further so each test trains and renders in well under a second.
 FAST = dataclasses.replace(
@@ -224,7 +230,7 @@ def test_two_subjects_of_one_class_generate_class_images_once(
 
 
 def test_class_images_resume_image_by_image(private_priors: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reference_impl.render import SamplerSettings
+    from dreambench.reference_impl.render import SamplerSettings
 
     base = load_base_model("tiny", device="cpu")
     spec = class_priors.PriorSpec(
@@ -249,7 +255,7 @@ def test_class_images_resume_image_by_image(private_priors: Path, monkeypatch: p
 
 
 def test_prior_key_changes_with_what_the_images_depend_on() -> None:
-    from reference_impl.render import SamplerSettings
+    from dreambench.reference_impl.render import SamplerSettings
 
     spec = class_priors.PriorSpec("tiny-sd", "dog", "a dog", SamplerSettings())
     assert spec.key().startswith("dog-")
@@ -297,7 +303,7 @@ def test_fixed_identifier_is_used_verbatim(dog: Subject) -> None:
 def test_prepare_is_idempotent_and_generate_survives_a_new_process(
     tmp_path: Path, dog: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reference_impl.dreambooth_trainer as trainer
+    import dreambench.reference_impl.dreambooth_trainer as trainer
 
     workdir = tmp_path / "dog"
     method = DreamBooth(FAST, device="cpu", keep_weights=True)

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.errors import BenchError
-from dataset.images import load_image
-from metrics.clip import OpenClipEmbedder
-from metrics.dino import TimmDinoEmbedder
-from metrics.embedder import EmbedderId, ImageEmbedder, TextEmbedder, resolve_device
-from metrics.embedding_cache import EmbeddingCache, text_sha256
-from metrics.functions import distinct_pairs_mean_cosine, mean_pairwise_cosine
-from metrics.smoke_weights import ensure_smoke_weights
-from metrics.weights import ENV_VARS, PINNED_HUB, WeightsSource, file_sha256, resolve_weights
+from dreambench.dataset.images import load_image
+from dreambench.errors import BenchError
+from dreambench.metrics.clip import OpenClipEmbedder
+from dreambench.metrics.dino import TimmDinoEmbedder
+from dreambench.metrics.embedder import EmbedderId, ImageEmbedder, TextEmbedder, resolve_device
+from dreambench.metrics.embedding_cache import EmbeddingCache, text_sha256
+from dreambench.metrics.functions import distinct_pairs_mean_cosine, mean_pairwise_cosine
+from dreambench.metrics.smoke_weights import ensure_smoke_weights
+from dreambench.metrics.weights import ENV_VARS, PINNED_HUB, WeightsSource, file_sha256, resolve_weights
 
 
 @pytest.fixture(scope="module")
@@ -297,7 +297,7 @@ def test_bad_local_weights_are_refused(tmp_path: Path) -> None:
 def test_file_sha256_is_memoised_by_path_size_and_mtime(tmp_path: Path) -> None:
     import hashlib
 
-    from bench.cache_root import cache_root
+    from dreambench.cache_root import cache_root
 
     path = tmp_path / "weights.bin"
     path.write_bytes(b"some weights")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from dreambench.cli import main
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -72,7 +72,7 @@ def _spawn(argv: list[str]) -> subprocess.Popen:
         "PYTHONPATH": os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "bench.cli", *argv],
+        [sys.executable, "-m", "dreambench.cli", *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

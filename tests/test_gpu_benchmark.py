@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from reference_impl.gpu_benchmark import FIGURES, LABEL, build_sd15_components, main
+from dreambench.reference_impl.gpu_benchmark import FIGURES, LABEL, build_sd15_components, main
 
 
 def run_main(args: list[str], out: Path) -> dict[str, Any]:

@@ -19,15 +19,15 @@ from urllib.parse import unquote
 
 import pytest
 
-from bench.cli import main
-from bench.errors import BenchError
-from leaderboard.compatibility import check_comparable, embedder_notes
-from leaderboard.csv_format import CSV_COLUMNS, render_csv
-from leaderboard.html import GALLERY_THUMBNAILS, render_html
-from leaderboard.json_format import render_json
-from leaderboard.markdown import render_markdown
-from leaderboard.results import RunResults, load_results
-from leaderboard.table import DAGGER, UNCALIBRATED_FOOTNOTE, Figure, build_leaderboard
+from dreambench.cli import main
+from dreambench.errors import BenchError
+from dreambench.leaderboard.compatibility import check_comparable, embedder_notes
+from dreambench.leaderboard.csv_format import CSV_COLUMNS, render_csv
+from dreambench.leaderboard.html import GALLERY_THUMBNAILS, render_html
+from dreambench.leaderboard.json_format import render_json
+from dreambench.leaderboard.markdown import render_markdown
+from dreambench.leaderboard.results import RunResults, load_results
+from dreambench.leaderboard.table import DAGGER, UNCALIBRATED_FOOTNOTE, Figure, build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -494,8 +494,8 @@ def test_html_self_contained_with_relative_gallery(
 
 def test_leaderboard_never_imports_torch() -> None:
     code = (
-        "import sys, leaderboard.results, leaderboard.compatibility, leaderboard.table, leaderboard.markdown, "
-        "leaderboard.csv_format, leaderboard.json_format, leaderboard.html, bench.commands.leaderboard\n"
+        "import sys, dreambench.leaderboard.results, dreambench.leaderboard.compatibility, dreambench.leaderboard.table, dreambench.leaderboard.markdown, "
+        "dreambench.leaderboard.csv_format, dreambench.leaderboard.json_format, dreambench.leaderboard.html, dreambench.commands.leaderboard\n"
         "heavy = sorted(m for m in ('torch', 'numpy', 'torchvision', 'transformers', 'timm', 'open_clip', "
         "'diffusers', 'PIL') if m in sys.modules)\n"
         "assert not heavy, heavy\n"

@@ -11,16 +11,22 @@ import pytest
 import torch
 from test_dreambooth import make_subject, png_sha
 
-import reference_impl.class_priors as class_priors
-from bench.errors import BenchError
-from bench.hyperparams import resolve_config
-from bench.registry import create_method
-from dataset.subject import Subject
-from reference_impl.base_model import load_base_model
-from reference_impl.dreambooth import DONE_FILE, WEIGHTS_DIR, build_training_data, read_done, trainer_settings
-from reference_impl.dreambooth_trainer import train_dreambooth
-from reference_impl.lora import LORA_WEIGHTS_FILE, DreamBoothLoRA, add_lora, lora_target_layers
-from reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
+import dreambench.reference_impl.class_priors as class_priors
+from dreambench.dataset.subject import Subject
+from dreambench.errors import BenchError
+from dreambench.hyperparams import resolve_config
+from dreambench.reference_impl.base_model import load_base_model
+from dreambench.reference_impl.dreambooth import (
+    DONE_FILE,
+    WEIGHTS_DIR,
+    build_training_data,
+    read_done,
+    trainer_settings,
+)
+from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
+from dreambench.reference_impl.lora import LORA_WEIGHTS_FILE, DreamBoothLoRA, add_lora, lora_target_layers
+from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
+from dreambench.registry import create_method
 
 # The smoke preset cut down so that each test trains and renders in well under a second.
 FAST = dataclasses.replace(
@@ -123,7 +129,7 @@ def test_saved_lora_loads_in_stock_diffusers(prepared: tuple[DreamBoothLoRA, Pat
 def test_prepare_is_idempotent_and_reloaded_weights_render_identically(
     prepared: tuple[DreamBoothLoRA, Path, list], dog: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reference_impl.dreambooth_trainer as trainer
+    import dreambench.reference_impl.dreambooth_trainer as trainer
 
     method, workdir, images = prepared
     done = read_done(workdir)

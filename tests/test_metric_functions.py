@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from metrics.functions import (
+from dreambench.metrics.functions import (
     clip_t_text,
     cosine_matrix,
     distinct_pairs_mean_cosine,

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.cli import main
-from bench.registry import available_methods
+from dreambench.cli import main
+from dreambench.registry import available_methods
 
 REPO = Path(__file__).resolve().parents[1]
 TWO_PROMPTS = {

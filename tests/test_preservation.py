@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from metrics.preservation import METRIC, pres_score
+from dreambench.metrics.preservation import METRIC, pres_score
 
 
 def loop_reference(class_dino: np.ndarray, real_dino: np.ndarray) -> float:

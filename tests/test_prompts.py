@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import BenchError
-from dataset.manifest import canonical_json_bytes
-from dataset.prompts import PROMPT_SETS, PromptSet, available_prompt_sets, load_prompt_set
+from dreambench.dataset.manifest import canonical_json_bytes
+from dreambench.dataset.prompts import PROMPT_SETS, PromptSet, available_prompt_sets, load_prompt_set
+from dreambench.errors import BenchError
 
 
 def _official_lists(dreambench_data: Path) -> tuple[list[str], list[str]]:

@@ -1,10 +1,10 @@
 """bench/pytest_plugin.py: the `dreambench_gate` fixture, run inside a user's own test suite.
 
 Each test writes baseline and current runs (the synthetic results.json of tests/test_compare.py),
-then runs a small user test suite through `pytester` with `-p bench.pytest_plugin`. Entry-point
+then runs a small user test suite through `pytester` with `-p dreambench.pytest_plugin`. Entry-point
 autoloading is switched off in the inner runs: once dreambench is installed with its `pytest11`
 entry point, the same module would otherwise be registered twice (as "dreambench" and as
-"bench.pytest_plugin"), which pluggy refuses.
+"dreambench.pytest_plugin"), which pluggy refuses.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from test_compare import MIXED_DROP, write_run
 
-from bench.errors import BenchError
-from bench.pytest_plugin import DreambenchGate
-from leaderboard.compare import Comparison
+from dreambench.errors import BenchError
+from dreambench.leaderboard.compare import Comparison
+from dreambench.pytest_plugin import DreambenchGate
 
 pytest_plugins = ["pytester"]
 
@@ -37,7 +37,7 @@ def run_user_suite(
 ) -> pytest.RunResult:
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     pytester.makepyfile(test_user=source)
-    return pytester.runpytest("-p", "bench.pytest_plugin")
+    return pytester.runpytest("-p", "dreambench.pytest_plugin")
 
 
 def test_gate_passes_and_returns_the_comparison(

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from bench.cli import main
-from bench.errors import BenchError
+from dreambench.cli import main
+from dreambench.errors import BenchError
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -163,11 +163,11 @@ def test_killed_worker_is_retried_and_run_completes(
 def test_worker_dying_more_than_max_retries_fails_only_that_subject(
     ray_env: None, ray_session: Path, dreambench_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import bench.executors
-    from bench.executors.ray_executor import RayExecutor
+    import dreambench.executors
+    from dreambench.executors.ray_executor import RayExecutor
 
     monkeypatch.setattr(
-        bench.executors, "executor_class", lambda name: functools.partial(RayExecutor, max_retries=0)
+        dreambench.executors, "executor_class", lambda name: functools.partial(RayExecutor, max_retries=0)
     )
     out = tmp_path / "runs"
     args = ("--executor", "ray", "--images-per-prompt", "2", "--prompts", _small_prompt_set(tmp_path))
@@ -197,10 +197,10 @@ def test_subject_exception_is_reported_once_not_retried(
 
 
 def test_worker_process_reuses_its_subject_worker(tmp_path: Path) -> None:
-    from bench.config import RunConfig
-    from bench.executors import ray_executor
-    from bench.runner import RunSpec
-    from dataset.prompts import load_prompt_set
+    from dreambench.config import RunConfig
+    from dreambench.dataset.prompts import load_prompt_set
+    from dreambench.executors import ray_executor
+    from dreambench.runner import RunSpec
 
     config = RunConfig(
         method="real-images",
@@ -221,7 +221,7 @@ def test_worker_process_reuses_its_subject_worker(tmp_path: Path) -> None:
 
 
 def test_cuda_run_on_tasks_without_gpus_is_refused(ray_session: Path) -> None:
-    from bench.executors.ray_executor import RayExecutor
+    from dreambench.executors.ray_executor import RayExecutor
 
     worker = SimpleNamespace(spec=SimpleNamespace(device="cuda"))
     with pytest.raises(BenchError, match="--device cuda but the Ray tasks get no GPU"):
@@ -229,7 +229,7 @@ def test_cuda_run_on_tasks_without_gpus_is_refused(ray_session: Path) -> None:
 
 
 def test_missing_ray_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench.executors.ray_executor import RayExecutor
+    from dreambench.executors.ray_executor import RayExecutor
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(BenchError, match=r"pip install 'dreambench\[ray\]'"):
@@ -237,7 +237,7 @@ def test_missing_ray_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_bad_settings_are_rejected() -> None:
-    from bench.executors.ray_executor import RayExecutor
+    from dreambench.executors.ray_executor import RayExecutor
 
     with pytest.raises(BenchError, match="max_retries"):
         RayExecutor(max_retries=-1)

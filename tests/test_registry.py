@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
-from bench.errors import BenchError
-from bench.hyperparams import config_fields, parse_method_args
-from bench.method import Method
-from bench.registry import METHODS, create_method, method_hyperparameters, resolve_method_class
+from dreambench.cli import main
+from dreambench.errors import BenchError
+from dreambench.hyperparams import config_fields, parse_method_args
+from dreambench.method import Method
+from dreambench.registry import METHODS, create_method, method_hyperparameters, resolve_method_class
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))

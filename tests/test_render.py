@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.errors import BenchError
-from reference_impl.base_model import Components, load_base_model
-from reference_impl.render import SamplerSettings, initial_latents, render
-from reference_impl.tiny_model import TINY_RESOLUTION
+from dreambench.errors import BenchError
+from dreambench.reference_impl.base_model import Components, load_base_model
+from dreambench.reference_impl.render import SamplerSettings, initial_latents, render
+from dreambench.reference_impl.tiny_model import TINY_RESOLUTION
 
 SAMPLER = SamplerSettings(scheduler="ddim", steps=3, guidance=7.5, resolution=TINY_RESOLUTION)
 PROMPTS = [

@@ -24,18 +24,18 @@ from urllib.parse import unquote
 import pytest
 from PIL import Image
 
-import bench.cli
-from bench.errors import BenchError
-from leaderboard.report import (
+import dreambench.cli
+from dreambench.errors import BenchError
+from dreambench.leaderboard.report import (
     THUMBNAIL_SIZE,
     UNCALIBRATED_BANNER,
     read_generated,
     with_intervals,
     write_report,
 )
-from leaderboard.results import load_results
-from leaderboard.scatter import scatter_points
-from leaderboard.table import build_leaderboard
+from dreambench.leaderboard.results import load_results
+from dreambench.leaderboard.scatter import scatter_points
+from dreambench.leaderboard.table import build_leaderboard
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -395,22 +395,22 @@ def test_cli_report(
     dreambench_data: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if "bench.commands.report" not in bench.cli.COMMAND_MODULES:
+    if "dreambench.commands.report" not in dreambench.cli.COMMAND_MODULES:
         monkeypatch.setattr(
-            bench.cli, "COMMAND_MODULES", (*bench.cli.COMMAND_MODULES, "bench.commands.report")
+            dreambench.cli, "COMMAND_MODULES", (*dreambench.cli.COMMAND_MODULES, "dreambench.commands.report")
         )
     out = tmp_path / "cli"
-    assert bench.cli.main(["report", str(runs_root), "-o", str(out), "--data", str(dreambench_data)]) == 0
+    assert dreambench.cli.main(["report", str(runs_root), "-o", str(out), "--data", str(dreambench_data)]) == 0
     assert "wrote" in capsys.readouterr().err
     assert len(list((out / "runs").glob("*.html"))) == 3
     (tmp_path / "file").write_text("x")
-    assert bench.cli.main(["report", str(runs_root), "-o", str(tmp_path / "file")]) == 2
+    assert dreambench.cli.main(["report", str(runs_root), "-o", str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
 
 
 def test_report_modules_import_no_heavy_libraries() -> None:
     code = (
-        "import sys, leaderboard.report, leaderboard.scatter, leaderboard.html, bench.commands.report\n"
+        "import sys, dreambench.leaderboard.report, dreambench.leaderboard.scatter, dreambench.leaderboard.html, dreambench.commands.report\n"
         "heavy = sorted(m for m in ('torch', 'numpy', 'PIL', 'matplotlib', 'transformers', 'timm', 'open_clip', "
         "'diffusers') if m in sys.modules)\n"
         "assert not heavy, heavy\n"

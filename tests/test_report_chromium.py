@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from test_report import make_run
 
-from leaderboard.report import write_report
-from leaderboard.results import load_results
+from dreambench.leaderboard.report import write_report
+from dreambench.leaderboard.results import load_results
 
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 _FLAGS = (

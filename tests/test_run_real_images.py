@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import main
+from dreambench.cli import main
 
 
 def _results(out: Path) -> tuple[Path, dict]:

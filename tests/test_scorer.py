@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.errors import BenchError
-from dataset.images import file_sha256, load_image
-from metrics.clip import CLIP_BACKENDS
-from metrics.dino import DINO_BACKENDS
-from metrics.functions import clip_t_text
-from metrics.presets import METRIC_PRESETS, METRIC_VERSIONS, MetricPreset, get_metric_preset
-from metrics.scorer import ImageRef, Scorer
-from metrics.weights import ENV_VARS, PINNED_HUB
+from dreambench.dataset.images import file_sha256, load_image
+from dreambench.errors import BenchError
+from dreambench.metrics.clip import CLIP_BACKENDS
+from dreambench.metrics.dino import DINO_BACKENDS
+from dreambench.metrics.functions import clip_t_text
+from dreambench.metrics.presets import METRIC_PRESETS, METRIC_VERSIONS, MetricPreset, get_metric_preset
+from dreambench.metrics.scorer import ImageRef, Scorer
+from dreambench.metrics.weights import ENV_VARS, PINNED_HUB
 
 PROMPTS = ["a sks dog in the snow", "a sks dog on the beach"]
 
@@ -45,7 +45,7 @@ def scores(smoke_scorer: Scorer, real: list[ImageRef], generated: list[ImageRef]
     # Start from an empty embedding cache: earlier tests of the session may have embedded these images.
     import shutil
 
-    from bench.cache_root import cache_root
+    from dreambench.cache_root import cache_root
 
     shutil.rmtree(cache_root() / "embeddings", ignore_errors=True)
     return smoke_scorer.score_generated(real, generated, PROMPTS, "sks")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.config import RunConfig
-from bench.seeds import image_seed
+from dreambench.config import RunConfig
+from dreambench.seeds import image_seed
 
 
 def test_image_seed_is_stable_and_distinct() -> None:

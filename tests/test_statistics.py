@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from leaderboard.results import load_results
-from leaderboard.table import build_leaderboard
-from metrics.statistics import (
+from dreambench.leaderboard.results import load_results
+from dreambench.leaderboard.table import build_leaderboard
+from dreambench.metrics.statistics import (
     BOOTSTRAP_METHOD,
     EXACT_PERMUTATION_MAX_SUBJECTS,
     bootstrap_ci,

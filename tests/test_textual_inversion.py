@@ -12,18 +12,18 @@ import torch
 from test_dreambooth import make_subject, png_sha
 from test_lora import assert_release_then_retrain
 
-from bench.errors import BenchError
-from bench.registry import create_method
-from dataset.subject import Subject
-from reference_impl.base_model import load_base_model
-from reference_impl.dreambooth import WEIGHTS_DIR, read_done
-from reference_impl.textual_inversion import (
+from dreambench.dataset.subject import Subject
+from dreambench.errors import BenchError
+from dreambench.reference_impl.base_model import load_base_model
+from dreambench.reference_impl.dreambooth import WEIGHTS_DIR, read_done
+from dreambench.reference_impl.textual_inversion import (
     LEARNED_EMBEDS_FILE,
     OBJECT_TEMPLATES,
     TextualInversion,
     add_placeholder_token,
 )
-from reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
+from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
+from dreambench.registry import create_method
 
 FAST = dataclasses.replace(
     TextualInversion.PRESETS["smoke"], train_steps=2, sampling_steps=2, render_batch_size=2
@@ -87,7 +87,7 @@ def test_placeholder_starts_at_the_class_noun_embedding() -> None:
 def test_training_captions_are_the_ti_templates(
     dog: Subject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reference_impl.base_model as base_model
+    import dreambench.reference_impl.base_model as base_model
 
     seen: list[tuple[int, ...]] = []
     real_load = base_model.load_base_model
@@ -101,7 +101,7 @@ def test_training_captions_are_the_ti_templates(
         )
         return base
 
-    monkeypatch.setattr("reference_impl.dreambooth.load_base_model", recording_load)
+    monkeypatch.setattr("dreambench.reference_impl.dreambooth.load_base_model", recording_load)
     TextualInversion(dataclasses.replace(FAST, train_steps=6), device="cpu").prepare(dog, tmp_path / "dog")
     tokenizer = bases[0].tokenizer
     captions = [t.format("<sks-dog>") for t in OBJECT_TEMPLATES]
@@ -133,7 +133,7 @@ def test_saved_embedding_loads_in_stock_diffusers(prepared: tuple[TextualInversi
 def test_prepare_is_idempotent_and_reloaded_embedding_renders_identically(
     prepared: tuple[TextualInversion, Path, list], dog: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reference_impl.dreambooth_trainer as trainer
+    import dreambench.reference_impl.dreambooth_trainer as trainer
 
     method, workdir, images = prepared
     done = read_done(workdir)

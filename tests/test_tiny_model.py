@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.errors import BenchError
-from reference_impl.base_model import SD15_REPO, SD15_REVISION, load_base_model, locate_base_model
-from reference_impl.tiny_model import CLIP_VOCAB_SIZE, TINY_RESOLUTION, ensure_tiny_model
+from dreambench.errors import BenchError
+from dreambench.reference_impl.base_model import SD15_REPO, SD15_REVISION, load_base_model, locate_base_model
+from dreambench.reference_impl.tiny_model import CLIP_VOCAB_SIZE, TINY_RESOLUTION, ensure_tiny_model
 
 
 @pytest.fixture(scope="module")

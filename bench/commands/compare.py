@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from leaderboard.compare import Comparison
+    from dreambench.leaderboard.compare import Comparison
 
 FORMATS: tuple[str, ...] = ("text", "json", "md")
 
@@ -58,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leaderboard.compare import compare_runs, parse_max_drop
-    from leaderboard.results import load_results
+    from dreambench.leaderboard.compare import compare_runs, parse_max_drop
+    from dreambench.leaderboard.results import load_results
 
     max_drop = parse_max_drop(args.max_drop)
     comparison = compare_runs(
@@ -84,8 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 def table_rows(comparison: Comparison) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Header and rows of the comparison table, as text cells (shared by every format)."""
-    from leaderboard.compare import p_value_text
-    from leaderboard.table import METRIC_TITLES
+    from dreambench.leaderboard.compare import p_value_text
+    from dreambench.leaderboard.table import METRIC_TITLES
 
     header = (
         "metric",
@@ -115,7 +115,7 @@ def table_rows(comparison: Comparison) -> tuple[tuple[str, ...], list[tuple[str,
 
 def summary_line(comparison: Comparison) -> str:
     """PASS / FAIL and, on failure, each regressed metric with its drop and tolerance."""
-    from leaderboard.compare import regression_text
+    from dreambench.leaderboard.compare import regression_text
 
     if comparison.passed:
         return "PASS: no metric fell by more than its tolerance"

@@ -40,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from dataset.fetch import fetch_dataset
-    from dataset.location import requested_data_dir
+    from dreambench.dataset.fetch import fetch_dataset
+    from dreambench.dataset.location import requested_data_dir
 
     dest, _ = requested_data_dir(args.data)
     root = fetch_dataset(dest, progress=not args.no_progress)
@@ -50,9 +50,9 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from dataset.dreambooth import verify_dataset
-    from dataset.location import resolve_data_dir
-    from dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, load_manifest
+    from dreambench.dataset.dreambooth import verify_dataset
+    from dreambench.dataset.location import resolve_data_dir
+    from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, load_manifest
 
     root = resolve_data_dir(args.data)
     problems = verify_dataset(root)
@@ -70,10 +70,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def _describe(data: str | None) -> dict[str, Any]:
-    from dataset.dreambooth import load_subjects
-    from dataset.images import load_image
-    from dataset.location import resolve_data_dir
-    from dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, manifest_sha256
+    from dreambench.dataset.dreambooth import load_subjects
+    from dreambench.dataset.images import load_image
+    from dreambench.dataset.location import resolve_data_dir
+    from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, manifest_sha256
 
     subjects = []
     for subject in load_subjects(data):

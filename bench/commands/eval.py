@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
+from dreambench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
+
+if TYPE_CHECKING:
+    from dreambench.runner import RunOutcome
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,14 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError
-    from bench.external import ExternalImages, import_external, scan_external
-    from bench.presets import get_run_preset
-    from bench.runner import RunSpec, execute_run, make_run_config, resolve_device
-    from bench.store import RunDir
-    from bench.summary import finish
-    from dataset.prompts import load_prompt_set
-    from metrics.scorer import Scorer
+    from dreambench.summary import finish
+
+    outcome = execute(args)
+    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)
+
+
+def execute(args: argparse.Namespace) -> RunOutcome:
+    """Do the command's work and return the run's outcome (used by `dreambench.evaluate`)."""
+    from dreambench.dataset.prompts import load_prompt_set
+    from dreambench.errors import BenchError
+    from dreambench.external import ExternalImages, import_external, scan_external
+    from dreambench.metrics.scorer import Scorer
+    from dreambench.presets import get_run_preset
+    from dreambench.runner import RunSpec, execute_run, make_run_config, resolve_device
+    from dreambench.store import RunDir
 
     images_dir = Path(args.images_dir)
     if not images_dir.is_dir():
@@ -85,11 +96,10 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         optional_metrics=extra_metrics_from_args(args, ("div",)),
     )
-    outcome = execute_run(
+    return execute_run(
         spec=spec,
         subjects=subjects,
         method=method,
         scorer=scorer,
         progress_enabled=not (args.quiet or args.json),
     )
-    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)

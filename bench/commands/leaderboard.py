@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.errors import BenchError
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
-    from leaderboard.table import Leaderboard
+    from dreambench.leaderboard.table import Leaderboard
 
 FORMATS: tuple[str, ...] = ("md", "csv", "json", "html")
 _SUFFIX_FORMATS: dict[str, str] = {
@@ -62,7 +62,7 @@ def expand_run_dirs(paths: list[Path]) -> list[Path]:
 
     A folder without results.json stands for its children that have one, sorted by name.
     """
-    from leaderboard.results import RESULTS_FILENAME
+    from dreambench.leaderboard.results import RESULTS_FILENAME
 
     found: list[Path] = []
     for path in paths:
@@ -90,8 +90,8 @@ def expand_run_dirs(paths: list[Path]) -> list[Path]:
 
 def load_board(paths: list[Path]) -> Leaderboard:
     """Load every run the arguments name and arrange them (BenchError if any is bad or incomparable)."""
-    from leaderboard.results import load_results
-    from leaderboard.table import build_leaderboard
+    from dreambench.leaderboard.results import load_results
+    from dreambench.leaderboard.table import build_leaderboard
 
     return build_leaderboard([load_results(p) for p in expand_run_dirs(paths)])
 
@@ -99,18 +99,18 @@ def load_board(paths: list[Path]) -> Leaderboard:
 def render(fmt: str, board: Leaderboard, output: Path | None) -> str:
     """The board as text in `fmt`; `output`'s folder (or the cwd) anchors the HTML gallery's links."""
     if fmt == "md":
-        from leaderboard.markdown import render_markdown
+        from dreambench.leaderboard.markdown import render_markdown
 
         return render_markdown(board)
     if fmt == "csv":
-        from leaderboard.csv_format import render_csv
+        from dreambench.leaderboard.csv_format import render_csv
 
         return render_csv(board)
     if fmt == "json":
-        from leaderboard.json_format import render_json
+        from dreambench.leaderboard.json_format import render_json
 
         return render_json(board)
-    from leaderboard.html import render_html
+    from dreambench.leaderboard.html import render_html
 
     return render_html(board, link_base=(output.parent if output is not None else Path.cwd()))
 
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if output is None:
         sys.stdout.write(text)
         return 0
-    from bench.atomic import atomic_write_text
+    from dreambench.atomic import atomic_write_text
 
     atomic_write_text(output, text)
     sys.stderr.write(f"wrote {output}\n")

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.registry import available_methods, method_hyperparameters, resolve_method_class
+    from dreambench.registry import available_methods, method_hyperparameters, resolve_method_class
 
     names = [args.name] if args.name else sorted(available_methods())
     listing = {}

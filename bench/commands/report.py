@@ -14,8 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.commands.leaderboard import add_run_dirs_argument
-from bench.errors import BenchError
+from dreambench.commands.leaderboard import add_run_dirs_argument
+from dreambench.errors import BenchError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.commands.leaderboard import expand_run_dirs
-    from leaderboard.report import write_report
-    from leaderboard.results import load_results
+    from dreambench.commands.leaderboard import expand_run_dirs
+    from dreambench.leaderboard.report import write_report
+    from dreambench.leaderboard.results import load_results
 
     runs = [load_results(p) for p in expand_run_dirs(args.run_dirs)]
     output: Path = args.output or (runs[0].run_dir / "report" if len(runs) == 1 else Path("report"))

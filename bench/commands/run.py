@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
+from dreambench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
+
+if TYPE_CHECKING:
+    from dreambench.runner import RunOutcome
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,15 +41,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.errors import BenchError
-    from bench.executors import executor_class
-    from bench.hyperparams import parse_method_args
-    from bench.presets import get_run_preset
-    from bench.registry import create_method
-    from bench.runner import RunSpec, execute_run, make_run_config, resolve_device
-    from bench.summary import finish
-    from dataset.prompts import load_prompt_set
-    from metrics.scorer import Scorer
+    from dreambench.summary import finish
+
+    outcome = execute(args)
+    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)
+
+
+def execute(args: argparse.Namespace) -> RunOutcome:
+    """Do the command's work and return the run's outcome (used by `dreambench.evaluate`)."""
+    from dreambench.dataset.prompts import load_prompt_set
+    from dreambench.errors import BenchError
+    from dreambench.executors import executor_class
+    from dreambench.hyperparams import parse_method_args
+    from dreambench.metrics.scorer import Scorer
+    from dreambench.presets import get_run_preset
+    from dreambench.registry import create_method
+    from dreambench.runner import RunSpec, execute_run, make_run_config, resolve_device
 
     if args.pres_samples < 1:
         raise BenchError(f"--pres-samples {args.pres_samples} must be at least 1")
@@ -85,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         pres_samples=args.pres_samples,
     )
     executor = executor_class(args.executor)(address=args.address) if args.executor != "local" else None
-    outcome = execute_run(
+    return execute_run(
         spec=spec,
         subjects=subjects,
         method=method,
@@ -94,4 +105,3 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         progress_enabled=not (args.quiet or args.json),
     )
-    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.errors import BenchError
-from bench.presets import RUN_PRESETS
-from dataset.subject import KINDS, Subject
+from dreambench.dataset.subject import KINDS, Subject
+from dreambench.errors import BenchError
+from dreambench.presets import RUN_PRESETS
 
 
 def add_subject_args(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +69,7 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
 
 def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...]) -> tuple[str, ...]:
     """The validated --extra-metrics names, in canonical order."""
-    from bench.errors import did_you_mean
+    from dreambench.errors import did_you_mean
 
     names = [n.strip() for n in args.extra_metrics.split(",") if n.strip()]
     for name in names:
@@ -80,8 +80,8 @@ def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...]) 
 
 def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[str, Any]]:
     """The selected subjects and the dataset description recorded in results.json."""
-    from dataset.custom import custom_subject
-    from dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, manifest_sha256
+    from dreambench.dataset.custom import custom_subject
+    from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, manifest_sha256
 
     if args.class_noun and len(args.class_noun) != len(args.subject_dir):
         raise BenchError(
@@ -102,8 +102,8 @@ def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[st
     subjects: list[Subject] = []
     info: dict[str, Any] = {}
     if spec is not None:
-        from dataset.dreambooth import load_subjects
-        from dataset.selection import select_subjects
+        from dreambench.dataset.dreambooth import load_subjects
+        from dreambench.dataset.selection import select_subjects
 
         subjects = select_subjects(spec, load_subjects(args.data))
         info = {

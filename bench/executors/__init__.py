@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-from bench.errors import did_you_mean
+from dreambench.errors import did_you_mean
 
 EXECUTORS: dict[str, str] = {
-    "local": "bench.executors.local:LocalExecutor",
-    "ray": "bench.executors.ray_executor:RayExecutor",
+    "local": "dreambench.executors.local:LocalExecutor",
+    "ray": "dreambench.executors.ray_executor:RayExecutor",
 }
 
 

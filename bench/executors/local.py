@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from bench.progress import RunProgress
-    from bench.runner import SubjectWorker
-    from dataset.subject import Subject
+    from dreambench.dataset.subject import Subject
+    from dreambench.progress import RunProgress
+    from dreambench.runner import SubjectWorker
 
 # on_result(subject name, summary or None, exception or None, formatted traceback)
 OnResult = Callable[[str, "dict[str, Any] | None", "BaseException | None", str], None]

@@ -37,10 +37,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.executors.local import OnResult
-    from bench.progress import RunProgress
-    from bench.runner import RunSpec, SubjectWorker
-    from dataset.subject import Subject
+    from dreambench.dataset.subject import Subject
+    from dreambench.executors.local import OnResult
+    from dreambench.progress import RunProgress
+    from dreambench.runner import RunSpec, SubjectWorker
 
 # Environment the workers need to find the same data, weights and embedding caches as the driver.
 FORWARDED_ENV = ("DREAMBENCH_CACHE", "DREAMBENCH_DATA", "HF_HUB_OFFLINE")
@@ -56,7 +56,7 @@ _cached: tuple[RunSpec, SubjectWorker] | None = None
 def _worker_for(spec: RunSpec) -> SubjectWorker:
     """This process's SubjectWorker for ``spec``: built once, reused by the next task of the run."""
     global _cached
-    from bench.runner import SubjectWorker
+    from dreambench.runner import SubjectWorker
 
     if _cached is None or _cached[0] != spec:
         # One run at a time per process: drop the previous run's models before loading new ones.
@@ -83,7 +83,7 @@ def run_subject_task(
     The subject's exception is returned, not raised, so that Ray never retries it: retries are for
     a dead worker process only.
     """
-    from bench.progress import RunProgress
+    from dreambench.progress import RunProgress
 
     try:
         summary = _worker_for(spec)(subject, RunProgress(1, enabled=False))
@@ -116,7 +116,7 @@ class RayExecutor:
         num_cpus_per_task: float = 1,
         num_gpus_per_task: float | None = None,
     ) -> None:
-        from bench.errors import BenchError
+        from dreambench.errors import BenchError
 
         if max_retries < 0:
             raise BenchError(f"max_retries {max_retries} must be 0 or more")
@@ -160,7 +160,7 @@ class RayExecutor:
     def run(
         self, worker: SubjectWorker, subjects: Sequence[Subject], progress: RunProgress, on_result: OnResult
     ) -> None:
-        from bench.errors import BenchError
+        from dreambench.errors import BenchError
 
         try:
             import ray

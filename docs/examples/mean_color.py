@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dataset.images import load_image
-from dataset.subject import Subject
+from dreambench.dataset.images import load_image
+from dreambench.dataset.subject import Subject
 
 
 class MeanColor:

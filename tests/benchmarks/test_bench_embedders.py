@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dataset.images import load_image
-from metrics.clip import OpenClipEmbedder
-from metrics.dino import TimmDinoEmbedder
-from metrics.weights import WeightsSource, resolve_weights
+from dreambench.dataset.images import load_image
+from dreambench.metrics.clip import OpenClipEmbedder
+from dreambench.metrics.dino import TimmDinoEmbedder
+from dreambench.metrics.weights import WeightsSource, resolve_weights
 
 BATCH = 32
 

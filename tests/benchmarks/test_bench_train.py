@@ -20,12 +20,17 @@ from pathlib import Path
 
 import pytest
 
-import reference_impl.class_priors as class_priors
-from dataset.subject import Subject
-from reference_impl.base_model import load_base_model
-from reference_impl.dreambooth import DreamBooth, build_training_data, sampler_settings, trainer_settings
-from reference_impl.dreambooth_trainer import train_dreambooth
-from reference_impl.render import render
+import dreambench.reference_impl.class_priors as class_priors
+from dreambench.dataset.subject import Subject
+from dreambench.reference_impl.base_model import load_base_model
+from dreambench.reference_impl.dreambooth import (
+    DreamBooth,
+    build_training_data,
+    sampler_settings,
+    trainer_settings,
+)
+from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
+from dreambench.reference_impl.render import render
 
 SMOKE = DreamBooth.PRESETS["smoke"]
 PROMPTS = [f"a {{}} dog, prompt {i}" for i in range(25)]  # 25 prompts x 4 samples, like the benchmark
