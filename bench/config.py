@@ -1,7 +1,10 @@
 """The frozen run configuration and its hash, which names the run directory.
 
 Only what changes the numbers goes into the hash: method and its resolved hyperparameters, metric
-preset, prompt set (version + content hash), images per prompt, base seed and the dataset manifest.
+preset, prompt set (version + content hash), render protocol (+ any declared deviation), images
+per prompt, base seed, the dataset manifest, the rare-identifier candidate list (when the method
+draws from it), whether CLIP-T keeps the identifier, and the scoring identity (both embedders'
+backend, architecture, weights tag and sha256, the scoring precision, metric versions).
 Subjects are not part of it, so running more subjects later extends the same run; device and
 paths are provenance (stamp.json), not configuration.
 """
@@ -17,7 +20,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RunConfig:
-    method: str
+    method: str  # the method's canonical name
     method_preset: str
     method_config: dict[str, Any]
     preset: str
@@ -26,6 +29,19 @@ class RunConfig:
     images_per_prompt: int
     base_seed: int
     dataset: dict[str, str]
+    method_class: str = ""  # "module:Class" of the code that produced the images
+    # The run preset's render protocol (+ sha256) and any deviation the method declares
+    # (dreambench.presets.render_record); None for a method that renders nothing.
+    render_protocol: dict[str, Any] | None = None
+    # Name, version, sha256 and size of the shipped rare-identifier list when the method draws its
+    # identifier from it (reference_impl/identifier.py); None otherwise.
+    identifier_candidates: dict[str, Any] | None = None
+    # The CLIP-T text keeps the subject identifier (--clip-t-keep-identifier); default: removed.
+    clip_t_keep_identifier: bool = False
+    # Scorer.identity(): embedder backends, arch, weights tag + sha256, precision, metric versions.
+    # Another backend, weights file or precision is another run directory; None only for configs
+    # built by hand (tests).
+    scoring: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ cost.json, so a method's cost sits beside its score in results and the leaderboa
 
 from __future__ import annotations
 
+import math
 import resource
 import sys
 import time
@@ -50,6 +51,27 @@ def measure_stage(device: str) -> Iterator[dict[str, Any]]:
         record["peak_host_mib"] = round(_host_peak_mib(), 1)
 
 
+COST_FIELDS: tuple[str, ...] = ("wall_s", "device_s", "peak_device_mib", "peak_host_mib")
+
+
+def valid_stage_costs(obj: Any) -> dict[str, dict[str, Any]]:
+    """The well-formed ``{stage: record}`` entries of a parsed cost.json (anything else: dropped).
+
+    cost.json is bookkeeping, not a result: a damaged one must never fail a subject, and a record
+    that is not a mapping of numbers (or None) to the known fields would break the run's totals.
+    """
+    if not isinstance(obj, dict):
+        return {}
+    kept: dict[str, dict[str, Any]] = {}
+    for stage, record in obj.items():
+        if not isinstance(stage, str) or not isinstance(record, dict):
+            continue
+        fields = {k: record.get(k) for k in COST_FIELDS}
+        if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in fields.values()):
+            kept[stage] = fields
+    return kept
+
+
 def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
     """Run totals from per-subject ``{stage: record}``: seconds add up, peaks take the maximum.
 
@@ -61,7 +83,8 @@ def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any]]]) -> dict
     def combine(records: list[dict[str, Any]]) -> dict[str, Any]:
         def total(key: str) -> float | None:
             values = [r[key] for r in records if r.get(key) is not None]
-            return round(sum(values), 3) if values else None
+            # fsum: the same records give the same total whatever order the subjects ran in.
+            return round(math.fsum(values), 3) if values else None
 
         def peak(key: str) -> float | None:
             values = [r[key] for r in records if r.get(key) is not None]
@@ -75,7 +98,7 @@ def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any]]]) -> dict
         }
 
     stages: dict[str, list[dict[str, Any]]] = {}
-    for cost in subject_costs.values():
+    for _, cost in sorted(subject_costs.items()):
         for stage, record in cost.items():
             stages.setdefault(stage, []).append(record)
     everything = [r for records in stages.values() for r in records]

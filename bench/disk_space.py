@@ -11,9 +11,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreambench.errors import BenchError
+
+if TYPE_CHECKING:
+    from dreambench.method import MethodHandle
 
 # A PNG of a 512 px render is ~0.4-0.6 MB; count generously.
 IMAGE_BYTES = 700_000
@@ -31,13 +34,12 @@ def _gib(n: float) -> str:
 
 
 def check_disk_space(
-    method: Any, subjects: Sequence[Any], n_images: int, run_dir: Path, keep_weights: bool
+    method: MethodHandle, subjects: Sequence[Any], n_images: int, run_dir: Path, keep_weights: bool
 ) -> None:
     """BenchError (one line) when the free space under ``run_dir`` is below what the run will write."""
     if not subjects:
         return
-    estimate = getattr(method, "estimated_disk_bytes", None)
-    per_subject = [int(estimate(s, n_images)) if estimate else 0 for s in subjects]
+    per_subject = [method.estimated_disk_bytes(s, n_images) for s in subjects]
     images = IMAGE_BYTES * n_images * len(subjects)
     # Weights are deleted after each subject unless kept: the peak is the largest single subject.
     needed = images + (sum(per_subject) if keep_weights else max(per_subject))

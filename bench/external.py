@@ -68,12 +68,34 @@ def scan_external(
                 else:
                     missing.append(f"{subject.name}/{p}-{s}.png")
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise BenchError(
-            f"{images_dir}: {len(missing)} expected image(s) missing: {shown} "
+            f"{images_dir}: {len(missing)} expected image(s) missing: {_shown(missing)} "
             f"(layout: <subject>/<prompt_idx>-<sample_idx>.png, {images_per_prompt} samples per prompt)"
         )
+    _check_decodable(images_dir, list(files.values()))
     return ExternalLayout(files=files, unexpected=unexpected)
+
+
+def _shown(items: list[str]) -> str:
+    return ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _check_decodable(images_dir: Path, paths: list[Path]) -> None:
+    """Decode every input before anything is copied: a damaged file is named by the user's path,
+    and a bad folder leaves no half-imported run directory behind."""
+    from dreambench.dataset.images import load_image
+
+    damaged: list[str] = []
+    for path in paths:
+        try:
+            load_image(path)
+        except BenchError:
+            damaged.append(str(path))
+    if damaged:
+        raise BenchError(
+            f"{images_dir}: {len(damaged)} image(s) cannot be decoded: {_shown(damaged)}; "
+            "replace them with readable PNG/JPEG/WebP files"
+        )
 
 
 def import_external(
@@ -128,11 +150,16 @@ def import_external(
 class ExternalImages:
     """The "method" of an eval run: its images already exist, so it is never asked to make any."""
 
-    name = "external"
+    name = "external"  # each eval run names its own: "external:<folder or --name>"
+    kind = "external"
     calibrated = True
 
-    def __init__(self, identifier: str = "") -> None:
+    def __init__(self, name: str = "external", identifier: str = "") -> None:
+        self.name = name
         self._identifier = identifier
+
+    def consumed_images(self, subject: Subject) -> None:
+        return None  # made elsewhere: which real images the outside method saw is not known
 
     def prepare(self, subject: Subject, workdir: Path) -> None:
         raise BenchError(
@@ -142,7 +169,9 @@ class ExternalImages:
     def identifier(self, subject: Subject) -> str:
         return self._identifier
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
         raise BenchError("external images cannot be generated")
 
     def release(self) -> None:

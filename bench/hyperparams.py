@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -23,38 +24,126 @@ C = TypeVar("C")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+_NONE = {"none", "null", "~"}
 
 
-def _convert(value: Any, hint: Any, key: str, method: str) -> Any:
+class _Invalid(Exception):
+    """A value that does not fit its field's type; turned into one BenchError line."""
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(hint)))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return "a list"
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string", Path: "a path"}.get(
+        hint, getattr(hint, "__name__", str(hint))
+    )
+
+
+def _to_number(value: Any, hint: type) -> int | float:
+    if isinstance(value, bool):
+        raise _Invalid
+    if hint is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise _Invalid
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                number = float(value)  # "1e3" is an integer written as a float
+                if not number.is_integer():
+                    raise _Invalid from None
+                return int(number)
+        raise _Invalid
+    if isinstance(value, (int, float)):
+        number = float(value)
+    elif isinstance(value, str):
+        number = float(value)
+    else:
+        raise _Invalid
+    # Counts, rates and weights are finite: NaN or inf would train garbage (or nothing) silently.
+    if not math.isfinite(number):
+        raise _Invalid
+    return number
+
+
+def _convert_value(value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in {"none", "null"}):
-            return None
-        hint = args[0] if len(args) == 1 else str
+        args = typing.get_args(hint)
+        if value is None or (isinstance(value, str) and value.lower() in _NONE):
+            if type(None) in args:
+                return None
+            raise _Invalid
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert_value(value, arg)
+            except (_Invalid, ValueError):
+                continue
+        raise _Invalid
+    if value is None:
+        raise _Invalid
     if origin is typing.Literal:
         choices = typing.get_args(hint)
-        if value not in choices:
-            raise BenchError(f"method {method}: {key}={value!r} is not one of {', '.join(map(str, choices))}")
+        if value in choices:
+            return value
+        for choice in choices:  # "1" on the command line for Literal[1, 2]
+            if isinstance(value, str) and not isinstance(choice, str) and value == str(choice):
+                return choice
+        raise _Invalid
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(";") if v.strip()] if value.strip() else []
+        if not isinstance(value, (list, tuple)):
+            raise _Invalid
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        return tuple(value if item is Any else (_convert_value(v, item) for v in value))
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise _Invalid
+    if hint in (int, float):
+        return _to_number(value, hint)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _Invalid
         return value
-    if not isinstance(value, str):
-        if hint is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+    if hint is Path:
+        if not isinstance(value, (str, Path)):
+            raise _Invalid
+        return Path(value)
+    if hint is Any:
         return value
-    try:
-        if hint is bool:
-            if value.lower() in _TRUE:
-                return True
-            if value.lower() in _FALSE:
-                return False
-            raise ValueError(value)
-        if hint is int:
-            return int(value)
-        if hint is float:
-            return float(value)
-    except ValueError:
-        raise BenchError(f"method {method}: {key}={value!r} is not a valid {hint.__name__}") from None
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise _Invalid
     return value
+
+
+def convert_argument(value: Any, hint: Any, key: str, method: str) -> Any:
+    """``value`` (a command-line string, or a JSON/YAML scalar or list) as ``hint``'s type.
+
+    Supports int, float (finite only), bool, str, Path, Literal, tuple[...] (a list, or
+    ``a;b;c`` on the command line) and Optional (``none``/``null``); anything else is one line.
+    """
+    try:
+        return _convert_value(value, hint)
+    except (_Invalid, ValueError):
+        raise BenchError(
+            f"method {method}: {key}={value!r} is not valid; expected {_describe(hint)}"
+        ) from None
 
 
 def config_fields(config_cls: type) -> dict[str, Any]:
@@ -76,7 +165,7 @@ def resolve_config(
             raise BenchError(
                 f"unknown argument {key!r} for method {method!r}; valid: {', '.join(sorted(fields)) or '(none)'}"
             )
-        converted[key] = _convert(value, fields[key], key, method)
+        converted[key] = convert_argument(value, fields[key], key, method)
     return dataclasses.replace(presets[preset], **converted)  # type: ignore[type-var]
 
 

@@ -1,44 +1,243 @@
-"""The Method contract every personalization method implements.
+"""The Method contract: every member the harness uses, required or optional, in one place.
 
-A method is constructed with its own hyperparameters as explicit typed keyword arguments
-(unknown keys are an error listing the valid ones), then for each subject:
+A personalization method is a class. The harness builds one instance per run (per worker process
+with ``--executor ray``), hands it the run-level settings once, then works subject by subject.
 
-1. ``prepare(subject, workdir)`` trains or encodes. Idempotent: if its outputs already exist in
-   ``workdir`` it returns at once. Zero-shot methods make it cheap.
-2. ``identifier(subject)`` gives the token string that stands for the subject in prompts
-   ("sks", a rare token, or "" for methods that prompt with the class noun only). The harness
-   formats each prompt template with it: ``template.format(identifier, class_noun)``.
-3. ``generate(prompts, seeds)`` returns one RGB image per (prompt, seed). Randomness comes only
-   from ``seed``: each image's noise is drawn from a fresh CPU ``torch.Generator`` seeded with it,
-   so an image does not depend on batch composition or run order.
+Required members
+----------------
+``name: str``
+    The canonical name. A run is identified by it, however the method was spelled on the command
+    line (``my-method`` or ``my_pkg.mod:MyMethod`` give the same run).
+``prepare(subject, workdir) -> None``
+    Train or encode for one subject. Idempotent: if its outputs already exist in ``workdir`` it
+    returns at once. Zero-shot methods make it cheap (or a no-op).
+``identifier(subject) -> str``
+    The token string that stands for the subject in prompts ("sks", a rare token, or "" for
+    methods that prompt with the class noun only). The harness formats each prompt template with
+    it: ``template.format(identifier, class_noun)``.
+``generate(subject, workdir, prompts, seeds) -> list[PIL.Image]``
+    One RGB image per (prompt, seed), for ``subject`` (bound explicitly: no hidden "last prepared
+    subject"); ``workdir`` is the folder ``prepare`` filled. Randomness comes only from ``seed``:
+    draw each image's noise from a fresh CPU ``torch.Generator`` seeded with it, so an image does
+    not depend on batch composition or run order.
+``release() -> None``
+    Per subject, after its images (also when ``generate`` raised): free device memory and delete
+    large per-subject files that are not needed any more (fine-tuned weights, unless kept).
 
-Optional: ``check_ready()`` raises a one-line BenchError when the method cannot run at all (e.g.
-its base model is not downloaded); the harness calls it before writing anything.
-``estimated_disk_bytes(subject, n_images)`` feeds the disk-space check (bench/disk_space.py).
+Optional members (the harness uses the default when a method does not define one)
+-------------------------------------------------------------------------------
+``kind: "finetune" | "encoder" | "none"`` (default ``"finetune"``)
+    Fine-tuned per subject, an encoder conditioned on the subject's images at generation time
+    (loads one model for all subjects), or no subject information at all (baselines). Shown in
+    every leaderboard table.
+``setup(context: RunContext) -> None`` / ``teardown() -> None`` (default: nothing)
+    Run level: called once before the first subject (load a shared model, open an API client)
+    and once at the end, also when a subject or the run failed.
+``check_ready() -> None`` (default: nothing)
+    Raise a one-line ``BenchError`` when the method cannot run at all (e.g. its base model is not
+    downloaded); called before anything is written.
+``estimated_disk_bytes(subject, n_images) -> int`` (default 0)
+    Bytes ``prepare`` writes for one subject; feeds the disk-space check.
+``consumed_images(subject) -> list[Path]`` (default: all of the subject's images, none for kind
+"none")
+    The real images the method learned from or conditioned on; recorded per subject in
+    results.json beside the images it is scored against.
+``calibrated: bool`` (default True)
+    False when the method runs on random-weight models; its rows are labelled uncalibrated.
+``scores_real_pairs: bool`` (default False)
+    True only for the real-images ceiling: the harness scores real-real pairs and never calls
+    ``generate``.
 
-``release()`` frees device memory and deletes large per-subject artefacts that are not needed any
-more (e.g. fine-tuned weights unless the user asked to keep them).
+Construction
+------------
+A method with hyperparameters declares ``Config`` (a frozen dataclass: one typed field per
+hyperparameter) and ``PRESETS: dict[str, Config]``; the harness builds it as ``cls(config)``
+with the preset's values and the user's ``--method-args`` converted to the declared types. A
+method without ``Config`` is built as ``cls(**method_args)``, checked against its signature.
+Device, seed and the other run-level settings arrive through ``setup(context)``, never through
+the constructor.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from dreambench.dataset.subject import Subject
 
+MethodKind = Literal["finetune", "encoder", "none", "external"]
+# "external" is the harness's own kind for `bench eval` (images made elsewhere, method unknown).
+METHOD_KINDS: tuple[str, ...] = ("finetune", "encoder", "none", "external")
+
+REQUIRED_MEMBERS: tuple[str, ...] = ("name", "prepare", "identifier", "generate", "release")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Run-level settings handed to ``setup``: the same for every subject of a run."""
+
+    device: str  # resolved: "cpu", "cuda", "cuda:1", ...
+    seed: int = 0  # the run's base seed (images get their own seeds through ``generate``)
+    keep_weights: bool = False  # keep fine-tuned weights after rendering
+    method_preset: str = ""  # the hyperparameter preset the method was built from
+    run_preset: str = "dreambooth"  # the run preset (metric preset, method preset, render protocol)
+
 
 @runtime_checkable
 class Method(Protocol):
+    """The required members (see the module docstring for the optional ones and their defaults)."""
+
     name: str
 
     def prepare(self, subject: Subject, workdir: Path) -> None: ...
 
     def identifier(self, subject: Subject) -> str: ...
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]: ...
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]: ...
 
     def release(self) -> None: ...
+
+
+def check_method_class(cls: Any, shown_as: str) -> None:
+    """Refuse a class that misses a required member or declares an unknown kind (one line)."""
+    if not isinstance(cls, type):
+        raise BenchError(f"method {shown_as!r} is {type(cls).__name__}, not a class")
+    missing = [m for m in REQUIRED_MEMBERS if not hasattr(cls, m)]
+    if missing:
+        raise BenchError(
+            f"method {shown_as!r} ({cls.__module__}.{cls.__qualname__}) lacks required member(s) "
+            f"{', '.join(missing)}; see dreambench.method for the contract"
+        )
+    if not isinstance(cls.name, str) or not cls.name:
+        raise BenchError(f"method {shown_as!r}: `name` must be a non-empty string, not {cls.name!r}")
+    kind = getattr(cls, "kind", "finetune")
+    if kind not in METHOD_KINDS:
+        raise BenchError(f"method {shown_as!r}: kind {kind!r} is not one of {', '.join(METHOD_KINDS)}")
+    for member in ("prepare", "identifier", "generate", "release"):
+        if not callable(getattr(cls, member)):
+            raise BenchError(f"method {shown_as!r}: `{member}` must be a method")
+
+
+def _distribution(module: str) -> dict[str, str] | None:
+    """The installed distribution that provides ``module`` (name and version), if any."""
+    top = module.partition(".")[0]
+    names = importlib.metadata.packages_distributions().get(top, [])
+    for name in names:
+        try:
+            return {"name": name, "version": importlib.metadata.version(name)}
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+class MethodHandle:
+    """A method instance as the runner sees it: every optional member resolved to its default.
+
+    The runner reads nothing of a method except through this class, so the contract above is the
+    whole of what it relies on.
+    """
+
+    def __init__(self, method: Any) -> None:
+        check_method_class(type(method), type(method).__name__)
+        self.method = method
+
+    # -- identity -----------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.method.name)
+
+    @property
+    def kind(self) -> str:
+        return str(getattr(self.method, "kind", "finetune"))
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(getattr(self.method, "calibrated", True))
+
+    @property
+    def scores_real_pairs(self) -> bool:
+        return bool(getattr(self.method, "scores_real_pairs", False))
+
+    def config_dict(self) -> dict[str, Any] | None:
+        """The resolved hyperparameters when the method keeps a ``config`` dataclass, else None."""
+        config = getattr(self.method, "config", None)
+        if dataclasses.is_dataclass(config) and not isinstance(config, type):
+            return dataclasses.asdict(config)
+        return None
+
+    def source(self) -> dict[str, Any]:
+        """Where the method's code comes from: class path, distribution and version, kind."""
+        cls = type(self.method)
+        module = cls.__module__
+        return {
+            "class": f"{module}:{cls.__qualname__}",
+            "distribution": _distribution(module) if module in sys.modules else None,
+            "kind": self.kind,
+        }
+
+    # -- run level ----------------------------------------------------------------------------
+
+    def setup(self, context: RunContext) -> None:
+        hook = getattr(self.method, "setup", None)
+        if hook is not None:
+            hook(context)
+
+    def teardown(self) -> None:
+        hook = getattr(self.method, "teardown", None)
+        if hook is not None:
+            hook()
+
+    def check_ready(self) -> None:
+        hook = getattr(self.method, "check_ready", None)
+        if hook is not None:
+            hook()
+
+    def estimated_disk_bytes(self, subject: Subject, n_images: int) -> int:
+        hook = getattr(self.method, "estimated_disk_bytes", None)
+        return int(hook(subject, n_images)) if hook is not None else 0
+
+    # -- per subject --------------------------------------------------------------------------
+
+    def consumed_images(self, subject: Subject) -> list[Path] | None:
+        """The real images the method used (None: not known, e.g. images made elsewhere)."""
+        hook = getattr(self.method, "consumed_images", None)
+        if hook is not None:
+            used = hook(subject)
+            return None if used is None else [Path(p) for p in used]
+        return [] if self.kind == "none" else list(subject.image_paths)
+
+    def prepare(self, subject: Subject, workdir: Path) -> None:
+        self.method.prepare(subject, workdir)
+
+    def identifier(self, subject: Subject) -> str:
+        identifier = self.method.identifier(subject)
+        if not isinstance(identifier, str):
+            raise BenchError(
+                f"method {self.name!r}: identifier() returned {type(identifier).__name__}, not str"
+            )
+        return identifier
+
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
+        images = self.method.generate(subject, workdir, prompts, seeds)
+        if len(images) != len(prompts):
+            raise BenchError(
+                f"method {self.name!r} returned {len(images)} images for {len(prompts)} prompts"
+            )
+        return images
+
+    def release(self) -> None:
+        self.method.release()

@@ -1,15 +1,30 @@
-"""Run presets: one name that picks the metric preset and the methods' hyperparameter preset.
+"""Run presets: one name that picks the metric preset, the methods' hyperparameter preset and the
+render protocol.
 
 `dreambooth` is the paper's protocol with real weights. `smoke` runs offline anywhere: seeded
 random-weight embedders and the embedded tiny diffusion model; every number it gives is labelled
-uncalibrated. `diffusers` keeps the paper's metrics but trains with the diffusers README's recipe.
+uncalibrated. `diffusers` keeps the paper's metrics but trains and samples with the diffusers
+README's recipe.
+
+The render protocol (sampler and its config, steps, guidance, resolution, negative prompt, images
+per prompt, seeding) belongs to the run preset and is the same for every method of it; the
+values are defined beside the renderer (reference_impl/render_protocol.py), which the methods
+import. A method may only deviate where the deviation is intrinsic to it (``render_deviation``);
+``render_record`` says what a run records.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from dreambench.errors import did_you_mean
+from dreambench.errors import BenchError, did_you_mean
+from dreambench.reference_impl.render import SamplerSettings
+from dreambench.reference_impl.render_protocol import (
+    RenderProtocol,
+    deviation_fields,
+    render_protocol_for,
+)
 
 
 @dataclass(frozen=True)
@@ -18,6 +33,11 @@ class RunPreset:
     metric_preset: str
     method_preset: str
     description: str
+    render_protocol: RenderProtocol = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every run preset has a render protocol; a preset without one fails at import.
+        object.__setattr__(self, "render_protocol", render_protocol_for(self.name))
 
 
 RUN_PRESETS: dict[str, RunPreset] = {
@@ -46,3 +66,33 @@ def get_run_preset(name: str) -> RunPreset:
     if name not in RUN_PRESETS:
         raise did_you_mean(name, RUN_PRESETS, "preset")
     return RUN_PRESETS[name]
+
+
+def render_record(preset: str, images_per_prompt: int, method: Any) -> dict[str, Any] | None:
+    """What a run records about rendering (results.json ``render_protocol``, part of RunConfig).
+
+    ``{"protocol": <the preset's protocol with this run's images per prompt, plus sha256>,
+    "deviation": None | {"reason", "fields", "effective": <protocol actually used, plus sha256>}}``,
+    or None for a method that renders nothing (``scores_real_pairs``: the real-images ceiling).
+    ``method`` is the method instance (or a handle exposing it as ``.method``); its class may
+    declare ``render_deviation`` (reference_impl/render_protocol.py).
+    """
+    instance = getattr(method, "method", method)
+    if getattr(instance, "scores_real_pairs", False):
+        return None
+    protocol = get_run_preset(preset).render_protocol.with_images_per_prompt(images_per_prompt)
+    name = str(getattr(instance, "name", type(instance).__name__))
+    declared = getattr(type(instance), "render_deviation", None)
+    effective = protocol.with_deviation(declared, name)
+    deviation = None
+    if declared:
+        fields = deviation_fields(declared, name)
+        deviation = {"reason": str(declared["reason"]), "fields": fields, "effective": effective.record()}
+    # A method that exposes its sampler (the built-ins do) must render with what is recorded.
+    actual = getattr(instance, "sampler", None)
+    if isinstance(actual, SamplerSettings) and actual != effective.sampler:
+        raise BenchError(
+            f"method {name}: renders with {actual.as_dict()} but preset {preset!r} records "
+            f"{effective.sampler.as_dict()}; a method's sampler comes from the run preset (setup)"
+        )
+    return {"protocol": protocol.record(), "deviation": deviation}

@@ -10,11 +10,14 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
-from collections.abc import Mapping
+import typing
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dreambench.errors import BenchError, did_you_mean
-from dreambench.hyperparams import config_fields, resolve_config
+from dreambench.hyperparams import config_fields, convert_argument, resolve_config
+from dreambench.method import MethodHandle, RunContext, check_method_class
 
 METHODS: dict[str, str] = {
     "real-images": "dreambench.reference_impl.real_images:RealImages",
@@ -32,8 +35,19 @@ def _entry_points() -> dict[str, str]:
 
 
 def available_methods() -> dict[str, str]:
-    """Every method name -> "module:Attr": built-ins first, then installed plugins."""
-    return {**_entry_points(), **METHODS}
+    """Every method name -> "module:Attr": installed plugins, then the built-ins (which win).
+
+    A plugin registered under a built-in's name is shadowed by it; a warning names both.
+    """
+    plugins = _entry_points()
+    for name in sorted(set(plugins) & set(METHODS)):
+        if plugins[name] != METHODS[name]:
+            warnings.warn(
+                f"method plugin {name!r} ({plugins[name]}) is shadowed by the built-in {name!r} "
+                f"({METHODS[name]}); run the plugin as --method {plugins[name]}",
+                stacklevel=2,
+            )
+    return {**plugins, **METHODS}
 
 
 def _import(target: str, shown_as: str) -> type:
@@ -45,13 +59,16 @@ def _import(target: str, shown_as: str) -> type:
     except ModuleNotFoundError as exc:
         raise BenchError(f"method {shown_as!r}: cannot import module {module_name!r} ({exc})") from None
     try:
-        return getattr(module, attr)
+        cls = getattr(module, attr)
     except AttributeError:
         raise BenchError(f"method {shown_as!r}: module {module_name!r} has no attribute {attr!r}") from None
+    check_method_class(cls, shown_as)
+    return cls
 
 
 def resolve_method_class(name: str) -> type:
-    """The class behind a registry name, an entry point name or a `module:Class` string."""
+    """The class behind a registry name, an entry point name or a `module:Class` string, checked
+    against the Method contract (a missing required member is a one-line error)."""
     methods = available_methods()
     if name in methods:
         return _import(methods[name], name)
@@ -60,40 +77,69 @@ def resolve_method_class(name: str) -> type:
     raise did_you_mean(name, methods, "method")
 
 
+def _has_config(cls: type) -> bool:
+    return hasattr(cls, "Config") and hasattr(cls, "PRESETS")
+
+
+def _plain_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    params = dict(inspect.signature(cls).parameters)
+    params.pop("self", None)
+    return params
+
+
 def method_hyperparameters(cls: type, preset: str) -> dict[str, Any]:
     """Hyperparameter name -> default value (for `bench methods`)."""
-    if hasattr(cls, "Config") and hasattr(cls, "PRESETS"):
+    if _has_config(cls):
         presets = cls.PRESETS
         config = presets.get(preset) or next(iter(presets.values()))
         return {name: getattr(config, name) for name in config_fields(cls.Config)}
-    params = inspect.signature(cls).parameters
-    return {n: p.default for n, p in params.items() if n not in ("self", "device", "seed", "keep_weights")}
+    return {
+        n: p.default
+        for n, p in _plain_parameters(cls).items()
+        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
 
 
-def create_method(
-    name: str, preset: str, overrides: Mapping[str, Any], device: str, seed: int, keep_weights: bool
-) -> Any:
-    """Build a method instance from its name, a preset and user overrides (validated).
+def method_preset_for(cls: type, preset: str) -> str:
+    """The preset a method is built from: a method with a single preset (zero-shot baselines,
+    simple plugins) uses it for every run; one without ``Config`` has the preset "none"."""
+    if not _has_config(cls):
+        return "none"
+    presets = cls.PRESETS
+    return next(iter(presets)) if len(presets) == 1 else preset
 
-    Methods with ``Config``/``PRESETS`` get ``cls(config, device=, seed=, keep_weights=)``. Plain
-    classes get the overrides as keyword arguments, checked against their signature first.
+
+def _construct(name: str, build: Callable[[], Any]) -> Any:
+    """Run a method's constructor; its own validation errors (ValueError/TypeError) become one line."""
+    try:
+        return build()
+    except (ValueError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BenchError(f"method {name!r}: {first}") from None
+
+
+def create_method(name: str, preset: str, overrides: Mapping[str, Any], context: RunContext) -> MethodHandle:
+    """Build a method from its name, a preset and user overrides (validated), and set it up.
+
+    Methods with ``Config``/``PRESETS`` are built as ``cls(config)``; plain classes get the
+    overrides as keyword arguments, checked against their signature first. Then the run-level
+    ``setup(context)`` hook runs (see dreambench.method).
     """
     cls = resolve_method_class(name)
-    if hasattr(cls, "Config") and hasattr(cls, "PRESETS"):
-        presets = cls.PRESETS
-        # A method with a single preset (zero-shot baselines, simple plugins) uses it for every run.
-        chosen = next(iter(presets)) if len(presets) == 1 else preset
-        config = resolve_config(cls.Config, presets, chosen, overrides, name)
-        return cls(config, device=device, seed=seed, keep_weights=keep_weights)
-    params = inspect.signature(cls).parameters
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    valid = [n for n in params if n not in ("self", "device", "seed", "keep_weights")]
-    unknown = [k for k in overrides if k not in valid]
-    if unknown and not accepts_any:
-        raise BenchError(
-            f"unknown argument {unknown[0]!r} for method {name!r}; valid: {', '.join(valid) or '(none)'}"
-        )
-    extra = {
-        k: v for k, v in (("device", device), ("seed", seed), ("keep_weights", keep_weights)) if k in params
-    }
-    return cls(**overrides, **extra)
+    if _has_config(cls):
+        config = resolve_config(cls.Config, cls.PRESETS, method_preset_for(cls, preset), overrides, name)
+        instance = _construct(name, lambda: cls(config))
+    else:
+        params = _plain_parameters(cls)
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in overrides if k not in params]
+        if unknown and not accepts_any:
+            raise BenchError(
+                f"unknown argument {unknown[0]!r} for method {name!r}; valid: {', '.join(params) or '(none)'}"
+            )
+        hints = typing.get_type_hints(cls.__init__)
+        converted = {k: convert_argument(v, hints[k], k, name) if k in hints else v for k, v in overrides.items()}
+        instance = _construct(name, lambda: cls(**converted))
+    handle = MethodHandle(instance)
+    handle.setup(context)
+    return handle

@@ -17,31 +17,35 @@ handed to an executor (bench/executors/): in-process by default, or one Ray task
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dreambench.atomic import atomic_write_bytes
+from dreambench.atomic import atomic_write_bytes, atomic_write_text, reclaimed_bytes
 from dreambench.config import RunConfig
-from dreambench.cost import measure_stage, summarize_costs
+from dreambench.cost import measure_stage, summarize_costs, valid_stage_costs
+from dreambench.dataset.images import file_sha256
 from dreambench.dataset.prompts import PromptSet
 from dreambench.dataset.subject import Subject
 from dreambench.disk_space import check_disk_space
 from dreambench.errors import BenchError
+from dreambench.method import MethodHandle, RunContext
 from dreambench.metrics.aggregate import (
     add_optional_metrics,
     summarize_overall,
     summarize_real_pairs,
     summarize_subject_images,
 )
+from dreambench.metrics.embedder import DEFAULT_PRECISION
 from dreambench.metrics.scorer import ImageRef, Scorer
 from dreambench.progress import RunProgress
+from dreambench.run_lock import run_lock
 from dreambench.seeds import image_seed
 from dreambench.stamp import make_stamp
 from dreambench.store import RunDir, image_name
@@ -51,6 +55,10 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 RENDER_CHUNK = 50
+# A subject's markers: summary.json when it finished (its row in results.json), error.txt when it
+# failed (first line: the failure results.json lists; then the traceback).
+SUMMARY_FILE = "summary.json"
+ERROR_FILE = "error.txt"
 # "a {class}" samples rendered per subject for PRES (prompt index -1 in the seed scheme).
 PRES_SAMPLES = 8
 PRES_PROMPT_IDX = -1
@@ -84,19 +92,38 @@ def _real_refs(subject: Subject) -> list[ImageRef]:
 def _missing_images(
     rd: RunDir, subject: Subject, prompt_set: PromptSet, config: RunConfig
 ) -> tuple[dict, list, list]:
-    """(index of existing images by (prompt_idx, sample_idx), expected keys, missing keys)."""
+    """(index of the images that can be reused by (prompt_idx, sample_idx), expected keys, missing keys).
+
+    An image is reused only when its file's sha256 is the one its index line records: a 0-byte,
+    truncated or replaced PNG (or a damaged index line) is rendered again, never scored as is.
+    """
     n_prompts = len(prompt_set.templates(subject.kind))
     expected = [(p, s) for p in range(n_prompts) for s in range(config.images_per_prompt)]
     wanted = set(expected)
-    index = {(r["prompt_idx"], r["sample_idx"]): r for r in rd.read_images_index(subject.name)}
-    index = {k: r for k, r in index.items() if k in wanted}
-    missing = [k for k in expected if k not in index or not rd.image_path(subject.name, *k).exists()]
+    index = {
+        (r["prompt_idx"], r["sample_idx"]): r
+        for r in rd.read_images_index(subject.name)
+        if _INDEX_KEYS <= r.keys() and (r["prompt_idx"], r["sample_idx"]) in wanted
+    }
+    index = {k: r for k, r in index.items() if _file_matches(rd.image_path(subject.name, *k), r["sha256"])}
+    missing = [k for k in expected if k not in index]
     return index, expected, missing
+
+
+_INDEX_KEYS = frozenset({"file", "prompt_idx", "sample_idx", "prompt", "identifier", "seed", "sha256"})
+
+
+def _file_matches(path: Path, sha256: Any) -> bool:
+    """Whether ``path`` exists and its bytes hash to ``sha256``."""
+    try:
+        return file_sha256(path) == sha256
+    except OSError:
+        return False
 
 
 def _render(
     rd: RunDir,
-    method: Any,
+    method: MethodHandle,
     subject: Subject,
     prompts: list[str],
     identifier: str,
@@ -109,11 +136,7 @@ def _render(
     for start in range(0, len(missing), RENDER_CHUNK):
         chunk = missing[start : start + RENDER_CHUNK]
         seeds = [image_seed(config.base_seed, subject.name, p, s) for p, s in chunk]
-        images = method.generate([prompts[p] for p, _ in chunk], seeds)
-        if len(images) != len(chunk):
-            raise BenchError(
-                f"method {config.method!r} returned {len(images)} images for {len(chunk)} prompts"
-            )
+        images = method.generate(subject, rd.prepare_dir(subject.name), [prompts[p] for p, _ in chunk], seeds)
         for (p, s), seed, image in zip(chunk, seeds, images):
             data = _png_bytes(image.convert("RGB"))
             atomic_write_bytes(rd.image_path(subject.name, p, s), data)
@@ -150,6 +173,8 @@ def _score_images(
             "prompt_idx": r["prompt_idx"],
             "sample_idx": r["sample_idx"],
             **s,
+            # The scoring identity (embedders, weights sha256, precision, ...): reuse is keyed by it.
+            "scoring": scorer.identity_key(),
         }
         for r, s in zip(images, scores)
     ]
@@ -157,23 +182,66 @@ def _score_images(
     return rows
 
 
+def _has_figures(row: dict[str, Any], keys: Sequence[str]) -> bool:
+    """Whether ``row`` holds every key, each a number or None ("does not apply")."""
+    return all(k in row and (row[k] is None or isinstance(row[k], (int, float))) for k in keys)
+
+
+def _scores_match(rows: list[dict[str, Any]], images: list[dict[str, Any]], scoring: str) -> bool:
+    """Whether scores.jsonl covers exactly these images (by file and sha256), each with its figures,
+    all scored under the identity ``scoring`` (Scorer.identity_key).
+
+    Anything else (a damaged or hand-edited file, scores of older images, scores made with other
+    embedders, weights or precision) is recomputed, never relabelled.
+    """
+    covered = [(r.get("file"), r.get("sha256")) for r in rows] == [(r["file"], r["sha256"]) for r in images]
+    return covered and all(
+        _has_figures(r, ("dino", "clip_i", "clip_t"))
+        and isinstance(r.get("prompt_idx"), int)
+        and r.get("scoring") == scoring
+        for r in rows
+    )
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file the runner can rebuild, or {} when it is absent or damaged."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _stored_for(stored: dict[str, Any], key: str, shas: list[str]) -> bool:
+    """Whether optional_scores.json's ``key`` entry was computed from exactly these images."""
+    entry = stored.get(key)
+    return isinstance(entry, dict) and entry.get("sha256") == shas
+
+
 def _pres_index(rd: RunDir, subject: Subject, n: int) -> tuple[dict[int, dict[str, Any]], list[int]]:
-    """(index of existing PRES samples by sample index, missing sample indices)."""
-    rows = {r["sample_idx"]: r for r in rd.read_jsonl(rd.subject_dir(subject.name) / "pres.jsonl")}
-    rows = {k: r for k, r in rows.items() if k < n}
-    missing = [
-        k for k in range(n) if k not in rows or not (rd.pres_dir(subject.name) / rows[k]["file"]).exists()
-    ]
+    """(index of the PRES samples that can be reused by sample index, missing sample indices);
+    reused only when the file's sha256 is the one pres.jsonl records, like the images."""
+    rows = {
+        r["sample_idx"]: r
+        for r in rd.read_jsonl(rd.subject_dir(subject.name) / "pres.jsonl")
+        if _PRES_KEYS <= r.keys() and isinstance(r["sample_idx"], int) and 0 <= r["sample_idx"] < n
+    }
+    folder = rd.pres_dir(subject.name)
+    rows = {k: r for k, r in rows.items() if _file_matches(folder / f"{k}.png", r["sha256"])}
+    missing = [k for k in range(n) if k not in rows]
     return rows, missing
 
 
+_PRES_KEYS = frozenset({"file", "sample_idx", "prompt", "seed", "sha256"})
+
+
 def _render_pres(
-    rd: RunDir, method: Any, subject: Subject, rows: dict, missing: list[int], config: RunConfig
+    rd: RunDir, method: MethodHandle, subject: Subject, rows: dict, missing: list[int], config: RunConfig
 ) -> None:
     """Render the missing "a {class}" samples of the fine-tuned model (for PRES): no identifier."""
     prompt = f"a {subject.class_noun}"
     seeds = [image_seed(config.base_seed, subject.name, PRES_PROMPT_IDX, k) for k in missing]
-    for k, seed, image in zip(missing, seeds, method.generate([prompt] * len(missing), seeds)):
+    for k, seed, image in zip(missing, seeds, method.generate(subject, rd.prepare_dir(subject.name), [prompt] * len(missing), seeds)):
         data = _png_bytes(image.convert("RGB"))
         atomic_write_bytes(rd.pres_dir(subject.name) / f"{k}.png", data)
         rows[k] = {
@@ -191,21 +259,29 @@ def _optional_scores(
 ) -> dict[str, Any]:
     """PRES and DIV of one subject, reusing optional_scores.json while its inputs are unchanged."""
     path = rd.subject_dir(subject.name) / "optional_scores.json"
-    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored = _read_json_object(path)
     before = json.dumps(stored, sort_keys=True)
     out: dict[str, Any] = {}
     if "pres" in spec.optional_metrics:
         shas = [pres_rows[k]["sha256"] for k in sorted(pres_rows)]
-        if stored.get("pres", {}).get("sha256") != shas:
+        if not (
+            _stored_for(stored, "pres", shas)
+            and stored["pres"].get("scoring") == scorer.identity_key()
+            and _has_figures(stored["pres"], ("value",))
+        ):
             refs = [
                 ImageRef(rd.pres_dir(subject.name) / pres_rows[k]["file"], pres_rows[k]["sha256"])
                 for k in sorted(pres_rows)
             ]
-            stored["pres"] = {"value": scorer.score_preservation(_real_refs(subject), refs), "sha256": shas}
+            stored["pres"] = {
+                "value": scorer.score_preservation(_real_refs(subject), refs),
+                "sha256": shas,
+                "scoring": scorer.identity_key(),
+            }
         out["pres"] = (stored["pres"]["value"], len(shas))
     if "div" in spec.optional_metrics:
         shas = [r["sha256"] for r in images]
-        if stored.get("div", {}).get("sha256") != shas:
+        if not (_stored_for(stored, "div", shas) and isinstance(stored["div"].get("per_prompt"), dict)):
             by_prompt: dict[int, list[ImageRef]] = {}
             for r in images:
                 by_prompt.setdefault(r["prompt_idx"], []).append(
@@ -219,26 +295,34 @@ def _optional_scores(
 
 
 def run_subject(
-    rd: RunDir, method: Any, scorer: Scorer, subject: Subject, spec: RunSpec, progress: RunProgress
+    rd: RunDir, method: MethodHandle, scorer: Scorer, subject: Subject, spec: RunSpec, progress: RunProgress
 ) -> dict[str, Any]:
     """Do (or resume) one subject and return its summary for results.json."""
     config, prompt_set, device = spec.config, spec.prompt_set, spec.device
     name = subject.name
     rd.sweep_temp_files(name)
     meta = {"kind": subject.kind, "class_noun": subject.class_noun, "n_real": len(subject.image_paths)}
-    if getattr(method, "scores_real_pairs", False):
+    consumed = method.consumed_images(subject)
+    meta["images_consumed"] = None if consumed is None else [Path(p).name for p in consumed]
+    meta["images_scored_against"] = [Path(p).name for p in subject.image_paths]
+    if method.scores_real_pairs:
         progress.start_subject(name, "score real pairs", 0)
         rows = rd.read_scores(name)
         shas = sorted(subject.image_sha256)
-        if not (len(rows) == 1 and rows[0].get("real_sha256") == shas):
+        reusable = (
+            len(rows) == 1
+            and rows[0].get("real_sha256") == shas
+            and rows[0].get("scoring") == scorer.identity_key()
+        )
+        if not (reusable and _has_figures(rows[0], ("dino", "clip_i"))):
             method.prepare(subject, rd.prepare_dir(name))
             with measure_stage(device) as cost:
                 scores = scorer.score_real_pairs(_real_refs(subject))
-            rows = [{"kind": "real_pairs", "real_sha256": shas, **scores}]
+            rows = [{"kind": "real_pairs", "real_sha256": shas, **scores, "scoring": scorer.identity_key()}]
             rd.write_scores(name, rows)
             rd.record_cost(name, score=cost)
         summary = summarize_real_pairs(rows[0], len(subject.image_paths))
-        return {**meta, **summary, "cost": rd.read_cost(name)}
+        return {**meta, **summary, "scoring": scorer.identity_key(), "cost": rd.read_cost(name)}
 
     index, expected, missing = _missing_images(rd, subject, prompt_set, config)
     n_pres = spec.pres_samples if "pres" in spec.optional_metrics else 0
@@ -246,22 +330,26 @@ def run_subject(
     progress.start_subject(name, "prepare", len(expected) + n_pres)
     progress.advance_images(len(expected) - len(missing) + n_pres - len(pres_missing))
     if missing or pres_missing:
-        with measure_stage(device) as prepare_cost:
-            method.prepare(subject, rd.prepare_dir(name))
-        identifier = method.identifier(subject)
-        prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
-        progress.stage(name, "render")
-        with measure_stage(device) as render_cost:
-            _render(rd, method, subject, prompts, identifier, index, missing, config, progress)
-            if pres_missing:
-                _render_pres(rd, method, subject, pres_rows, pres_missing, config)
-                progress.advance_images(len(pres_missing))
-        method.release()
+        # release() runs whatever happens to prepare/generate: device memory and per-subject
+        # weights must not outlive a failed subject.
+        try:
+            with measure_stage(device) as prepare_cost:
+                method.prepare(subject, rd.prepare_dir(name))
+            identifier = method.identifier(subject)
+            prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
+            progress.stage(name, "render")
+            with measure_stage(device) as render_cost:
+                _render(rd, method, subject, prompts, identifier, index, missing, config, progress)
+                if pres_missing:
+                    _render_pres(rd, method, subject, pres_rows, pres_missing, config)
+                    progress.advance_images(len(pres_missing))
+        finally:
+            method.release()
         rd.record_cost(name, prepare=prepare_cost, render=render_cost)
     images = [index[k] for k in expected]
     progress.stage(name, "score")
     rows = rd.read_scores(name)
-    if [(r.get("file"), r.get("sha256")) for r in rows] != [(r["file"], r["sha256"]) for r in images]:
+    if not _scores_match(rows, images, scorer.identity_key()):
         with measure_stage(device) as score_cost:
             rows = _score_images(rd, scorer, subject, images)
         rd.record_cost(name, score=score_cost)
@@ -275,25 +363,56 @@ def run_subject(
         **meta,
         "identifier": images[0]["identifier"],
         "n_generated": len(rows),
+        "scoring": scorer.identity_key(),
         **summary,
         "cost": rd.read_cost(name),
     }
 
 
-def _method_config(method: Any, overrides: dict[str, Any]) -> dict[str, Any]:
-    config = getattr(method, "config", None)
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        return dataclasses.asdict(config)
-    return dict(overrides)
+def _method_config(method: MethodHandle, overrides: dict[str, Any]) -> dict[str, Any]:
+    config = method.config_dict()
+    return config if config is not None else dict(overrides)
 
 
-def _previous_results(rd: RunDir) -> dict[str, Any]:
-    """The run directory's last results.json, or {} (also when unreadable: it is rebuilt)."""
-    try:
-        previous = json.loads(rd.results_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-    return previous if previous.get("schema_version") == SCHEMA_VERSION else {}
+def _identifier_candidates(method_config: dict[str, Any]) -> dict[str, Any] | None:
+    """The rare-token candidate list's identity when the method picks its identifier from it
+    (``identifier="rare"``): a new list can give a subject another identifier, hence other images."""
+    from dreambench.reference_impl.identifier import RARE_SCHEME, candidate_list_identity
+
+    return candidate_list_identity() if method_config.get("identifier") == RARE_SCHEME else None
+
+
+_SUMMARY_KEYS = frozenset({"kind", "dino", "clip_i", "clip_t", "pair_counts"})
+
+
+def _finished_subjects(rd: RunDir) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[str]]:
+    """(summaries, failures, damaged) of every subject folder now in the run directory, by name.
+
+    results.json is a function of what is on disk, not of the history that put it there: a
+    subject's row comes from its summary.json (written when it finished), a failure from its
+    error.txt, and a deleted folder leaves no row behind. A summary.json that does not parse is
+    listed in ``damaged`` (rerunning the subject rebuilds it from the files it derives from).
+    """
+    summaries: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    damaged: list[str] = []
+    root = rd.root / "subjects"
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if not folder.is_dir():
+            continue
+        error = folder / ERROR_FILE
+        if error.is_file():
+            lines = error.read_text(errors="replace").splitlines()
+            failures[folder.name] = lines[0] if lines else "failed (error.txt is empty)"
+            continue
+        if not (folder / SUMMARY_FILE).exists():
+            continue
+        summary = _read_json_object(folder / SUMMARY_FILE)
+        if _SUMMARY_KEYS <= summary.keys() and summary["kind"] in ("live", "object"):
+            summaries[folder.name] = summary
+        else:
+            damaged.append(folder.name)
+    return summaries, failures, damaged
 
 
 def _attach_intervals(results: dict[str, Any], seed: int) -> None:
@@ -310,8 +429,7 @@ def _attach_intervals(results: dict[str, Any], seed: int) -> None:
 
 def make_run_config(
     *,
-    method: Any,
-    method_name: str,
+    method: MethodHandle,
     method_args: dict[str, Any],
     preset: str,
     method_preset: str,
@@ -320,12 +438,27 @@ def make_run_config(
     images_per_prompt: int,
     base_seed: int,
     dataset_info: dict[str, Any],
+    clip_t_keep_identifier: bool = False,
+    scoring: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """The frozen config of a run; its hash names the run directory."""
+    """The frozen config of a run; its hash names the run directory.
+
+    ``clip_t_keep_identifier``: the scorer's effective CLIP-T text rule (the preset's, or the
+    ``--clip-t-keep-identifier`` override). ``scoring``: the scorer's ``identity()`` (embedder
+    backends, weights ids and sha256, precision, metric versions).
+    """
+    from dreambench.presets import render_record
+
+    method_config = _method_config(method, method_args)
     return RunConfig(
-        method=method_name,
+        method=method.name,
+        method_class=method.source()["class"],
+        render_protocol=render_record(preset, images_per_prompt, method),
         method_preset=method_preset,
-        method_config=_method_config(method, method_args),
+        method_config=method_config,
+        identifier_candidates=_identifier_candidates(method_config),
+        clip_t_keep_identifier=clip_t_keep_identifier,
+        scoring=scoring,
         preset=preset,
         metric_preset=metric_preset,
         prompt_set={"name": prompt_set.name, "version": prompt_set.version, "sha256": prompt_set.sha256},
@@ -350,6 +483,18 @@ class RunSpec:
     pres_samples: int = PRES_SAMPLES
 
 
+def run_context(spec: RunSpec) -> RunContext:
+    """The run-level settings a method's ``setup`` receives."""
+    c = spec.config
+    return RunContext(
+        device=spec.device,
+        seed=c.base_seed,
+        keep_weights=spec.keep_weights,
+        method_preset=c.method_preset,
+        run_preset=c.preset,
+    )
+
+
 class SubjectWorker:
     """Runs subjects of one run; builds the method and the scorer once, on first use.
 
@@ -357,38 +502,69 @@ class SubjectWorker:
     executor sends the picklable ``spec`` and each worker process builds its own.
     """
 
-    def __init__(self, spec: RunSpec, method: Any = None, scorer: Scorer | None = None) -> None:
+    def __init__(
+        self, spec: RunSpec, method: MethodHandle | None = None, scorer: Scorer | None = None
+    ) -> None:
         self.spec = spec
         self._method = method
         self._scorer = scorer
 
     @property
-    def method(self) -> Any:
+    def method(self) -> MethodHandle:
         if self._method is None:
             from dreambench.registry import create_method
 
-            c = self.spec.config
+            # Built from the class path, not the name: a `module:Class` plugin has no registry entry.
             self._method = create_method(
-                c.method,
-                c.method_preset,
-                self.spec.method_args,
-                device=self.spec.device,
-                seed=c.base_seed,
-                keep_weights=self.spec.keep_weights,
+                self.spec.config.method_class, self.spec.config.method_preset, self.spec.method_args,
+                run_context(self.spec),
             )
         return self._method
+
+    def close(self) -> None:
+        """The method's run-level teardown (once per worker, also after failures)."""
+        if self._method is not None:
+            method, self._method = self._method, None
+            method.teardown()
 
     @property
     def scorer(self) -> Scorer:
         if self._scorer is None:
             self._scorer = Scorer(
-                self.spec.config.metric_preset, device=self.spec.device, backend=self.spec.embedder_backend
+                self.spec.config.metric_preset,
+                device=self.spec.device,
+                backend=self.spec.embedder_backend,
+                clip_t_keep_identifier=self.spec.config.clip_t_keep_identifier,
+                precision=(self.spec.config.scoring or {}).get("precision", DEFAULT_PRECISION),
             )
         return self._scorer
 
+    def _check_scoring(self) -> None:
+        """Refuse to score under another identity than the run's (e.g. a worker that resolved other
+        weights files): its figures would be filed under the run's embedder ids."""
+        expected = self.spec.config.scoring
+        if expected is None:
+            return
+        actual = self.scorer.identity()
+        if actual != expected:
+            field = next(k for k in sorted(set(actual) | set(expected)) if actual.get(k) != expected.get(k))
+            raise BenchError(
+                f"this worker would score with {field}={actual.get(field)!r} but the run "
+                f"{self.spec.run_dir} was configured with {expected.get(field)!r}; make the same "
+                "weights and options available to every worker"
+            )
+
     def __call__(self, subject: Subject, progress: RunProgress) -> dict[str, Any]:
         rd = RunDir(self.spec.run_dir)
+        self._check_scoring()
         return run_subject(rd, self.method, self.scorer, subject, self.spec, progress)
+
+
+def _format_bytes(n: int) -> str:
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _failure_text(exc: BaseException) -> str:
@@ -400,54 +576,80 @@ def execute_run(
     *,
     spec: RunSpec,
     subjects: Sequence[Subject],
-    method: Any = None,
+    method: MethodHandle | None = None,
     scorer: Scorer | None = None,
     executor: Executor | None = None,
     force: bool = False,
     progress_enabled: bool = True,
 ) -> RunOutcome:
-    """Run (or resume) the benchmark for ``subjects`` and write results.json."""
+    """Run (or resume) the benchmark for ``subjects`` and write results.json.
+
+    The method's run-level ``teardown`` runs at the end, also when the run fails. The run
+    directory's lock (bench/run_lock.py) is held throughout: a second process on the same run
+    directory is refused at once (BenchError naming the holder's pid and host).
+    """
+    worker = SubjectWorker(spec, method, scorer)
+    swept_before = reclaimed_bytes()
+    with run_lock(spec.run_dir) as lock:
+        if lock.took_over is not None and progress_enabled:
+            print(f"took over the stale lock of {lock.took_over.describe()}", file=sys.stderr)
+        try:
+            outcome = _execute(spec, subjects, worker, executor, force, progress_enabled)
+        finally:
+            worker.close()
+    reclaimed = reclaimed_bytes() - swept_before
+    if reclaimed and progress_enabled:
+        print(
+            f"swept temp files a killed run left: {_format_bytes(reclaimed)} reclaimed", file=sys.stderr
+        )
+    return outcome
+
+
+def _execute(
+    spec: RunSpec,
+    subjects: Sequence[Subject],
+    worker: SubjectWorker,
+    executor: Executor | None,
+    force: bool,
+    progress_enabled: bool,
+) -> RunOutcome:
     config = spec.config
     rd = RunDir(spec.run_dir)
     rd.check_config(config.to_dict())
-    worker = SubjectWorker(spec, method, scorer)
     # Resolve the embedders' and the method's weights now: a missing-weights error comes before
     # anything is written.
     metrics_info = worker.scorer.metrics_info()
-    if hasattr(worker.method, "check_ready"):
-        worker.method.check_ready()
-    if spec.optional_metrics and not getattr(worker.method, "scores_real_pairs", False):
+    worker.method.check_ready()
+    if spec.optional_metrics and not worker.method.scores_real_pairs:
         metrics_info.update(worker.scorer.optional_metrics_info(spec.optional_metrics))
-    if not getattr(worker.method, "scores_real_pairs", False):
+    if not worker.method.scores_real_pairs:
         todo = [s for s in subjects if force or _missing_images(rd, s, spec.prompt_set, config)[2]]
         n_images = len(spec.prompt_set.object) * config.images_per_prompt
         check_disk_space(worker.method, todo, n_images, rd.root, spec.keep_weights)
-    rd.sweep_temp_files()
+    rd.sweep_all_temp_files()
     rd.write_json(rd.config_path, config.to_dict())
     stamp = make_stamp(spec.device)
     rd.write_json(rd.stamp_path, stamp)
 
-    # results.json covers every subject finished in this run directory: subjects done by earlier
-    # invocations (same config, so still valid) are kept beside the ones selected now.
-    previous = _previous_results(rd)
-    selected = {s.name for s in subjects}
-    summaries = {k: v for k, v in previous.get("subjects", {}).items() if k not in selected}
-    failures = {k: v for k, v in previous.get("failures", {}).items() if k not in selected}
+    # A selected subject is done (or verified and reused) again now: until it finishes it has no
+    # row, so a kill cannot leave a row that no longer matches its files.
     errors: list[BaseException] = []
     for subject in subjects:
         if force and rd.subject_dir(subject.name).exists():
             shutil.rmtree(rd.subject_dir(subject.name))
-        (rd.subject_dir(subject.name) / "error.txt").unlink(missing_ok=True)
+        (rd.subject_dir(subject.name) / ERROR_FILE).unlink(missing_ok=True)
+        (rd.subject_dir(subject.name) / SUMMARY_FILE).unlink(missing_ok=True)
 
     def on_result(name: str, summary: dict[str, Any] | None, exc: BaseException | None, trace: str) -> None:
         if exc is None:
-            summaries[name] = summary
+            rd.write_json(rd.subject_dir(name) / SUMMARY_FILE, summary)
             return
         errors.append(exc)
-        failures[name] = _failure_text(exc)
+        failure = _failure_text(exc)
         rd.subject_dir(name).mkdir(parents=True, exist_ok=True)
-        (rd.subject_dir(name) / "error.txt").write_text(trace)
-        progress.log(f"[red]{name} failed:[/red] {failures[name]}")
+        # First line: the one-line failure results.json lists; then the traceback.
+        atomic_write_text(rd.subject_dir(name) / ERROR_FILE, f"{failure}\n\n{trace}")
+        progress.log(f"[red]{name} failed:[/red] {failure}")
 
     from dreambench.executors.local import LocalExecutor
 
@@ -457,12 +659,32 @@ def execute_run(
         if (
             len({str(e) for e in errors}) == 1
         ):  # the same configuration problem for every subject: say it once
+            for subject in subjects:
+                (rd.subject_dir(subject.name) / ERROR_FILE).unlink(missing_ok=True)
             raise errors[0]
+
+    summaries, failures, damaged = _finished_subjects(rd)
+    # A subject scored under another identity (embedders, weights, precision) is left out, never
+    # relabelled with this run's ids; selecting it again rescores it.
+    scoring_key = worker.scorer.identity_key()
+    for name in [n for n, s in summaries.items() if s.get("scoring") != scoring_key]:
+        del summaries[name]
+        print(
+            f"warning: subject {name} in {rd.root} was scored with other embedders, weights or "
+            f"precision; left out of results.json (rerun with --subjects {name} to rescore it)",
+            file=sys.stderr,
+        )
+    for name in damaged:
+        print(
+            f"warning: {rd.subject_dir(name) / SUMMARY_FILE} is damaged; "
+            f"rerun with --subjects {name} to rebuild it from the subject's files",
+            file=sys.stderr,
+        )
 
     reasons = []
     if not worker.scorer.calibrated:
         reasons.append(f"metric preset {config.metric_preset!r} uses seeded random-weight embedders")
-    if not getattr(worker.method, "calibrated", True):
+    if not worker.method.calibrated:
         reasons.append(
             f"method {config.method!r} ran on random-weight models ({config.method_preset} preset)"
         )
@@ -470,6 +692,8 @@ def execute_run(
         "schema_version": SCHEMA_VERSION,
         "run": {
             "method": config.method,
+            "method_kind": worker.method.kind,
+            "method_source": worker.method.source(),
             "method_preset": config.method_preset,
             "method_config": config.method_config,
             "preset": config.preset,
@@ -481,6 +705,8 @@ def execute_run(
         "uncalibrated_reasons": reasons,
         "dataset": config.dataset,
         "prompt_set": config.prompt_set,
+        "render_protocol": config.render_protocol,
+        "identifier_candidates": config.identifier_candidates,
         "protocol": {
             "images_per_prompt": config.images_per_prompt,
             "base_seed": config.base_seed,
@@ -494,12 +720,19 @@ def execute_run(
             ),
         },
         "metrics": metrics_info,
-        "subjects": dict(sorted(summaries.items())),
+        # fp32 is the protocol; "bf16" rows are marked in every leaderboard table and `bench
+        # compare` refuses to compare across precisions. identity_key: on every scores.jsonl row.
+        "scoring": {
+            "precision": worker.scorer.precision,
+            "identity_key": scoring_key,
+            "batch_size": worker.scorer.batch_size,
+        },
+        "subjects": summaries,
         "overall": summarize_overall(summaries),
         "overall_live": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "live"}),
         "overall_object": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "object"}),
         "failures": dict(sorted(failures.items())),
-        "cost": summarize_costs({k: v.get("cost", {}) for k, v in summaries.items()}),
+        "cost": summarize_costs({k: valid_stage_costs(v.get("cost")) for k, v in summaries.items()}),
         "stamp": stamp,
     }
     _attach_intervals(results, config.base_seed)

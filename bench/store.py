@@ -22,24 +22,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dreambench.atomic import atomic_write_json, atomic_write_text
+from dreambench.atomic import (
+    atomic_write_json,
+    atomic_write_text,
+    count_reclaimed,
+    remove_entry,
+    sweep_temp_entries,
+)
+from dreambench.cost import valid_stage_costs
 from dreambench.errors import BenchError
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+def _read_jsonl_rows(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """(the rows of a jsonl index that parse as JSON objects, how many lines did not).
+
+    For files the runner can rebuild (images.jsonl, scores.jsonl, pres.jsonl): a damaged line
+    (a truncated file, bytes that are not UTF-8) means "redo that part", never a failure.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return [], 0
+    rows: list[dict[str, Any]] = []
+    damaged = 0
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            raise BenchError(
-                f"{path} line {number} is not valid JSON; delete the file to redo that step"
-            ) from None
-    return rows
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            damaged += 1
+    return rows, damaged
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -79,7 +96,8 @@ class RunDir:
         return self.images_dir(subject) / image_name(prompt_idx, sample_idx)
 
     def read_images_index(self, subject: str) -> list[dict[str, Any]]:
-        return _read_jsonl(self.subject_dir(subject) / "images.jsonl")
+        """The rows of images.jsonl that parse (a damaged line's image is rendered again)."""
+        return _read_jsonl_rows(self.subject_dir(subject) / "images.jsonl")[0]
 
     def write_images_index(self, subject: str, rows: list[dict[str, Any]]) -> None:
         rows = sorted(rows, key=lambda r: (r["prompt_idx"], r["sample_idx"]))
@@ -89,34 +107,57 @@ class RunDir:
         return self.subject_dir(subject) / "pres"
 
     def read_jsonl(self, path: Path) -> list[dict[str, Any]]:
-        return _read_jsonl(path)
+        """The rows of a rebuildable index that parse (damaged lines are skipped: redone)."""
+        return _read_jsonl_rows(path)[0]
 
     def write_jsonl(self, path: Path, rows: list[dict[str, Any]]) -> None:
         _write_jsonl(path, rows)
 
     def read_scores(self, subject: str) -> list[dict[str, Any]]:
-        return _read_jsonl(self.subject_dir(subject) / "scores.jsonl")
+        """scores.jsonl's rows, or [] when any line is damaged: the scores are recomputed from the
+        images (cheap: the embeddings are cached)."""
+        rows, damaged = _read_jsonl_rows(self.subject_dir(subject) / "scores.jsonl")
+        return [] if damaged else rows
 
     def write_scores(self, subject: str, rows: list[dict[str, Any]]) -> None:
         _write_jsonl(self.subject_dir(subject) / "scores.jsonl", rows)
 
-    def sweep_temp_files(self, subject: str | None = None) -> None:
-        """Delete temp files a killed process left (never read, only renamed): in a subject's
-        folder, or with no subject in the run directory's top level."""
+    def sweep_temp_files(self, subject: str | None = None) -> int:
+        """Delete the temp files and folders a killed process left (never read, only renamed) in a
+        subject's folder, or with no subject in the run directory's top level; return the bytes
+        reclaimed. The caller holds the run's lock (bench/run_lock.py), so every temp entry there is
+        an orphan. Names of earlier versions (``.<name>.<random>.tmp`` files, ``.weights.<random>/``
+        folders) are swept too."""
         if subject is None:
-            tmps = list(self.root.glob(".*.tmp")) if self.root.is_dir() else []
+            folder, recursive = self.root, False
         else:
-            folder = self.subject_dir(subject)
-            tmps = list(folder.rglob(".*.tmp")) if folder.is_dir() else []
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
+            folder, recursive = self.subject_dir(subject), True
+        if not folder.is_dir():
+            return 0
+        reclaimed = sweep_temp_entries(folder, recursive=recursive, exclusive=True)
+        legacy = list(folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp"))
+        if subject is not None:
+            legacy += [p for p in self.prepare_dir(subject).glob(".weights.*") if p.is_dir()]
+        legacy_bytes = sum(remove_entry(p) for p in legacy)
+        count_reclaimed(legacy_bytes)
+        return reclaimed + legacy_bytes
 
-    def read_cost(self, subject: str) -> dict[str, float]:
-        """Wall seconds per stage of the last time each stage did work (kept across resumes)."""
+    def sweep_all_temp_files(self) -> int:
+        """`sweep_temp_files` over the top level and every subject; the bytes reclaimed."""
+        subjects = self.root / "subjects"
+        names = sorted(p.name for p in subjects.iterdir() if p.is_dir()) if subjects.is_dir() else []
+        return self.sweep_temp_files() + sum(self.sweep_temp_files(name) for name in names)
+
+    def read_cost(self, subject: str) -> dict[str, dict[str, Any]]:
+        """Cost of each stage the last time it did work (kept across resumes); a damaged cost.json
+        (truncated, not JSON, wrong shape) reads as no record, never as a failure."""
         path = self.subject_dir(subject) / "cost.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        try:
+            return valid_stage_costs(json.loads(path.read_text()))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
 
-    def record_cost(self, subject: str, **stages: float) -> dict[str, float]:
+    def record_cost(self, subject: str, **stages: dict[str, Any]) -> dict[str, dict[str, Any]]:
         cost = {**self.read_cost(subject), **stages}
         atomic_write_json(self.subject_dir(subject) / "cost.json", cost)
         return cost

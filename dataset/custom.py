@@ -1,12 +1,22 @@
-"""A subject of your own: a folder of photos, a class noun and a kind."""
+"""A subject of your own: a folder of photos, a class noun and a kind.
+
+Everything about the folder is checked when the subject is built, before any run directory is
+written: every image must decode (a non-image `.jpg` is a one-line error naming the file, not a
+per-subject failure after training started) and there must be at least MIN_SUBJECT_IMAGES of
+them. Two is the floor for every method: the real-images ceiling scores distinct real pairs, and
+a training method that sees one photo learns that photo, not the subject (DreamBench's subjects
+have 4-6).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dreambench.dataset.images import IMAGE_SUFFIXES, file_sha256
+from dreambench.dataset.images import IMAGE_SUFFIXES, file_sha256, load_image
 from dreambench.dataset.subject import KINDS, Kind, Subject
 from dreambench.errors import BenchError
+
+MIN_SUBJECT_IMAGES = 2
 
 
 def custom_subject(
@@ -15,7 +25,8 @@ def custom_subject(
     """A Subject from `directory`: its *.jpg/*.jpeg/*.png/*.webp files (any case), sorted by name.
 
     `name` defaults to the folder name; `kind` picks the prompt list ("object" or "live").
-    Raises BenchError for a missing folder, a folder without images, an empty class noun or a bad kind.
+    Raises BenchError for a missing folder, fewer than MIN_SUBJECT_IMAGES images, an image that
+    does not decode, an empty class noun or a bad kind.
     """
     directory = Path(directory).expanduser()
     if kind not in KINDS:
@@ -29,6 +40,13 @@ def custom_subject(
     )
     if not paths:
         raise BenchError(f"no images in {directory}; valid extensions: {', '.join(IMAGE_SUFFIXES)}")
+    if len(paths) < MIN_SUBJECT_IMAGES:
+        raise BenchError(
+            f"custom subject {directory} has {len(paths)} image(s); a subject needs at least "
+            f"{MIN_SUBJECT_IMAGES} (training methods and the real-images ceiling need more than one view)"
+        )
+    for path in paths:
+        load_image(path)  # raises a one-line BenchError naming the file that does not decode
     checked_kind: Kind = "live" if kind == "live" else "object"
     return Subject(
         name=name or directory.resolve().name,

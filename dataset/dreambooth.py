@@ -13,24 +13,20 @@ from dreambench.errors import BenchError
 _FIX_HINT = "run `bench dataset verify` to list every problem, or `bench dataset fetch` into a fresh folder"
 
 
-def load_subjects(data: str | Path | None = None) -> list[Subject]:
+def load_subjects(data: str | Path | None = None, *, check_files: bool = True) -> list[Subject]:
     """All 30 subjects of the manifest, sorted by name, with image paths under the resolved folder.
 
     `data` is resolved by `resolve_data_dir` (--data, $DREAMBENCH_DATA, cache). Only presence is
     checked here (hashing 100 MB on every run would be wasteful); `verify_dataset` checks bytes.
-    Raises BenchError naming the first missing subject folder or image.
+    With `check_files` (the default) raises BenchError naming the first missing subject folder or
+    image; without, the caller checks only the subjects it uses (`check_subject_files`), so a
+    file missing from one subject does not block runs of the others.
     """
     root = resolve_data_dir(data)
     subjects: list[Subject] = []
     for name, entry in sorted(load_manifest()["subjects"].items()):
-        folder = root / name
-        if not folder.is_dir():
-            raise BenchError(f"subject folder {folder} is missing; {_FIX_HINT}")
         files = sorted(entry["images"])
-        paths = tuple(folder / f for f in files)
-        for path in paths:
-            if not path.is_file():
-                raise BenchError(f"image {path} of subject {name!r} is missing; {_FIX_HINT}")
+        paths = tuple(root / name / f for f in files)
         subjects.append(
             Subject(
                 name=name,
@@ -40,7 +36,20 @@ def load_subjects(data: str | Path | None = None) -> list[Subject]:
                 image_sha256=tuple(entry["images"][f] for f in files),
             )
         )
+    if check_files:
+        check_subject_files(subjects)
     return subjects
+
+
+def check_subject_files(subjects: list[Subject]) -> None:
+    """Raise BenchError naming the first missing folder or image of `subjects` (presence only)."""
+    for subject in subjects:
+        folder = subject.image_paths[0].parent if subject.image_paths else None
+        if folder is not None and not folder.is_dir():
+            raise BenchError(f"subject folder {folder} is missing; {_FIX_HINT}")
+        for path in subject.image_paths:
+            if not path.is_file():
+                raise BenchError(f"image {path} of subject {subject.name!r} is missing; {_FIX_HINT}")
 
 
 def verify_dataset(data_dir: Path) -> list[str]:

@@ -11,7 +11,8 @@
 4. Extract only the ``dataset/`` subtree, then check every file's sha256 against the committed
    manifest. The archive itself is not hashed: GitHub does not promise byte-stable tarballs, but
    the files inside are pinned by the commit.
-5. Rename the verified tree onto `dest`. Any failure removes the temp folder: nothing half-installed.
+5. Rename the verified tree onto `dest`. Any failure removes the temp folder: nothing half-installed;
+   a kill leaves it under a recognisable temp name (bench/atomic.py) that the next fetch sweeps.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path, PurePosixPath
 
+from dreambench.atomic import sweep_temp_entries, temp_name
 from dreambench.dataset.dreambooth import verify_dataset
 from dreambench.dataset.location import subject_root
 from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO
@@ -124,7 +125,11 @@ def fetch_dataset(dest: Path, url: str = ARCHIVE_URL, progress: bool = True) -> 
             f"{problems[0]}); remove it or fetch into another folder"
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.fetch-"))
+    # A fetch killed earlier left its stage (archive and half a tree) beside dest; only stages
+    # whose writer is gone are removed, a concurrent fetch keeps its own.
+    sweep_temp_entries(dest.parent, recursive=False)
+    stage = dest.parent / temp_name(f"{dest.name}.fetch")
+    stage.mkdir()
     try:
         archive_path = stage / "archive.tar.gz"
         _download(url, archive_path, progress)

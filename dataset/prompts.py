@@ -3,7 +3,8 @@
 A prompt set holds two template lists, one for objects and one for live subjects (the paper's
 split: animals get outfits and accessories, objects get surfaces and materials). A template is
 rendered with ``template.format(identifier, class_noun)``: ``{0}`` is the learned identifier
-(e.g. "sks"), ``{1}`` the class noun. Results record the set's name, version and sha256, and the
+(e.g. "sks"), ``{1}`` the class noun; both appear, bare (no format spec, no other field), which is
+checked when the set is loaded. Results record the set's name, version and sha256, and the
 leaderboard refuses to compare runs whose prompt sets differ.
 
 Shipped sets live in dataset/prompts/<name>.json; any JSON or YAML file of the same shape works
@@ -72,14 +73,32 @@ class PromptSet:
 
 
 def _template_problem(template: Any) -> str | None:
+    """Why `template` cannot be rendered for every subject, or None.
+
+    Checked when the set is loaded, so a bad template fails before any work: only the bare fields
+    ``{0}`` and ``{1}`` (a format spec such as ``{0:d}`` or a nested ``{0:{2}}`` would fail, or
+    change the text, only for some identifiers), each of them at least once.
+    """
     if not isinstance(template, str) or not template.strip():
         return f"{template!r} is not a non-empty string"
     try:
-        fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         return f"{template!r} is not a valid format string ({exc})"
+    fields = set()
+    for _, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ("0", "1"):
+            return (
+                f"{template!r} has the field {{{field}}}; valid: {{0}} (identifier) and {{1}} (class noun)"
+            )
+        if spec or conversion:
+            shown = f"{{{field}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
+            return f"{template!r} has {shown}: a format spec or conversion; use the bare {{{field}}}"
+        fields.add(field)
     if fields != {"0", "1"}:
-        return f"{template!r} must use exactly the fields {{0}} (identifier) and {{1}} (class noun)"
+        return f"{template!r} must use both fields {{0}} (identifier) and {{1}} (class noun)"
     return None
 
 

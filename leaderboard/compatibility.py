@@ -1,10 +1,16 @@
 """May these runs share a table? The leaderboard refuses to put incomparable figures side by side.
 
 Two runs are comparable when they were scored on the same prompt set (name, version, sha256) with
-the same metric definitions (version, convention, direction) for every metric both report, and,
-where both have CLIP-T figures, the same CLIP-T text convention (`protocol.clip_t_text`: identifier
-removed or kept). Other protocol fields (images per prompt, seed, pairing text) are not compared:
-the real-images ceiling legitimately differs in them.
+the same metric definitions (version, convention, direction) for every metric both report, where
+both rendered images, the same render protocol (`render_protocol.protocol.sha256`: sampler and its
+config, steps, guidance, resolution, negative prompt, images per prompt, seeding; the run preset's,
+the same for every method of it), and, where both have CLIP-T figures, the same CLIP-T text
+convention (`protocol.clip_t_text`: identifier removed or kept). The real-images ceiling renders
+nothing (`render_protocol: null`) and so is comparable with any protocol; a results file written
+before render protocols were recorded has no such entry and is not compared on it. A method's
+declared deviation from the protocol (`render_protocol.deviation`) does not refuse the row: it is
+flagged in every table (`render_deviation`). Other protocol fields (seed, pairing text) are not
+compared.
 
 Embedders are special: the smoke metric preset scores with seeded random-weight models, so a smoke
 run and a real run differ in embedder id by design. That is allowed (every such row is marked
@@ -15,6 +21,7 @@ uncalibrated) and reported by `embedder_notes`. Two *calibrated* runs with diffe
 from __future__ import annotations
 
 from itertools import combinations
+from typing import Any
 
 from dreambench.errors import BenchError
 from dreambench.leaderboard.results import RunResults
@@ -30,6 +37,10 @@ def check_comparable(runs: list[RunResults]) -> None:
         for key in _PROMPT_SET_FIELDS:
             if a.prompt_set[key] != b.prompt_set[key]:
                 raise _refusal(a, b, f"prompt_set.{key}", a.prompt_set[key], b.prompt_set[key])
+        render_a, render_b = render_protocol(a), render_protocol(b)
+        if render_a is not None and render_b is not None and render_a["sha256"] != render_b["sha256"]:
+            field = f"render_protocol ({_protocol_diff(render_a, render_b)})"
+            raise _refusal(a, b, field, render_a["sha256"][:12], render_b["sha256"][:12])
         for metric in sorted(set(a.metrics) & set(b.metrics)):
             spec_a, spec_b = a.metrics[metric], b.metrics[metric]
             for key in _METRIC_FIELDS:
@@ -49,6 +60,39 @@ def check_comparable(runs: list[RunResults]) -> None:
             raise _refusal(a, b, "protocol.clip_t_text", text_a, text_b)
 
 
+def render_protocol(run: RunResults) -> dict[str, Any] | None:
+    """The run preset's render protocol a run recorded (with ``sha256``), or None where it renders
+    nothing or predates the record."""
+    record = run.raw.get("render_protocol")
+    return record.get("protocol") if isinstance(record, dict) else None
+
+
+def render_deviation(run: RunResults) -> dict[str, Any] | None:
+    """The deviation from the preset's render protocol the run's method declared (reason, fields), or None."""
+    record = run.raw.get("render_protocol")
+    deviation = record.get("deviation") if isinstance(record, dict) else None
+    return deviation if isinstance(deviation, dict) else None
+
+
+def _protocol_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The first differing field of two protocol records, e.g. "sampler.scheduler 'ddim' vs 'pndm'"."""
+    flat_a, flat_b = _flatten(a), _flatten(b)
+    for key in sorted(set(flat_a) | set(flat_b)):
+        if key != "sha256" and flat_a.get(key) != flat_b.get(key):
+            return f"{key} {flat_a.get(key)!r} vs {flat_b.get(key)!r}"
+    return "sha256"
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def embedder_notes(runs: list[RunResults]) -> list[str]:
     """A note naming the metrics whose embedder differs across runs (allowed: see module docstring)."""
     metrics = sorted({m for run in runs for m in run.embedder_ids})
@@ -64,5 +108,6 @@ def embedder_notes(runs: list[RunResults]) -> list[str]:
 def _refusal(a: RunResults, b: RunResults, field: str, value_a: object, value_b: object) -> BenchError:
     return BenchError(
         f"cannot compare {a.run_dir} and {b.run_dir}: {field} differs ({value_a!r} vs {value_b!r}); "
-        "put only runs scored with the same prompt set and metric versions in one leaderboard"
+        "put only runs rendered with the same protocol and scored with the same prompt set and metric "
+        "versions in one leaderboard"
     )

@@ -3,7 +3,9 @@
 Numbers are unrounded (Python's shortest round-trip repr); a null figure or a missing CI bound is
 an empty cell. The `scope` column says what a row aggregates: `overall`, `live`, `object` or
 `subject:<name>`. Aggregate rows fill `n_subjects` and `failures` (a count); a failed subject's row
-has empty figures and its reason in `error`.
+has empty figures and its reason in `error`. When the runs scored different subjects, the aggregate
+rows are means over the subjects common to all runs (`n_subjects` is their count) without interval
+bounds (leaderboard/table.py).
 """
 
 from __future__ import annotations

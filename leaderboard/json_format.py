@@ -2,12 +2,15 @@
 
 ```jsonc
 {
-  "format": "dreambench-leaderboard", "format_version": 1,
+  "format": "dreambench-leaderboard", "format_version": 2,
   "metrics": ["dino", "clip_i", "clip_t"],
   "prompt_set": {"name": ..., "version": ..., "sha256": ...},   // shared by all runs (checked)
   "metric_versions": {"dino": 1, ...},                          // union over runs (checked equal)
   "footnotes": ["† uncalibrated: ..."], "notes": [...],
   "subjects": ["backpack", ...],                                // union over runs, sorted
+  "overall_subjects": {"common_to_all_runs": true | false, "subjects": ["backpack", ...] | null},
+      // true when the runs scored different subjects: every run's overall, live and object
+      // figures are then means over "subjects" (the ones all runs scored), with "ci": null
   "runs": [                                                     // leaderboard order
     {"rank": 1, "label": "real-images", "run_dir": "runs/...", "method": ..., "preset": ...,
      "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
@@ -29,7 +32,9 @@ from dreambench.leaderboard.results import METRICS
 from dreambench.leaderboard.table import Aggregate, Figure, Leaderboard
 
 FORMAT_NAME = "dreambench-leaderboard"
-FORMAT_VERSION = 1
+# 2: "overall_subjects"; overall / live / object are means over the common subjects when the runs'
+# subject sets differ.
+FORMAT_VERSION = 2
 
 
 def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
@@ -47,6 +52,10 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
         "footnotes": list(board.footnotes),
         "notes": list(board.notes),
         "subjects": list(board.subjects),
+        "overall_subjects": {
+            "common_to_all_runs": board.common_subjects is not None,
+            "subjects": None if board.common_subjects is None else list(board.common_subjects),
+        },
         "runs": [
             {
                 "rank": rank,

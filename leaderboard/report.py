@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dreambench.atomic import atomic_write_bytes, atomic_write_text
+from dreambench.atomic import atomic_write_bytes, atomic_write_text, sweep_temp_entries
 from dreambench.errors import BenchError
 from dreambench.leaderboard.html import BASE_CSS, tables_html
 from dreambench.leaderboard.results import METRICS, RunResults
@@ -290,6 +290,9 @@ def write_report(results: list[RunResults], out_dir: Path, data: Path | None = N
     board = build_leaderboard([with_intervals(r) for r in results])
     real = load_real_images(data)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Temp files a killed report left, in the report's own folders only (out_dir may hold other things).
+    for folder in (out_dir, out_dir / RUNS_DIR, out_dir / ASSETS_DIR, out_dir / THUMBS_DIR):
+        sweep_temp_entries(folder, recursive=False)
     thumbs = Thumbnails(out_dir)
     scatter = write_scatter(board, out_dir / SCATTER_STEM)
     index = out_dir / "index.html"

@@ -6,21 +6,32 @@ Conventions, shared by every output format:
   real-images ceiling therefore usually comes first; it is an ordinary row.)
 - A run's label is its method name; where two runs share a method it becomes "method (preset)",
   and where those collide too, "method (preset, run-dir-name)".
-- Text cells show 3 decimals; a null figure (CLIP-T of the real-images ceiling) is "n/a"; a figure
-  with a confidence interval `ci: {metric: [low, high]}` is "0.612 ± 0.021" (half-width).
+- Text cells show 3 decimals; a null figure (CLIP-T of the real-images ceiling) is "n/a". A figure
+  with a confidence interval `ci: {metric: [low, high]}` is "0.612 ± 0.021" when the interval
+  reaches equally far on both sides (at 3 decimals), else "0.383 [-0.061, 0.712]": bootstrap
+  intervals are often asymmetric, and a half-width would misstate both ends.
+- Overall, live and object figures compare rows over the same subjects. When every run scored the
+  same subjects they are the runs' own (with their intervals). Otherwise they are recomputed as
+  means over the subjects common to all rows (the titles and a note say so, and which subjects
+  were left out); the intervals are then omitted, since each run's bootstrap covers its own
+  subject set. Runs with no scored subject in common are refused (one-line BenchError).
 - Uncalibrated runs (any figure from random-weight models) carry a dagger after their label and
   the tables get the UNCALIBRATED_FOOTNOTE.
+- Runs whose method declared a deviation from the preset's render protocol carry a double dagger
+  and the tables get a footnote naming the method, the fields and the reason.
 - Per-subject tables: a subject the run failed on is "failed"; one the run did not cover is "—".
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from dreambench.errors import BenchError
-from dreambench.leaderboard.compatibility import check_comparable, embedder_notes
+from dreambench.leaderboard.compatibility import check_comparable, embedder_notes, render_deviation
 from dreambench.leaderboard.results import METRICS, RunResults
 
 METRIC_TITLES: dict[str, str] = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
@@ -30,6 +41,7 @@ UNCALIBRATED_FOOTNOTE = (
     f"{DAGGER} uncalibrated: computed with random-weight models (smoke preset); "
     "not comparable to published numbers"
 )
+DOUBLE_DAGGER = "‡"
 NOT_APPLICABLE = "n/a"
 FAILED = "failed"
 ABSENT = "—"
@@ -50,11 +62,17 @@ class Figure:
         return None if self.ci is None else (self.ci[1] - self.ci[0]) / 2
 
     def text(self) -> str:
+        """"0.612", "0.612 ± 0.021" (symmetric at 3 decimals) or "0.383 [-0.061, 0.712]"."""
         if self.value is None:
             return NOT_APPLICABLE
-        if self.half_width is None:
-            return f"{self.value:.{DECIMALS}f}"
-        return f"{self.value:.{DECIMALS}f} ± {self.half_width:.{DECIMALS}f}"
+        value = f"{self.value:.{DECIMALS}f}"
+        if self.ci is None:
+            return value
+        low, high = self.ci
+        below, above = f"{self.value - low:.{DECIMALS}f}", f"{high - self.value:.{DECIMALS}f}"
+        if below == above:
+            return f"{value} ± {above}"
+        return f"{value} [{low:.{DECIMALS}f}, {high:.{DECIMALS}f}]"
 
 
 @dataclass(frozen=True)
@@ -63,6 +81,8 @@ class Aggregate:
 
     n_subjects: int | None
     figures: dict[str, Figure]
+    # Optional metrics (PRES, DIV) the group's subjects computed.
+    optional: dict[str, Figure] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,13 +97,18 @@ class Entry:
     subjects: dict[str, dict[str, Figure]]
 
     @property
+    def marks(self) -> str:
+        """The uncalibrated dagger and the render-deviation double dagger, where they apply."""
+        return ("" if self.run.calibrated else DAGGER) + (DOUBLE_DAGGER if render_deviation(self.run) else "")
+
+    @property
     def marked_label(self) -> str:
-        """The label with the uncalibrated dagger where it applies."""
-        return self.label if self.run.calibrated else f"{self.label}{DAGGER}"
+        """The label with its marks (uncalibrated, render deviation)."""
+        return f"{self.label}{self.marks}"
 
     @property
     def marked_method(self) -> str:
-        return self.run.method if self.run.calibrated else f"{self.run.method}{DAGGER}"
+        return f"{self.run.method}{self.marks}"
 
     def subject_text(self, subject: str, metric: str) -> str:
         if subject in self.subjects:
@@ -111,11 +136,23 @@ class Leaderboard:
     subjects: tuple[str, ...]
     subject_kinds: dict[str, str]
     notes: tuple[str, ...]
+    # The subjects the overall / live / object figures are means over, when the runs' subject sets
+    # differ (the subjects every run scored); None when every run scored the same subjects.
+    common_subjects: tuple[str, ...] | None = None
 
     @property
     def footnotes(self) -> tuple[str, ...]:
         uncalibrated = any(not e.run.calibrated for e in self.entries)
-        return (UNCALIBRATED_FOOTNOTE,) if uncalibrated else ()
+        notes = [UNCALIBRATED_FOOTNOTE] if uncalibrated else []
+        for e in self.entries:
+            deviation = render_deviation(e.run)
+            if deviation:
+                fields = ", ".join(f"{k}={v!r}" for k, v in (deviation.get("fields") or {}).items())
+                notes.append(
+                    f"{DOUBLE_DAGGER} {e.label} deviates from the preset's render protocol"
+                    f"{' (' + fields + ')' if fields else ''}: {deviation.get('reason', '')}"
+                )
+        return tuple(notes)
 
     def optional_metrics(self) -> tuple[str, ...]:
         """Optional metrics (PRES, DIV) that at least one run computed."""
@@ -137,10 +174,7 @@ class Leaderboard:
                 e.marked_method,
                 e.run.preset,
                 *(e.overall.figures[m].text() for m in METRICS),
-                *(
-                    Figure(e.run.raw["overall"].get(m)).text() if m in e.run.raw["overall"] else ABSENT
-                    for m in optional
-                ),
+                *(e.overall.optional[m].text() if m in e.overall.optional else ABSENT for m in optional),
                 _count_text(e.overall.n_subjects),
                 "yes" if e.run.calibrated else "no",
                 str(len(e.run.failures)),
@@ -158,7 +192,13 @@ class Leaderboard:
             True,
             False,
         )
-        return TextTable("Overall (mean over subjects)", header, rows, numeric)
+        return TextTable(f"Overall (mean over {self._scope('subjects')})", header, rows, numeric)
+
+    def _scope(self, unrestricted: str, by_kind: str = "") -> str:
+        """What the aggregate tables average over, for their titles."""
+        if self.common_subjects is None:
+            return unrestricted
+        return f"the {len(self.common_subjects)} subjects common to all rows{by_kind}; intervals omitted"
 
     def split_table(self) -> TextTable:
         header: tuple[str, ...] = ("Method", "Preset")
@@ -175,9 +215,8 @@ class Leaderboard:
                 else:
                     row += (_count_text(agg.n_subjects), *(agg.figures[m].text() for m in METRICS))
             rows.append(row)
-        return TextTable(
-            "Live vs object subjects (mean over subjects of each kind)", header, tuple(rows), numeric
-        )
+        scope = self._scope("subjects of each kind", by_kind=", by kind")
+        return TextTable(f"Live vs object subjects (mean over {scope})", header, tuple(rows), numeric)
 
     def subject_tables(self) -> tuple[TextTable, ...]:
         """One table per metric: a row per subject, a column per run."""
@@ -232,13 +271,27 @@ def build_leaderboard(runs: list[RunResults]) -> Leaderboard:
         raise BenchError("no runs to put on the leaderboard; pass run directories written by `bench run`")
     check_comparable(runs)
     labels = _labels(runs)
+    subject_sets = [frozenset(run.subjects) for run in runs]
+    common: tuple[str, ...] | None = None
+    if len(set(subject_sets)) > 1:
+        common = tuple(sorted(frozenset.intersection(*subject_sets)))
+        if not common:
+            scored = "; ".join(
+                f"{label}: {_names_text(sorted(s))}" for label, s in zip(labels, subject_sets, strict=True)
+            )
+            raise BenchError(
+                f"the runs share no scored subject, so their overall figures cannot be compared ({scored}); "
+                "run every method on the same --subjects"
+            )
     entries = [
         Entry(
             run=run,
             label=labels[i],
-            overall=_aggregate(run.overall, default_n=len(run.subjects)),
-            live=None if run.overall_live is None else _aggregate(run.overall_live),
-            objects=None if run.overall_object is None else _aggregate(run.overall_object),
+            overall=_aggregate(run.overall, default_n=len(run.subjects))
+            if common is None
+            else _mean_over(run, common),
+            live=_kind_aggregate(run, "live", common),
+            objects=_kind_aggregate(run, "object", common),
             subjects={name: _figures(entry) for name, entry in run.subjects.items()},
         )
         for i, run in enumerate(runs)
@@ -251,12 +304,52 @@ def build_leaderboard(runs: list[RunResults]) -> Leaderboard:
             if entry.get("kind") is not None:
                 kinds.setdefault(name, str(entry["kind"]))
     names = {name for run in runs for name in (*run.subjects, *run.failures)}
+    notes = list(embedder_notes(runs))
+    if common is not None:
+        left_out = "; ".join(
+            f"{e.label}: {_names_text(sorted(set(e.run.subjects) - set(common)))}"
+            for e in entries
+            if set(e.run.subjects) - set(common)
+        )
+        notes.append(
+            f"The runs scored different subjects: overall, live and object figures are means over the "
+            f"{len(common)} subjects every row scored ({_names_text(common)}), not the runs' own overall "
+            f"figures; left out: {left_out}. Their bootstrap intervals cover each run's own subjects "
+            "and are not shown for these means."
+        )
     return Leaderboard(
         entries=tuple(entries),
         subjects=tuple(sorted(names)),
         subject_kinds=kinds,
-        notes=tuple(embedder_notes(runs)),
+        notes=tuple(notes),
+        common_subjects=common,
     )
+
+
+def _names_text(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _mean_over(run: RunResults, names: Sequence[str]) -> Aggregate:
+    """Mean over ``names`` of each figure of ``run`` (its subjects' own figures), without intervals:
+    the same definition as the run's overall (metrics/aggregate.py: mean over the subjects that
+    have the figure; None when none has it)."""
+
+    def mean(metric: str) -> Figure:
+        values = [run.subjects[n][metric] for n in names if run.subjects[n].get(metric) is not None]
+        return Figure(math.fsum(values) / len(values) if values else None)
+
+    optional = {m: mean(m) for m in OPTIONAL_METRICS if any(m in run.subjects[n] for n in names)}
+    return Aggregate(n_subjects=len(names), figures={m: mean(m) for m in METRICS}, optional=optional)
+
+
+def _kind_aggregate(run: RunResults, kind: str, common: Sequence[str] | None) -> Aggregate | None:
+    """The run's live / object aggregate: its own, or the mean over the common subjects of that kind."""
+    if common is None:
+        section = run.overall_live if kind == "live" else run.overall_object
+        return None if section is None else _aggregate(section)
+    names = [n for n in common if run.subjects[n].get("kind") == kind]
+    return _mean_over(run, names) if names else None
 
 
 def _order(entry: Entry) -> tuple[bool, float, str]:
@@ -288,7 +381,8 @@ def _figures(section: dict[str, Any]) -> dict[str, Figure]:
 
 def _aggregate(section: dict[str, Any], default_n: int | None = None) -> Aggregate:
     n = section.get("n_subjects", default_n)
-    return Aggregate(n_subjects=None if n is None else int(n), figures=_figures(section))
+    optional = {m: Figure(None if section[m] is None else float(section[m])) for m in OPTIONAL_METRICS if m in section}
+    return Aggregate(n_subjects=None if n is None else int(n), figures=_figures(section), optional=optional)
 
 
 def _duration_text(seconds: float | None) -> str:

@@ -9,12 +9,16 @@ Conventions (DreamBooth paper, as in DESIGN.md):
 * Overall is the mean over subjects (each subject weighs the same). The pooled all-pairs mean
   (each pair weighs the same) is recorded beside it as ``<metric>_all_pairs``.
 * ``None`` means "does not apply" (CLIP-T of the real-images ceiling) and stays ``None``.
+* Every sum runs in a fixed order (subjects by name, prompts by index, images by (prompt, sample))
+  and is exactly rounded (``math.fsum``): the same scores give bit-identical figures whatever the
+  order in which subjects were run, by which executor, or over how many invocations.
 
 Pure functions over plain dicts; no I/O, no torch.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,7 +29,12 @@ OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
 
 
 def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
+    # fsum is exactly rounded, so the mean does not depend on the order of the values.
+    return math.fsum(values) / len(values)
+
+
+def _image_order(row: Mapping[str, Any]) -> tuple[int, int]:
+    return (int(row["prompt_idx"]), int(row.get("sample_idx", 0)))
 
 
 def summarize_subject_images(rows: Sequence[Mapping[str, Any]], n_real: int) -> dict[str, Any]:
@@ -38,6 +47,7 @@ def summarize_subject_images(rows: Sequence[Mapping[str, Any]], n_real: int) -> 
     if not rows:
         raise ValueError("no image rows to summarize")
     out: dict[str, Any] = {}
+    rows = sorted(rows, key=_image_order)
     by_prompt: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         by_prompt[int(row["prompt_idx"])].append(row)
@@ -66,6 +76,7 @@ def summarize_real_pairs(scores: Mapping[str, float], n_real: int) -> dict[str, 
 def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Mean over subjects and pooled all-pairs mean of each metric (``None`` where it doesn't apply)."""
     out: dict[str, Any] = {"n_subjects": len(subjects)}
+    subjects = dict(sorted(subjects.items()))
     optional = [m for m in OPTIONAL_METRICS if any(m in s for s in subjects.values())]
     for metric in (*METRICS, *optional):
         present = [s for s in subjects.values() if s.get(metric) is not None]
@@ -77,7 +88,9 @@ def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, An
             continue
         out[metric] = _mean([s[metric] for s in present])
         weights = [s["pair_counts"][metric] for s in present]
-        out[f"{metric}_all_pairs"] = sum(w * s[metric] for w, s in zip(weights, present)) / sum(weights)
+        out[f"{metric}_all_pairs"] = math.fsum(w * s[metric] for w, s in zip(weights, present)) / sum(
+            weights
+        )
     return out
 
 

@@ -22,8 +22,12 @@ from torchvision import transforms
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_PRECISION,
     EmbedderId,
+    check_precision,
     embed_in_batches,
+    inference_context,
+    normalized_rows,
     pixels,
     resolve_device,
 )
@@ -56,19 +60,34 @@ class _ClipEmbedder:
     tokenizer: object
 
     def __init__(
-        self, model: torch.nn.Module, weights: ResolvedWeights, device: str, batch_size: int
+        self,
+        model: torch.nn.Module,
+        weights: ResolvedWeights,
+        device: str,
+        batch_size: int,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         self.device = resolve_device(device)
         self.batch_size = batch_size
+        self.precision = check_precision(precision)
         self.model = model.eval().to(self.device)
         self.transform = clip_transform()
-        self.id = EmbedderId(self.backend, CLIP_ARCH, weights.tag, weights.sha256)
+        self.id = EmbedderId(self.backend, CLIP_ARCH, weights.tag, weights.sha256, self.precision)
 
     def _image_features(self, batch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(N,) images -> (N, 3, 224, 224) float32 pixels on the CPU (safe to run in another thread)."""
+        return pixels(images, self.transform)
+
+    def embed_pixels(self, batch: torch.Tensor) -> np.ndarray:
+        """One preprocessed batch -> (N, 512) float32 unit rows, at the embedder's precision."""
+        with inference_context(self.device, self.precision):
+            return normalized_rows(self._image_features(batch.to(self.device)))
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(N,) images -> (N, 512) float32 unit rows (projected image embeddings)."""
@@ -77,11 +96,14 @@ class _ClipEmbedder:
             self.batch_size,
             self.device,
             lambda chunk: self._image_features(pixels(chunk, self.transform).to(self.device)),
+            self.precision,
         )
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(N,) strings -> (N, 512) float32 unit rows (projected text embeddings, 77-token context)."""
-        return embed_in_batches(list(texts), self.batch_size, self.device, self._text_features)
+        return embed_in_batches(
+            list(texts), self.batch_size, self.device, self._text_features, self.precision
+        )
 
 
 def build_open_clip_model() -> torch.nn.Module:
@@ -103,14 +125,18 @@ class OpenClipEmbedder(_ClipEmbedder):
 
     @classmethod
     def load(
-        cls, weights: ResolvedWeights, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE
+        cls,
+        weights: ResolvedWeights,
+        device: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = DEFAULT_PRECISION,
     ) -> OpenClipEmbedder:
         import open_clip
         from open_clip.factory import load_checkpoint
 
         model = build_open_clip_model()
         load_checkpoint(model, str(weights.path), strict=True)
-        embedder = cls(model, weights, device, batch_size)
+        embedder = cls(model, weights, device, batch_size, precision)
         embedder.tokenizer = open_clip.get_tokenizer(OPEN_CLIP_ARCH)
         return embedder
 
@@ -132,7 +158,11 @@ class TransformersClipEmbedder(_ClipEmbedder):
 
     @classmethod
     def load(
-        cls, weights: ResolvedWeights, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE
+        cls,
+        weights: ResolvedWeights,
+        device: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = DEFAULT_PRECISION,
     ) -> TransformersClipEmbedder:
         from transformers import CLIPModel, CLIPTokenizer
 
@@ -144,7 +174,7 @@ class TransformersClipEmbedder(_ClipEmbedder):
             raise BenchError(
                 f"no CLIP tokenizer files (vocab.json + merges.txt or tokenizer.json) in {weights.path}: {err}"
             ) from None
-        embedder = cls(model, weights, device, batch_size)
+        embedder = cls(model, weights, device, batch_size, precision)
         embedder.tokenizer = tokenizer
         return embedder
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+
+from dreambench.atomic import atomic_directory
 
 # DINO ViT-S/16 and OpenAI CLIP ViT-B/32 shapes (the architectures the protocol fixes).
 DINO_LAYERS = 12
@@ -233,17 +232,8 @@ def write_folder_atomically(dst: Path, fill: Callable[[Path], None]) -> Path:
     dst = Path(dst)
     if dst.is_dir():
         return dst
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp"))
-    try:
+    with atomic_directory(dst, replace=False) as tmp:
         fill(tmp)
-        try:
-            os.rename(tmp, dst)
-        except OSError:
-            if not dst.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dst
 
 

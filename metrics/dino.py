@@ -20,8 +20,12 @@ from torchvision import transforms
 
 from dreambench.metrics.embedder import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_PRECISION,
     EmbedderId,
+    check_precision,
     embed_in_batches,
+    inference_context,
+    normalized_rows,
     pixels,
     resolve_device,
 )
@@ -51,16 +55,31 @@ class _DinoEmbedder:
     arch = DINO_ARCH
 
     def __init__(
-        self, model: torch.nn.Module, weights: ResolvedWeights, device: str, batch_size: int
+        self,
+        model: torch.nn.Module,
+        weights: ResolvedWeights,
+        device: str,
+        batch_size: int,
+        precision: str = DEFAULT_PRECISION,
     ) -> None:
         self.device = resolve_device(device)
         self.batch_size = batch_size
+        self.precision = check_precision(precision)
         self.model = model.eval().to(self.device)
         self.transform = dino_transform()
-        self.id = EmbedderId(self.backend, DINO_ARCH, weights.tag, weights.sha256)
+        self.id = EmbedderId(self.backend, DINO_ARCH, weights.tag, weights.sha256, self.precision)
 
     def _cls(self, batch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(N,) images -> (N, 3, 224, 224) float32 pixels on the CPU (safe to run in another thread)."""
+        return pixels(images, self.transform)
+
+    def embed_pixels(self, batch: torch.Tensor) -> np.ndarray:
+        """One preprocessed batch -> (N, 384) float32 unit rows, at the embedder's precision."""
+        with inference_context(self.device, self.precision):
+            return normalized_rows(self._cls(batch.to(self.device)))
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """(N,) images -> (N, 384) float32, unit rows (CLS token, L2-normalised)."""
@@ -69,6 +88,7 @@ class _DinoEmbedder:
             self.batch_size,
             self.device,
             lambda chunk: self._cls(pixels(chunk, self.transform).to(self.device)),
+            self.precision,
         )
 
 
@@ -77,14 +97,18 @@ class TimmDinoEmbedder(_DinoEmbedder):
 
     @classmethod
     def load(
-        cls, weights: ResolvedWeights, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE
+        cls,
+        weights: ResolvedWeights,
+        device: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = DEFAULT_PRECISION,
     ) -> TimmDinoEmbedder:
         import timm
         from timm.models import load_checkpoint
 
         model = timm.create_model("vit_small_patch16_224.dino", pretrained=False)
         load_checkpoint(model, str(Path(weights.path)), strict=True)
-        return cls(model, weights, device, batch_size)
+        return cls(model, weights, device, batch_size, precision)
 
     def _cls(self, batch: torch.Tensor) -> torch.Tensor:
         # forward_features ends with the final norm; token 0 is CLS (DINO's image descriptor).
@@ -96,7 +120,11 @@ class TransformersDinoEmbedder(_DinoEmbedder):
 
     @classmethod
     def load(
-        cls, weights: ResolvedWeights, device: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE
+        cls,
+        weights: ResolvedWeights,
+        device: str = "auto",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        precision: str = DEFAULT_PRECISION,
     ) -> TransformersDinoEmbedder:
         from transformers import ViTModel
 
@@ -104,7 +132,7 @@ class TransformersDinoEmbedder(_DinoEmbedder):
             str(weights.path), add_pooling_layer=False, output_loading_info=True
         )
         require_complete_load(info, weights.tag)
-        return cls(model, weights, device, batch_size)
+        return cls(model, weights, device, batch_size, precision)
 
     def _cls(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=batch).last_hidden_state[:, 0]

@@ -28,28 +28,41 @@ if TYPE_CHECKING:
 
 DEFAULT_BATCH_SIZE = 32
 DEVICES = ("auto", "cpu", "cuda")
+# Scoring arithmetic. fp32 is the protocol and the default everywhere; bf16 is an explicit fast mode
+# whose figures are marked in every table and never compared with fp32 ones (docs/PERFORMANCE.md).
+SCORING_PRECISIONS = ("fp32", "bf16")
+DEFAULT_PRECISION = "fp32"
 
 
 @dataclass(frozen=True)
 class EmbedderId:
-    """Identity of an embedder: which code (backend, arch) ran which weights (tag, sha256).
+    """Identity of an embedder: which code (backend, arch) ran which weights (tag, sha256) at which
+    arithmetic (precision).
 
     `weights` is a tag such as "hub:timm/vit_small_patch16_224.dino@<commit>", "smoke:seed0",
     "file:/abs/path/model.safetensors" or "dir:/abs/path/folder". `sha256` is the hash of the weights
     file that was loaded, so two ids with the same tag but different bytes never collide.
+    `precision` is one of SCORING_PRECISIONS: a bf16 embedding is another measurement than an fp32 one.
     """
 
     backend: str
     arch: str
     weights: str
     sha256: str
+    precision: str = DEFAULT_PRECISION
 
     @property
     def key(self) -> str:
         """Short, filesystem-safe string, unique per id (it names the embedding-cache folder)."""
-        digest = hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode("utf-8")).hexdigest()
+        fields = self.as_dict()
+        if self.precision == DEFAULT_PRECISION:
+            # fp32 ids hash as they did before precision was part of the id: fp32 caches written
+            # then (by the same fp32 arithmetic on the CPU) stay valid; other precisions get their own.
+            del fields["precision"]
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
         readable = re.sub(r"[^A-Za-z0-9]+", "_", f"{self.backend}_{self.arch}").strip("_")
-        return f"{readable[:40]}-{digest[:16]}"
+        suffix = "" if self.precision == DEFAULT_PRECISION else f"-{self.precision}"
+        return f"{readable[:40]}-{digest[:16]}{suffix}"
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
@@ -57,11 +70,21 @@ class EmbedderId:
 
 @runtime_checkable
 class ImageEmbedder(Protocol):
-    """Images -> (N, D) float32 array, each row L2-normalised (unit length)."""
+    """Images -> (N, D) float32 array, each row L2-normalised (unit length).
+
+    `preprocess` (CPU only, thread-safe) and `embed_pixels` split `embed_images` in two so the Scorer
+    can prepare the next batch while the network runs this one; the same batch gives the same bits
+    either way.
+    """
 
     id: EmbedderId
+    batch_size: int
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+
+    def embed_pixels(self, batch: torch.Tensor) -> np.ndarray: ...
 
 
 @runtime_checkable
@@ -87,16 +110,59 @@ def resolve_device(device: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def inference_context(device: torch.device) -> Iterator[None]:
-    """No autograd; fp32 on CPU (exact, reproducible), fp16 autocast on CUDA (speed, ~1e-3 cosine noise)."""
+def inference_context(device: torch.device, precision: str = "fp32") -> Iterator[None]:
+    """No autograd, and the arithmetic `precision` names (see SCORING_PRECISIONS).
+
+    fp32 is exact fp32 on every device: no autocast, and on CUDA TF32 is switched off for the
+    duration (TF32 matmuls round to a 10-bit mantissa and would make GPU and CPU figures disagree).
+    bf16 runs the network under bfloat16 autocast; the final normalisation stays fp32.
+    """
     import torch
 
-    with torch.inference_mode():
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
+    check_precision(precision)
+    matmul_tf32 = torch.backends.cuda.matmul.allow_tf32
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.inference_mode():
+            if precision == "bf16":
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    yield
+            else:
                 yield
-        else:
-            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul_tf32
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+
+
+def check_precision(precision: str) -> str:
+    """`precision` if it is one of SCORING_PRECISIONS, else a one-line BenchError listing them."""
+    if precision not in SCORING_PRECISIONS:
+        raise BenchError(
+            f"unknown scoring precision {precision!r}; valid: {', '.join(SCORING_PRECISIONS)}"
+        )
+    return precision
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Images per forward pass: 32 on the CPU (larger batches gain nothing there); on CUDA sized
+    for the card, since a GPU is only fed by large batches (ViT-B/32 at fp32 needs ~5 MB of
+    activations per image, so even 256 fits an 8 GB card beside the weights)."""
+    import torch
+
+    if device.type != "cuda":
+        return DEFAULT_BATCH_SIZE
+    total = torch.cuda.get_device_properties(device).total_memory
+    return 256 if total >= 16 * 2**30 else 128 if total >= 8 * 2**30 else 64
+
+
+def normalized_rows(features: torch.Tensor) -> np.ndarray:
+    """(N, D) network output -> unit-length float32 rows, normalised in fp32 whatever the precision."""
+    import torch
+
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return features.cpu().numpy().astype(np.float32, copy=False)
 
 
 def embed_in_batches(
@@ -104,21 +170,15 @@ def embed_in_batches(
     batch_size: int,
     device: torch.device,
     encode: Callable[[list[object]], torch.Tensor],
+    precision: str = DEFAULT_PRECISION,
 ) -> np.ndarray:
-    """Run `encode` over `items` in batches and return unit-length float32 rows, shape (N, D).
-
-    Normalisation happens in fp32 after the forward pass so fp16 autocast never affects the norm.
-    """
-    import torch
-
+    """Run `encode` over `items` in batches and return unit-length float32 rows, shape (N, D)."""
     if batch_size < 1:
         raise BenchError(f"batch_size must be >= 1, got {batch_size}")
     chunks: list[np.ndarray] = []
-    with inference_context(device):
+    with inference_context(device, precision):
         for start in range(0, len(items), batch_size):
-            features = encode(list(items[start : start + batch_size])).float()
-            features = torch.nn.functional.normalize(features, dim=-1)
-            chunks.append(features.cpu().numpy().astype(np.float32, copy=False))
+            chunks.append(normalized_rows(encode(list(items[start : start + batch_size]))))
     if not chunks:
         raise BenchError("nothing to embed: got an empty list")
     return np.concatenate(chunks, axis=0)

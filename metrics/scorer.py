@@ -11,19 +11,33 @@ Weights are resolved (and hashed) lazily, once per Scorer; a network is loaded o
 embedding is missing from the cache, and only once. Every embedding goes through `EmbeddingCache`, keyed
 by (embedder id, image sha256) or (embedder id, text sha256): re-scoring the same images runs no
 network. Importing this module does not import torch.
+
+Cache misses are embedded in batches of `batch_size` (32 on the CPU, sized for the card on CUDA)
+while background threads read, hash, decode and preprocess the next images (metrics/prefetch.py),
+so the network never waits for the disk. The key of an image is the sha256 of the bytes actually
+read: a file whose bytes no longer hash to its `ImageRef.sha256` is refused, so no embedding is
+ever stored under another image's key.
+
+Precision: fp32 everywhere by default (on CUDA without autocast and with TF32 off); `precision="bf16"`
+is an explicit fast mode. It is part of every embedder id, so bf16 embeddings live in their own
+cache folder and bf16 results carry their own identity (`identity()`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dreambench.errors import BenchError, did_you_mean
-from dreambench.metrics.embedder import EmbedderId
+from dreambench.metrics.embedder import DEFAULT_PRECISION, EmbedderId, check_precision
 from dreambench.metrics.embedding_cache import EmbeddingCache, text_sha256
 from dreambench.metrics.functions import (
     clip_t_text,
@@ -40,6 +54,9 @@ from dreambench.metrics.presets import (
 )
 
 if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
     from dreambench.metrics.embedder import ImageEmbedder, TextEmbedder
     from dreambench.metrics.lpips_net import LpipsNet
     from dreambench.metrics.weights import ResolvedWeights
@@ -52,13 +69,17 @@ DEFINITIONS = {
 # Metrics computed only when asked for (`bench run --metrics ...pres,div`): they cost extra renders
 # (PRES) or an extra network (DIV).
 OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
-# How many undecoded images are held in memory at once when embedding cache misses.
+# Cache misses are planned in chunks of this many images (at least one batch): per chunk, every DINO
+# batch, then every CLIP batch. The same plan as before prefetching, so fp32 numbers keep their bits.
 _DECODE_CHUNK = 128
+# Batches prepared ahead of the one the network is running (bounds memory: ~0.6 MB per image).
+_PREFETCH_BATCHES = 2
 
 
 @dataclass(frozen=True)
 class ImageRef:
-    """An image file and the sha256 of its bytes (the embedding-cache key; trusted, not re-hashed)."""
+    """An image file and the sha256 of its bytes: the embedding-cache key. A cache hit trusts it; a
+    miss re-hashes the bytes it reads and refuses the file when they differ."""
 
     path: Path
     sha256: str
@@ -71,14 +92,29 @@ class Scorer:
         self,
         preset: str | MetricPreset = DEFAULT_METRIC_PRESET,
         device: str = "auto",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         backend: str | None = None,
+        precision: str = DEFAULT_PRECISION,
+        decode_workers: int | None = None,
+        clip_t_keep_identifier: bool | None = None,
     ) -> None:
+        """`batch_size` / `decode_workers`: None picks them for the device (32 and 1 thread on the
+        CPU, where the network needs both cores; sized for the card and up to 8 threads on CUDA).
+        `clip_t_keep_identifier`: None keeps the preset's CLIP-T text rule; True / False overrides it
+        (`--clip-t-keep-identifier`)."""
         resolved = get_metric_preset(preset) if isinstance(preset, str) else preset
+        if clip_t_keep_identifier is not None:
+            resolved = dataclasses.replace(resolved, clip_t_keep_identifier=clip_t_keep_identifier)
         self.preset: MetricPreset = resolved.with_backend(backend) if backend is not None else resolved
         self.calibrated: bool = self.preset.calibrated
+        self.precision = check_precision(precision)
         self.device = device
-        self.batch_size = batch_size
+        if batch_size is not None and batch_size < 1:
+            raise BenchError(f"batch_size must be >= 1, got {batch_size}")
+        if decode_workers is not None and decode_workers < 1:
+            raise BenchError(f"decode_workers must be >= 1, got {decode_workers}")
+        self._batch_size = batch_size
+        self._decode_workers = decode_workers
         # Distinct images / texts that missed the cache and were run through a network.
         self.embedded_images = 0
         self.embedded_texts = 0
@@ -118,12 +154,52 @@ class Scorer:
         spec = self._spec(kind)
         weights = self._weights(kind)
         self._embedder_class(kind)
-        return EmbedderId(spec.backend, spec.arch, weights.tag, weights.sha256)
+        return EmbedderId(spec.backend, spec.arch, weights.tag, weights.sha256, self.precision)
+
+    def identity(self) -> dict[str, Any]:
+        """Every scoring input that can change a figure: metric preset, conventions, metric
+        versions, precision and both embedder ids (backend, arch, weights tag and sha256).
+
+        It is part of the run's identity (RunConfig.scoring) and, as `identity_key()`, stamped on
+        every scores.jsonl row: finished scores are reused only under the identity they were made with.
+        """
+        return {
+            "metric_preset": self.preset.name,
+            "precision": self.precision,
+            "scale": self.preset.scale,
+            "clip_t_keep_identifier": self.preset.clip_t_keep_identifier,
+            "metric_versions": dict(METRIC_VERSIONS),
+            "embedders": {kind: self.embedder_id(kind).as_dict() for kind in ("dino", "clip")},
+        }
+
+    def identity_key(self) -> str:
+        """16 hex digits of sha256 over the canonical JSON of `identity()`."""
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+    @property
+    def batch_size(self) -> int:
+        """Images per forward pass (see __init__)."""
+        if self._batch_size is None:
+            from dreambench.metrics.embedder import default_batch_size, resolve_device
+
+            self._batch_size = default_batch_size(resolve_device(self.device))
+        return self._batch_size
+
+    @property
+    def decode_workers(self) -> int:
+        """Threads that read, decode and preprocess images ahead of the network (see __init__)."""
+        if self._decode_workers is None:
+            from dreambench.metrics.embedder import resolve_device
+
+            gpu = resolve_device(self.device).type == "cuda"
+            self._decode_workers = min(8, os.cpu_count() or 1) if gpu else 1
+        return self._decode_workers
 
     def _load(self, kind: str) -> ImageEmbedder:
         if kind not in self._loaded:
             embedder = self._embedder_class(kind).load(
-                self._weights(kind), device=self.device, batch_size=self.batch_size
+                self._weights(kind), device=self.device, batch_size=self.batch_size, precision=self.precision
             )
             if embedder.id != self.embedder_id(kind):
                 raise RuntimeError(
@@ -173,8 +249,6 @@ class Scorer:
         self, refs: Sequence[ImageRef], networks: tuple[str, ...] = ("dino", "clip")
     ) -> tuple[np.ndarray, ...]:
         """Embeddings of `refs` by each of `networks` (DINO (N, 384), CLIP (N, 512)), in `refs` order."""
-        from dreambench.dataset.images import load_image
-
         if not refs:
             raise BenchError("no images to score")
         caches = {k: EmbeddingCache(self.embedder_id(k)) for k in networks}
@@ -182,20 +256,56 @@ class Scorer:
         found = {k: caches[k].get_many("images", shas) for k in networks}
         paths = {r.sha256: Path(r.path) for r in refs}
         missing = [s for s in shas if any(s not in found[k] for k in networks)]
-        for start in range(0, len(missing), _DECODE_CHUNK):
-            chunk = missing[start : start + _DECODE_CHUNK]
-            images = {s: load_image(paths[s]) for s in chunk}
-            for k in networks:
-                todo = [s for s in chunk if s not in found[k]]
-                if not todo:
-                    continue
-                vectors = self._load(k).embed_images([images[s] for s in todo])
-                for s, v in zip(todo, vectors):
-                    caches[k].put("images", s, v)
-                    found[k][s] = v
-            self.embedded_images += len(chunk)
+        if missing:
+            embedders = {k: self._load(k) for k in networks}
+            plan = _batch_plan(missing, found, networks, self.batch_size)
+            for kind, batch, pixels in self._prefetched(plan, embedders, paths):
+                vectors = embedders[kind].embed_pixels(pixels)
+                caches[kind].put_many("images", zip(batch, vectors))
+                found[kind].update(zip(batch, vectors))
+            self.embedded_images += len(missing)
         return tuple(np.stack([found[k][r.sha256] for r in refs]) for k in networks)
 
+    def _prefetched(
+        self,
+        plan: list[tuple[str, list[str]]],
+        embedders: Mapping[str, ImageEmbedder],
+        paths: Mapping[str, Path],
+    ) -> Iterator[tuple[str, list[str], torch.Tensor]]:
+        """The plan's batches with their pixels, prepared by background threads ahead of use.
+
+        Each image is read and decoded once; its pixels for every network that needs it are kept
+        until that network's batch comes (at most one chunk's worth).
+        """
+        from dreambench.metrics.prefetch import background, ordered_map
+
+        needs: dict[str, list[str]] = {}
+        for kind, batch in plan:
+            for sha in batch:
+                needs.setdefault(sha, []).append(kind)
+
+        def prepare(sha: str) -> tuple[str, dict[str, torch.Tensor]]:
+            image = _read_image(paths[sha], sha)
+            return sha, {kind: embedders[kind].preprocess([image])[0] for kind in needs[sha]}
+
+        def batches() -> Iterator[tuple[str, list[str], torch.Tensor]]:
+            import torch
+
+            prepared = ordered_map(
+                prepare,
+                list(needs),
+                workers=self.decode_workers,
+                window=max(self.batch_size, 2 * self.decode_workers),
+            )
+            ready: dict[tuple[str, str], torch.Tensor] = {}
+            for kind, batch in plan:
+                for sha in batch:
+                    while (kind, sha) not in ready:
+                        done, pixels = next(prepared)
+                        ready.update(((k, done), x) for k, x in pixels.items())
+                yield kind, batch, torch.stack([ready.pop((kind, sha)) for sha in batch])
+
+        return background(batches(), depth=_PREFETCH_BATCHES)
     def _text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
         """CLIP text embeddings (N, 512) of `texts`, in order."""
         cache = EmbeddingCache(self.embedder_id("clip"))
@@ -203,9 +313,9 @@ class Scorer:
         found = cache.get_many("texts", keys.values())
         todo = [t for t in dict.fromkeys(texts) if keys[t] not in found]
         if todo:
-            for t, v in zip(todo, self.clip.embed_texts(todo)):
-                cache.put("texts", keys[t], v)
-                found[keys[t]] = v
+            vectors = self.clip.embed_texts(todo)
+            cache.put_many("texts", ((keys[t], v) for t, v in zip(todo, vectors)))
+            found.update((keys[t], v) for t, v in zip(todo, vectors))
             self.embedded_texts += len(todo)
         return np.stack([found[keys[t]] for t in texts])
 
@@ -307,3 +417,37 @@ class Scorer:
             "dino": distinct_pairs_mean_cosine(real_dino) * scale,
             "clip_i": distinct_pairs_mean_cosine(real_clip) * scale,
         }
+
+
+def _batch_plan(
+    missing: Sequence[str], found: Mapping[str, Mapping[str, np.ndarray]], networks: Sequence[str], batch_size: int
+) -> list[tuple[str, list[str]]]:
+    """(network, image keys) per forward pass, in the order they run: chunk by chunk, each network's
+    misses of the chunk in batches of `batch_size`. Batch composition decides the last bits of an fp32
+    forward pass on the CPU, so this order is part of the bit-identity guarantee."""
+    chunk_size = max(_DECODE_CHUNK, batch_size)
+    plan: list[tuple[str, list[str]]] = []
+    for start in range(0, len(missing), chunk_size):
+        chunk = missing[start : start + chunk_size]
+        for kind in networks:
+            todo = [s for s in chunk if s not in found[kind]]
+            plan += [(kind, todo[i : i + batch_size]) for i in range(0, len(todo), batch_size)]
+    return plan
+
+
+def _read_image(path: Path, sha256: str) -> Image.Image:
+    """Decode `path`, refusing it when its bytes do not hash to `sha256` (the key its embedding
+    will be stored under): a changed or substituted file never poisons the cache."""
+    from dreambench.dataset.images import load_image
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BenchError(f"image file {path} not found") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise BenchError(
+            f"{path} changed since it was indexed: its bytes hash to {actual[:12]}..., not {sha256[:12]}...; "
+            "restore the file, or for a run directory rerun with --force"
+        )
+    return load_image(path)

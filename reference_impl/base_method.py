@@ -4,78 +4,109 @@ The identifier is "" so prompts read "a dog in the jungle": the model is asked f
 the subject, which is what DINO/CLIP-I of an unpersonalised model measure. ``prepare`` loads no
 weights (it only records the base model's provenance); the model is loaded on the first
 ``generate`` and dropped by ``release``.
+
+``ModelSettings`` holds the fields every diffusers-based method shares (base model, images per
+pipeline call); dreambooth, dreambooth-lora and textual-inversion configs inherit it too. The
+sampler is not among them: it is the run preset's render protocol (reference_impl/render_protocol.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from dreambench.atomic import atomic_write_json
+from dreambench.errors import BenchError
 from dreambench.reference_impl.base_model import (
     SD15_REPO,
     Components,
     autocast_dtype,
     free_memory,
+    is_calibrated,
     load_base_model,
     locate_base_model,
     resolve_device,
 )
-from dreambench.reference_impl.dreambooth import sampler_settings, validate_common
-from dreambench.reference_impl.render import render
-from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
+from dreambench.reference_impl.checked_settings import CheckedSettings, at_least, non_empty
+from dreambench.reference_impl.dreambooth_trainer import MixedPrecision
+from dreambench.reference_impl.render import SamplerSettings, render
+from dreambench.reference_impl.render_protocol import method_sampler
+from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from dreambench.dataset.subject import Subject
+    from dreambench.method import RunContext
+
+
+@dataclass(frozen=True)
+class ModelSettings(CheckedSettings):
+    """Fields shared by every diffusers-based method's Config (checked when built)."""
+
+    # Base model: hub id (pinned revision), a local diffusers folder, or "tiny" (embedded).
+    base_model: str = field(default=SD15_REPO, metadata=non_empty())
+    # "" = the pinned SD15_REVISION for SD15_REPO, "main" for other hub ids (recorded as resolved).
+    base_revision: str = ""
+    # Images per pipeline call; images depend on it bitwise (render.py), keep it fixed per run.
+    # 25 divides the harness's 50-image render chunks and the 25 prompts.
+    render_batch_size: int = field(default=25, metadata=at_least(1))
+
+
+def require_sampler(sampler: SamplerSettings | None, method: str) -> SamplerSettings:
+    """The sampler a method renders with; a one-line error when the run's protocol never arrived."""
+    if sampler is None:
+        raise BenchError(
+            f"method {method}: no render protocol yet; the harness hands it over in setup(context), "
+            "or pass sampler=SamplerSettings(...) when using the method directly"
+        )
+    return sampler
 
 
 class BaseModel:
     """The un-personalised base model: the floor row of the leaderboard."""
 
     name = "base-model"
+    kind = "none"  # the floor: no subject information at all
 
     @dataclass(frozen=True)
-    class Config:
-        """Sampling settings; the same meaning and sources as DreamBooth.Config's fields."""
+    class Config(ModelSettings):
+        """The base model and how it renders (bf16 autocast on CUDA only); the sampler is the run preset's."""
 
-        base_model: str = SD15_REPO
-        # "" = the pinned revision for SD15_REPO, "main" for other hub ids.
-        base_revision: str = ""
-        scheduler: Literal["ddim", "pndm", "dpm++", "euler", "euler-a", "ddpm"] = "ddim"
-        sampling_steps: int = 50
-        guidance_scale: float = 7.5
-        resolution: int = 512
-        render_batch_size: int = 25
-        mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
+        mixed_precision: MixedPrecision = "bf16"
 
     PRESETS: dict[str, Config] = {
-        # Paper evaluation setting for SD (render.py): DDIM 50 steps, CFG 7.5, 512 px.
         "paper": Config(),
-        # diffusers README inference: the model's scheduler (PNDM for SD 1.5), 50 steps, CFG 7.5.
-        "diffusers": Config(scheduler="pndm"),
-        # Embedded tiny model (uncalibrated), the same sampler as dreambooth's smoke preset.
-        "smoke": Config(
-            base_model=TINY_MODEL_ID,
-            sampling_steps=8,
-            resolution=TINY_RESOLUTION,
-            render_batch_size=50,
-            mixed_precision="no",
-        ),
+        "diffusers": Config(),
+        # Embedded tiny model (uncalibrated).
+        "smoke": Config(base_model=TINY_MODEL_ID, render_batch_size=50, mixed_precision="no"),
     }
 
     def __init__(
-        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
+        self,
+        config: Config,
+        device: str = "auto",
+        seed: int = 0,
+        keep_weights: bool = False,
+        sampler: SamplerSettings | None = None,
     ) -> None:
-        validate_common(config, self.name)
         self.config = config
         self.device = resolve_device(device)
         self.seed = seed
         self.keep_weights = keep_weights  # nothing is fine-tuned, so nothing to keep or delete
-        self.calibrated = config.base_model != TINY_MODEL_ID
+        # The run preset's sampler, handed over by setup(); None until then.
+        self.sampler = sampler
+        self.calibrated = is_calibrated(config.base_model)  # tiny and random:... are not
         self._model: Components | None = None
+
+    def setup(self, context: RunContext) -> None:
+        """Run-level settings (dreambench.method): the device, seed and render protocol to render with."""
+        if context.device != self.device:
+            self._model = None
+        self.device = context.device
+        self.seed = context.seed
+        self.sampler = method_sampler(context, type(self))
 
     def check_ready(self) -> None:
         """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
@@ -91,14 +122,16 @@ class BaseModel:
     def identifier(self, subject: Subject) -> str:
         return ""
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
         if self._model is None:
             self._model = load_base_model(self.config.base_model, self.config.base_revision, self.device)
         return render(
             self._model.pipeline(),
             prompts,
             seeds,
-            sampler_settings(self.config),
+            require_sampler(self.sampler, self.name),
             self.device,
             batch_size=self.config.render_batch_size,
             autocast_dtype=autocast_dtype(self.config.mixed_precision, self.device),

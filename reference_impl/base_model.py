@@ -4,6 +4,9 @@ A base-model reference is one of:
 
 * ``"tiny"`` — the embedded, randomly initialised tiny model (reference_impl/tiny_model.py), built
   on first use under the dreambench cache. Uncalibrated: for smoke runs and tests only.
+* ``"random:sd15"`` (optionally ``"random:sd15:seed=N"``) — Stable Diffusion 1.5's real
+  architecture with seeded random weights (reference_impl/random_model.py), built on first use on
+  the machine that runs it, nothing downloaded. Uncalibrated: real-scale timings, noise images.
 * a local folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
   ``text_encoder/``, ``tokenizer/``, ``scheduler/``).
 * a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``. The local
@@ -13,7 +16,8 @@ A base-model reference is one of:
 
 ``load_base_model`` returns the components (unet, vae, text encoder, tokenizer, the scheduler's
 config) and a ``description`` dict for provenance: source, id, revision, resolved path, a cache
-``key`` (used by the class-prior and latent caches) and ``calibrated`` (False for the tiny model).
+``key`` (used by the class-prior and latent caches) and ``calibrated`` (False for the tiny and the
+random models; ``is_calibrated(ref)`` says the same without locating the model).
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dreambench.errors import BenchError
+from dreambench.reference_impl.random_model import (
+    ensure_random_model,
+    ensure_tokenizer,
+    is_random_spec,
+    model_key,
+    parse_random_spec,
+    provenance,
+)
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
 
 if TYPE_CHECKING:
@@ -123,12 +135,34 @@ def _folder_key(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def locate_base_model(ref: str, revision: str | None = None) -> tuple[Path, dict[str, Any]]:
+def is_calibrated(ref: str) -> bool:
+    """False for the random-weight base models (``tiny``, ``random:...``): their figures mean nothing."""
+    return ref != TINY_MODEL_ID and not is_random_spec(ref)
+
+
+def locate_base_model(
+    ref: str, revision: str | None = None, device: str = "auto"
+) -> tuple[Path, dict[str, Any]]:
     """Resolve a base-model reference to a local diffusers folder and its description dict.
 
     ``revision`` applies to hub ids only; None or "" means ``SD15_REVISION`` for ``SD15_REPO`` and
-    "main" for any other id (the description records which).
+    "main" for any other id (the description records which). ``device`` is where a ``random:``
+    model not built yet draws its weights (``"auto"``: CUDA when available); other references
+    ignore it.
     """
+    if is_random_spec(ref):
+        spec = parse_random_spec(ref)
+        folder = ensure_random_model(spec, resolve_device(device))
+        record = provenance(folder)
+        return folder, {
+            "source": "random",
+            "id": spec.ref,
+            "revision": folder.name,
+            "path": str(folder),
+            "key": model_key(record),
+            "initialised_on": record["initialised_on"],
+            "calibrated": False,
+        }
     if ref == TINY_MODEL_ID:
         folder = ensure_tiny_model(seed=0)
         return folder, {
@@ -156,7 +190,7 @@ def locate_base_model(ref: str, revision: str | None = None) -> tuple[Path, dict
         }
     if not _HUB_ID.match(ref):
         raise BenchError(
-            f"base model {ref!r} is neither 'tiny', an existing folder, nor a hub id like {SD15_REPO!r}"
+            f"base model {ref!r} is neither 'tiny', 'random:sd15', an existing folder, nor a hub id like {SD15_REPO!r}"
         )
     revision = revision or (SD15_REVISION if ref == SD15_REPO else "main")
     folder = _hub_snapshot(ref, revision)
@@ -219,7 +253,7 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    folder, description = locate_base_model(ref, revision)
+    folder, description = locate_base_model(ref, revision, device)
     index_path = folder / "model_index.json"
     if index_path.is_file():
         index = json.loads(index_path.read_text())
@@ -260,6 +294,11 @@ def load_tokenizer(ref: str, revision: str | None = None) -> CLIPTokenizer:
     """Only the tokenizer of a base model (e.g. for ``identifier()`` without loading weights)."""
     from transformers import CLIPTokenizer
 
+    if is_random_spec(ref):
+        parse_random_spec(ref)  # a bad spec fails here, as it would when loading the model
+        # Every random model ships the real CLIP BPE tokenizer: no need to build 1B weights for it.
+        with quiet_loading():
+            return CLIPTokenizer.from_pretrained(ensure_tokenizer())
     folder, _ = locate_base_model(ref, revision)
     with quiet_loading():
         return CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")

@@ -1,12 +1,14 @@
 """The class-prior cache: the base model's own samples of "a {class}" for prior preservation.
 
 DreamBooth's prior-preservation loss (paper Sec. 3.3) trains on the subject's images *and* on
-images the frozen base model generated from the class prompt ("a dog"). Those class images depend
-only on (base model, class prompt, sampler settings, seed) — not on the subject — so they are
-generated once and shared by every subject of the class (9 dogs and cats, 21 object classes):
+images the frozen base model generated from the class prompt ("a dog"). Those class images do not
+depend on the subject, so they are generated once and shared by every subject of the class (9 dogs
+and cats, 21 object classes). The key holds every input that changes a pixel: the base model, the class prompt, the sampler
+settings, the seed, the images per pipeline call (render.py: CPU kernels depend on the batch
+shape), the device type and the autocast dtype the denoiser ran in (CUDA only; "no" elsewhere).
 
     <cache_root>/priors/<class-slug>-<key hash>/
-        spec.json            what the images are (model key, prompt, sampler, seed)
+        spec.json            what the images are (PriorSpec.as_dict)
         00000.png ...        image i, rendered with seed prior_image_seed(seed, i)
         latents-r<res>-n<N>.safetensors   their VAE posteriors (latent_cache), for training
 
@@ -23,10 +25,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from dreambench.atomic import atomic_write_bytes, atomic_write_json
+from dreambench.atomic import atomic_write_bytes, atomic_write_json, sweep_temp_entries
 from dreambench.cache_root import cache_root
+from dreambench.errors import BenchError
 from dreambench.reference_impl.latent_cache import LatentDist, cached_encode
 from dreambench.reference_impl.render import SamplerSettings, render
 
@@ -35,33 +38,74 @@ if TYPE_CHECKING:
     from diffusers import AutoencoderKL, StableDiffusionPipeline
 
 # Bump when the meaning of a cached prior image changes (rendering code, seed derivation).
-_PRIOR_VERSION = 1
+# 2: the key holds the batch size, device type and autocast dtype.
+_PRIOR_VERSION = 2
+AUTOCAST_NONE = "no"
 
 
 @dataclass(frozen=True)
 class PriorSpec:
-    """What a set of class images is: base model key (id@revision), class noun, the formatted class
-    prompt, sampler settings and the seed from which every image's seed is derived."""
+    """What a set of class images is: every input that changes their pixels.
+
+    model_key: base model key (id@revision or a local folder's content key); class_noun; prompt:
+    the formatted class prompt; sampler: sampler settings; seed: every image's seed derives from it;
+    batch_size: images per pipeline call; device_type: "cpu", "cuda", "mps"; autocast: the dtype
+    name the denoiser ran in under CUDA autocast ("float16", "bfloat16") or "no". Build it with
+    ``PriorSpec.create``, which normalises the last three from what ``render`` will actually do.
+    """
 
     model_key: str
     class_noun: str
     prompt: str
     sampler: SamplerSettings
     seed: int = 0
+    batch_size: int = 1
+    device_type: str = "cpu"
+    autocast: str = AUTOCAST_NONE
+
+    @classmethod
+    def create(
+        cls,
+        model_key: str,
+        class_noun: str,
+        prompt: str,
+        sampler: SamplerSettings,
+        seed: int,
+        *,
+        device: str,
+        batch_size: int,
+        autocast_dtype: torch.dtype | None,
+    ) -> PriorSpec:
+        """The spec of images rendered on ``device`` in calls of ``batch_size`` with ``autocast_dtype``
+        (ignored off CUDA, as ``render`` ignores it there)."""
+        device_type = device.split(":", 1)[0]
+        autocast = (
+            str(autocast_dtype).removeprefix("torch.")
+            if autocast_dtype is not None and device_type == "cuda"
+            else AUTOCAST_NONE
+        )
+        return cls(model_key, class_noun, prompt, sampler, seed, batch_size, device_type, autocast)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything the key is computed from (also written to the folder's spec.json)."""
+        return {
+            "version": _PRIOR_VERSION,
+            "model": self.model_key,
+            "class_noun": self.class_noun,
+            "prompt": self.prompt,
+            "sampler": self.sampler.as_dict(),
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "device_type": self.device_type,
+            "autocast": self.autocast,
+        }
 
     def key(self) -> str:
-        payload = json.dumps(
-            {
-                "version": _PRIOR_VERSION,
-                "model": self.model_key,
-                "prompt": self.prompt,
-                "sampler": self.sampler.as_dict(),
-                "seed": self.seed,
-            },
-            sort_keys=True,
-        )
+        # The class noun names the folder; the images depend on it only through the prompt.
+        payload = {k: v for k, v in self.as_dict().items() if k != "class_noun"}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
         slug = re.sub(r"[^a-z0-9]+", "-", self.class_noun.lower()).strip("-") or "class"
-        return f"{slug}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+        return f"{slug}-{digest}"
 
     def folder(self) -> Path:
         return cache_root() / "priors" / self.key()
@@ -78,33 +122,28 @@ def prior_image_paths(spec: PriorSpec, n: int) -> list[Path]:
     return [folder / f"{i:05d}.png" for i in range(n)]
 
 
-def ensure_class_images(
-    spec: PriorSpec,
-    n: int,
-    pipe: StableDiffusionPipeline,
-    device: str,
-    batch_size: int,
-    autocast_dtype: torch.dtype | None = None,
-) -> list[Path]:
-    """The first ``n`` class images of ``spec``, rendering (with the *base* ``pipe``) only missing ones."""
+def ensure_class_images(spec: PriorSpec, n: int, pipe: StableDiffusionPipeline, device: str) -> list[Path]:
+    """The first ``n`` class images of ``spec``, rendering (with the *base* ``pipe`` on ``device``,
+    in calls of ``spec.batch_size`` under ``spec.autocast``) only missing ones."""
+    import torch
+
+    if device.split(":", 1)[0] != spec.device_type:
+        raise BenchError(
+            f"class priors: spec for device type {spec.device_type!r} cannot render on {device!r}; "
+            "build it with PriorSpec.create(..., device=...)"
+        )
+    autocast_dtype = None if spec.autocast == AUTOCAST_NONE else getattr(torch, spec.autocast)
+    batch_size = spec.batch_size
     paths = prior_image_paths(spec, n)
+    # Temp files of a killed render (shared cache: only those whose writer is gone).
+    sweep_temp_entries(spec.folder(), recursive=False)
     missing = [i for i, p in enumerate(paths) if not p.is_file()]
     if not missing:
         return paths
     folder = spec.folder()
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "spec.json").is_file():
-        atomic_write_json(
-            folder / "spec.json",
-            {
-                "version": _PRIOR_VERSION,
-                "model": spec.model_key,
-                "class_noun": spec.class_noun,
-                "prompt": spec.prompt,
-                "sampler": spec.sampler.as_dict(),
-                "seed": spec.seed,
-            },
-        )
+        atomic_write_json(folder / "spec.json", spec.as_dict())
     # Render in chunks of the batch size and write each image as soon as its chunk is done.
     for start in range(0, len(missing), batch_size):
         chunk = missing[start : start + batch_size]

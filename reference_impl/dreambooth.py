@@ -11,7 +11,8 @@ Per subject, ``prepare`` does, in order:
    layout under ``workdir/weights/`` (loading them: docs/DREAMBOOTH.md),
 6. write ``workdir/done.json`` last (identifier, prompts, base-model provenance, loss curve).
 
-``generate`` renders with the fine-tuned model (reference_impl/render.py); ``release`` frees the
+``generate`` renders with the fine-tuned model (reference_impl/render.py) and the run preset's
+sampler (reference_impl/render_protocol.py, handed over by ``setup``); ``release`` frees the
 models and deletes ``workdir/weights`` unless ``keep_weights``. A later ``prepare`` whose weights
 were released trains again (same seed, same result on CPU).
 
@@ -25,34 +26,36 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from dreambench.atomic import atomic_write_json
 from dreambench.errors import BenchError
+from dreambench.reference_impl.base_method import ModelSettings, require_sampler
 from dreambench.reference_impl.base_model import (
-    SD15_REPO,
     Components,
     autocast_dtype,
     free_memory,
+    is_calibrated,
     load_base_model,
     load_tokenizer,
     resolve_device,
 )
+from dreambench.reference_impl.checked_settings import at_least, non_empty, positive
+from dreambench.reference_impl.dreambooth_trainer import TrainSettings
 from dreambench.reference_impl.identifier import RARE_SCHEME, choose_identifier
 from dreambench.reference_impl.render import SamplerSettings, render
-from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
+from dreambench.reference_impl.render_protocol import method_sampler
+from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
 
 if TYPE_CHECKING:
     from PIL import Image
     from transformers import CLIPTokenizer
 
     from dreambench.dataset.subject import Subject
+    from dreambench.method import RunContext
     from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainResult
-
-SchedulerName = Literal["ddim", "pndm", "dpm++", "euler", "euler-a", "ddpm"]
-MixedPrecision = Literal["no", "fp16", "bf16"]
 
 WEIGHTS_DIR = "weights"
 # Approximate size of SD 1.5's fp32 UNet (~860M parameters x 4 bytes), the fallback disk estimate.
@@ -60,51 +63,49 @@ _SD15_FP32_UNET_BYTES = 860_000_000 * 4
 DONE_FILE = "done.json"
 
 
+def format_prompt(template: str, identifier: str, class_noun: str) -> str:
+    """``template.format(identifier=..., class_noun=...)`` with double spaces collapsed (empty identifier)."""
+    try:
+        text = template.format(identifier=identifier, class_noun=class_noun)
+    except (KeyError, IndexError, ValueError):
+        raise BenchError(
+            f"prompt template {template!r} may only use {{identifier}} and {{class_noun}}"
+        ) from None
+    return " ".join(text.split())
+
+
 class DreamBooth:
     """DreamBooth (full UNet fine-tuning, prior preservation) on a Stable Diffusion base model."""
 
     name = "dreambooth"
+    kind = "finetune"
 
     @dataclass(frozen=True)
-    class Config:
-        """DreamBooth hyperparameters. Prompt fields are templates over {identifier} and {class_noun}."""
+    class Config(ModelSettings, TrainSettings):
+        """DreamBooth hyperparameters: the shared model fields (ModelSettings), the trainer's
+        (TrainSettings: paper, implementation details: ~1000 iterations, lr 5e-6 for Stable
+        Diffusion; diffusers train_dreambooth.py: batch 1, --max_grad_norm=1.0) and these. Prompt
+        fields are templates over {identifier} and {class_noun}. The sampler (evaluation images and
+        class priors) is the run preset's render protocol, not a hyperparameter.
+        """
 
-        # Base model: hub id (pinned revision), a local diffusers folder, or "tiny" (embedded).
-        base_model: str = SD15_REPO
-        # "" = the pinned SD15_REVISION for SD15_REPO, "main" for other hub ids (recorded as resolved).
-        base_revision: str = ""
         # "rare" = the paper's rare-token identifier (Sec. 3.2); any other string is used verbatim.
-        identifier: str = "rare"
+        identifier: str = field(default="rare", metadata=non_empty())
         # Paper Sec. 3.2/3.3: fine-tune on "a [identifier] [class noun]", prior on "a [class noun]".
-        instance_prompt: str = "a {identifier} {class_noun}"
-        class_prompt: str = "a {class_noun}"
+        instance_prompt: str = field(default="a {identifier} {class_noun}", metadata=non_empty())
+        class_prompt: str = field(default="a {class_noun}", metadata=non_empty())
         prior_preservation: bool = True
         # Paper (implementation details): "~1000 'a [class noun]' samples are generated".
-        num_class_images: int = 1000
-        # Sampling (class priors and evaluation images): DDIM, 50 steps, CFG 7.5, 512 px (SD v1).
-        scheduler: SchedulerName = "ddim"
-        sampling_steps: int = 50
-        guidance_scale: float = 7.5
-        resolution: int = 512
-        # Paper (implementation details): ~1000 iterations, lr 5e-6 for Stable Diffusion, lambda = 1.
-        train_steps: int = 1000
-        learning_rate: float = 5e-6
-        prior_loss_weight: float = 1.0
-        # diffusers train_dreambooth.py README commands: --train_batch_size=1.
-        train_batch_size: int = 1
-        # Images per pipeline call; images depend on it bitwise (render.py), keep it fixed per run.
-        # 25 divides the harness's 50-image render chunks and the 25 prompts.
-        render_batch_size: int = 25
+        num_class_images: int = field(default=1000, metadata=at_least(1))
+        # Paper Eq. 2's lambda = 1.
+        prior_loss_weight: float = field(default=1.0, metadata=positive())
         # The paper fine-tunes the diffusion model; the text encoder stays frozen (diffusers' default).
         train_text_encoder: bool = False
-        # Speed switches (not in the paper; identical objective). bf16 autocast on CUDA only.
-        mixed_precision: MixedPrecision = "bf16"
-        gradient_checkpointing: bool = False
-        use_8bit_adam: bool = False
-        channels_last: bool = False
-        compile: bool = False
-        # diffusers train_dreambooth.py default --max_grad_norm=1.0.
-        max_grad_norm: float = 1.0
+
+        def check_combination(self) -> None:
+            super().check_combination()
+            format_prompt(self.instance_prompt, "sks", "dog")  # a bad template fails now, not mid-run
+            format_prompt(self.class_prompt, "sks", "dog")
 
     PRESETS: dict[str, Config] = {
         # DreamBooth paper (Ruiz et al., CVPR 2023) for Stable Diffusion; sampler as render.py documents.
@@ -119,7 +120,6 @@ class DreamBooth:
             instance_prompt="a photo of {identifier} {class_noun}",
             class_prompt="a photo of {class_noun}",
             num_class_images=200,
-            scheduler="pndm",
             train_steps=800,
         ),
         # Embedded tiny model on CPU (uncalibrated): sized so that one subject (train + 100 images)
@@ -128,8 +128,6 @@ class DreamBooth:
         "smoke": Config(
             base_model=TINY_MODEL_ID,
             num_class_images=10,
-            sampling_steps=8,
-            resolution=TINY_RESOLUTION,
             train_steps=40,
             learning_rate=1e-3,
             render_batch_size=50,
@@ -138,28 +136,34 @@ class DreamBooth:
     }
 
     def __init__(
-        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
+        self,
+        config: Config,
+        device: str = "auto",
+        seed: int = 0,
+        keep_weights: bool = False,
+        sampler: SamplerSettings | None = None,
     ) -> None:
-        validate_common(config, self.name)
-        if config.train_steps < 1:
-            raise BenchError(f"method {self.name}: train_steps={config.train_steps} must be at least 1")
-        if config.learning_rate <= 0:
-            raise BenchError(f"method {self.name}: learning_rate={config.learning_rate} must be positive")
-        if config.prior_preservation and config.num_class_images < 1:
-            raise BenchError(
-                f"method {self.name}: num_class_images={config.num_class_images} must be at least 1 with prior_preservation=true"
-            )
+        # Every field's type and range was checked when the config was built (Config.__post_init__).
         self.config = config
         self.device = resolve_device(device)
         self.seed = seed
         self.keep_weights = keep_weights
+        # The run preset's sampler (evaluation images and class priors), handed over by setup().
+        self.sampler = sampler
         # Read by the harness: results on the random-weight tiny model are labelled uncalibrated.
-        self.calibrated = config.base_model != TINY_MODEL_ID
+        self.calibrated = is_calibrated(config.base_model)  # tiny and random:... are not
         self._tokenizer: CLIPTokenizer | None = None
         self._model: Components | None = None
         self._workdir: Path | None = None
 
     # -- Method protocol ---------------------------------------------------------------------
+
+    def setup(self, context: RunContext) -> None:
+        """Run-level settings (dreambench.method): device, seed, whether to keep the weights."""
+        self.device = context.device
+        self.seed = context.seed
+        self.keep_weights = context.keep_weights
+        self.sampler = method_sampler(context, type(self))
 
     def check_ready(self) -> None:
         """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
@@ -193,6 +197,7 @@ class DreamBooth:
                 "num_class_images": len(data.classes) if data.classes is not None else 0,
                 "base_model": base.description,
                 "config": dataclasses.asdict(self.config),
+                "sampler": require_sampler(self.sampler, self.name).as_dict(),
                 "seed": self.seed,
                 "train_seconds": round(result.seconds, 3),
                 "losses": [round(x, 6) for x in result.losses],
@@ -202,34 +207,48 @@ class DreamBooth:
 
     # -- per-method hooks (LoRA and Textual Inversion subclass DreamBooth and replace these) -----
 
-    # The file under ``weights/`` whose presence means the trained weights are still on disk.
-    weights_marker = "unet/config.json"
+    # The file under ``weights/`` whose presence means the trained weights are still on disk
+    # (the full pipeline folder: weights saved by older versions, a UNet only, are trained again).
+    weights_marker = "model_index.json"
 
     def _train_and_save(
         self, base: Components, subject: Subject, weights_dir: Path
     ) -> tuple[str, TrainingData, TrainResult]:
         """Steps 2-5 of ``prepare``: identifier, training data, training, weights saved to ``weights_dir``."""
-        from dreambench.reference_impl.dreambooth_trainer import save_finetuned, train_dreambooth
+        from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
+        from dreambench.reference_impl.pipeline_folder import save_pipeline_folder
 
         identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
-        data = build_training_data(base, subject, identifier, self.config, self.device, self.seed)
-        result = train_dreambooth(
-            base, data, trainer_settings(self.config), self.device, self.seed, subject_name=subject.name
+        data = build_training_data(
+            base, subject, identifier, self.config, require_sampler(self.sampler, self.name), self.device, self.seed
         )
-        save_finetuned(weights_dir, result.unet, result.text_encoder)
+        result = train_dreambooth(
+            base,
+            data,
+            self.config,
+            self.device,
+            self.seed,
+            subject_name=subject.name,
+            train_text_encoder=self.config.train_text_encoder,
+        )
+        # A complete pipeline folder (unchanged components linked from the base model's folder):
+        # StableDiffusionPipeline.from_pretrained(weights_dir) loads it (docs/DREAMBOOTH.md).
+        save_pipeline_folder(weights_dir, base.folder, result.unet, result.text_encoder)
         return identifier, data, result
 
     def _load_trained(self, workdir: Path) -> Components:
         """The model ``generate`` renders with, rebuilt from ``workdir/weights`` (e.g. in a new process)."""
         return load_finetuned(self.config.base_model, self.config.base_revision, workdir, self.device)
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
-        model = self._get_trained_model()
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
+        model = self._get_trained_model(Path(workdir))
         return render(
             model.pipeline(),
             prompts,
             seeds,
-            sampler_settings(self.config),
+            require_sampler(self.sampler, self.name),
             self.device,
             batch_size=self.config.render_batch_size,
             autocast_dtype=autocast_dtype(self.config.mixed_precision, self.device),
@@ -261,7 +280,10 @@ class DreamBooth:
             self._tokenizer = load_tokenizer(self.config.base_model, self.config.base_revision)
         return self._tokenizer
 
-    def _get_trained_model(self) -> Components:
+    def _get_trained_model(self, workdir: Path) -> Components:
+        if self._workdir != workdir:
+            self._model = None  # a model trained for another subject must not render this one
+            self._workdir = workdir
         if self._model is not None:
             return self._model
         if self._workdir is None or not is_prepared(self._workdir, self.weights_marker):
@@ -277,51 +299,20 @@ def is_prepared(workdir: Path, weights_marker: str = "unet/config.json") -> bool
     return (workdir / DONE_FILE).is_file() and (workdir / WEIGHTS_DIR / weights_marker).is_file()
 
 
-def validate_common(config: Any, method: str) -> None:
-    """Checks shared by every diffusers-based method config (resolution, sampler, batch size)."""
-    if config.resolution < 8 or config.resolution % 8 != 0:
-        raise BenchError(f"method {method}: resolution={config.resolution} must be a positive multiple of 8")
-    if config.sampling_steps < 1:
-        raise BenchError(f"method {method}: sampling_steps={config.sampling_steps} must be at least 1")
-    if config.render_batch_size < 1:
-        raise BenchError(f"method {method}: render_batch_size={config.render_batch_size} must be at least 1")
-
-
-def sampler_settings(config: Any) -> SamplerSettings:
-    """The SamplerSettings of a method config (fields scheduler, sampling_steps, guidance_scale, resolution)."""
-    return SamplerSettings(
-        scheduler=config.scheduler,
-        steps=config.sampling_steps,
-        guidance=config.guidance_scale,
-        resolution=config.resolution,
-    )
-
-
-def trainer_settings(config: DreamBooth.Config) -> Any:
-    from dreambench.reference_impl.dreambooth_trainer import TrainSettings
-
-    return TrainSettings(
-        steps=config.train_steps,
-        learning_rate=config.learning_rate,
-        batch_size=config.train_batch_size,
-        prior_loss_weight=config.prior_loss_weight,
-        train_text_encoder=config.train_text_encoder,
-        mixed_precision=config.mixed_precision,
-        gradient_checkpointing=config.gradient_checkpointing,
-        use_8bit_adam=config.use_8bit_adam,
-        channels_last=config.channels_last,
-        compile=config.compile,
-        max_grad_norm=config.max_grad_norm,
-    )
-
-
 def build_training_data(
-    base: Components, subject: Subject, identifier: str, config: Any, device: str, seed: int
+    base: Components,
+    subject: Subject,
+    identifier: str,
+    config: DreamBooth.Config,
+    sampler: SamplerSettings,
+    device: str,
+    seed: int,
 ) -> Any:
     """Prompts, instance latents and (with prior preservation) the shared class images' latents.
 
-    ``config`` needs: instance_prompt, class_prompt, prior_preservation, num_class_images,
-    resolution, render_batch_size, mixed_precision and the sampler fields. Reused by LoRA.
+    Training runs at the render protocol's resolution; the class images are sampled with its
+    sampler (``sampler``, the run preset's), so a class prior is shared by every method of a
+    preset. Reused by LoRA.
     """
     from dreambench.dataset.images import load_image
     from dreambench.reference_impl.class_priors import PriorSpec, class_prior_latents, ensure_class_images
@@ -330,41 +321,30 @@ def build_training_data(
 
     instance_prompt = format_prompt(config.instance_prompt, identifier, subject.class_noun)
     instance = encode_images(
-        base.vae, [load_image(p) for p in subject.image_paths], config.resolution, device
+        base.vae, [load_image(p) for p in subject.image_paths], sampler.resolution, device
     )
     if not config.prior_preservation:
         return TrainingData(instance=instance, instance_prompt=instance_prompt)
     class_prompt = format_prompt(config.class_prompt, identifier, subject.class_noun)
-    spec = PriorSpec(
-        model_key=base.description["key"],
-        class_noun=subject.class_noun,
-        prompt=class_prompt,
-        sampler=sampler_settings(config),
-        seed=seed,
-    )
-    paths = ensure_class_images(
-        spec,
-        config.num_class_images,
-        base.pipeline(),
-        device,
+    spec = PriorSpec.create(
+        base.description["key"],
+        subject.class_noun,
+        class_prompt,
+        sampler,
+        seed,
+        device=device,
         batch_size=config.render_batch_size,
         autocast_dtype=autocast_dtype(config.mixed_precision, device),
     )
-    classes = class_prior_latents(spec, paths, base.vae, config.resolution, device)
+    paths = ensure_class_images(spec, config.num_class_images, base.pipeline(), device)
+    classes = class_prior_latents(spec, paths, base.vae, sampler.resolution, device)
     return TrainingData(
-        instance=instance, instance_prompt=instance_prompt, classes=classes, class_prompt=class_prompt
+        instance=instance,
+        instance_prompt=instance_prompt,
+        classes=classes,
+        class_prompt=class_prompt,
+        prior_loss_weight=config.prior_loss_weight,
     )
-
-
-def format_prompt(template: str, identifier: str, class_noun: str) -> str:
-    """``template.format(identifier=..., class_noun=...)`` with double spaces collapsed (empty identifier)."""
-    try:
-        text = template.format(identifier=identifier, class_noun=class_noun)
-    except (KeyError, IndexError):
-        raise BenchError(
-            f"prompt template {template!r} may only use {{identifier}} and {{class_noun}}"
-        ) from None
-    return " ".join(text.split())
 
 
 def load_finetuned(base_model: str, revision: str | None, workdir: Path, device: str) -> Components:

@@ -26,17 +26,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from dreambench.atomic import atomic_directory
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_model import autocast_dtype
+from dreambench.reference_impl.checked_settings import (
+    CheckedSettings,
+    at_least,
+    non_negative,
+    positive,
+    positive_or_inf,
+    unit_interval,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -47,43 +53,67 @@ if TYPE_CHECKING:
     from dreambench.reference_impl.latent_cache import LatentDist
 
 
+MixedPrecision = Literal["no", "fp16", "bf16"]
+
+# Divergence rule (besides a NaN/inf loss): once 2 * DIVERGENCE_WINDOW steps are done, the mean loss
+# of the last DIVERGENCE_WINDOW steps above DIVERGENCE_FACTOR times the mean of the first
+# DIVERGENCE_WINDOW. A healthy run's loss falls or stays level; the per-step loss varies with the
+# random timestep (roughly 0.01-1 for SD), so 10-step means and a 10x margin keep noise from firing it.
+DIVERGENCE_WINDOW = 10
+DIVERGENCE_FACTOR = 10.0
+
+
 class TrainingDiverged(BenchError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or rose far above its start (``loss_diverged``)."""
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """The trainer's hyperparameters (a method's Config maps onto these; sources are cited there).
+class TrainSettings(CheckedSettings):
+    """The trainer's hyperparameters: the one trainer settings type. The Config of dreambooth,
+    dreambooth-lora and textual-inversion *is* a TrainSettings (it inherits these fields, with its
+    own defaults and their sources), so the trainer takes a method's config as it is.
 
-    batch_size: instance images per step (with prior preservation the step also holds as many class
-    images, so the UNet sees 2 * batch_size latents, as in diffusers' collate_fn).
-    The Adam/clipping defaults are train_dreambooth.py's argparse defaults.
+    train_batch_size: instance images per step (with prior preservation the step also holds as many
+    class images, so the UNet sees 2 * train_batch_size latents, as in diffusers' collate_fn).
+    max_grad_norm: gradient-norm clip (inf: no clipping). The Adam/clipping defaults are
+    train_dreambooth.py's argparse defaults. Every field is checked for type and range when built
+    (reference_impl/checked_settings.py).
     """
 
-    steps: int
-    learning_rate: float
-    batch_size: int = 1
-    prior_loss_weight: float = 1.0
-    train_text_encoder: bool = False
-    mixed_precision: str = "no"
+    train_steps: int = field(default=1000, metadata=at_least(1))
+    learning_rate: float = field(default=5e-6, metadata=positive())
+    train_batch_size: int = field(default=1, metadata=at_least(1))
+    max_grad_norm: float = field(default=1.0, metadata=positive_or_inf())
+    # Speed switches (not in the paper; identical objective). bf16 autocast on CUDA only.
+    mixed_precision: MixedPrecision = "bf16"
     gradient_checkpointing: bool = False
     use_8bit_adam: bool = False
     channels_last: bool = False
     compile: bool = False
-    max_grad_norm: float = 1.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999
-    adam_weight_decay: float = 1e-2
-    adam_epsilon: float = 1e-8
+    adam_beta1: float = field(default=0.9, metadata=unit_interval())
+    adam_beta2: float = field(default=0.999, metadata=unit_interval())
+    adam_weight_decay: float = field(default=1e-2, metadata=non_negative())
+    adam_epsilon: float = field(default=1e-8, metadata=positive())
+
+
+def loss_diverged(losses: Sequence[float]) -> bool:
+    """The divergence rule (see DIVERGENCE_WINDOW): last-window mean > factor x first-window mean."""
+    k = DIVERGENCE_WINDOW
+    if len(losses) < 2 * k:
+        return False
+    first = sum(losses[:k]) / k
+    last = sum(losses[-k:]) / k
+    return last > DIVERGENCE_FACTOR * first
 
 
 @dataclass
 class TrainingData:
     """What one training run sees: latent posteriors and the two prompts.
 
-    ``classes`` is None without prior preservation. ``instance_prompts``, if given, replaces the
-    single ``instance_prompt``: each instance example then gets one of them, drawn uniformly at
-    random per step (Textual Inversion's prompt templates).
+    ``classes`` is None without prior preservation; ``prior_loss_weight`` is the paper's lambda
+    for them. ``instance_prompts``, if given, replaces the single ``instance_prompt``: each
+    instance example then gets one of them, drawn uniformly at random per step (Textual
+    Inversion's prompt templates).
     """
 
     instance: LatentDist
@@ -91,6 +121,7 @@ class TrainingData:
     classes: LatentDist | None = None
     class_prompt: str = ""
     instance_prompts: tuple[str, ...] = ()
+    prior_loss_weight: float = 1.0
 
 
 @dataclass
@@ -173,13 +204,16 @@ def train_dreambooth(
     subject_name: str,
     trainable: Sequence[torch.nn.Parameter] | None = None,
     after_step: Callable[[int], None] | None = None,
+    train_text_encoder: bool = False,
 ) -> TrainResult:
-    """Fine-tune ``base.unet`` (and ``base.text_encoder`` if ``settings.train_text_encoder``) in place.
+    """Fine-tune ``base.unet`` (and ``base.text_encoder`` if ``train_text_encoder``) in place.
 
     ``base`` must already be on ``device``. ``seed`` fixes the data order, the timesteps and the noise.
     ``trainable`` (default: the UNet's parameters, plus the text encoder's when trained) is what
-    the optimizer updates; ``after_step(step)`` runs after each optimizer step. Raises
-    ``TrainingDiverged`` (naming ``subject_name`` and the step) if the loss is not finite.
+    the optimizer updates; with ``train_text_encoder`` the text encoder also runs with gradients
+    every step (Textual Inversion trains its embedding row that way). ``after_step(step)`` runs
+    after each optimizer step. Raises ``TrainingDiverged`` (naming ``subject_name`` and the step)
+    if the loss is not finite or rises far above its start (``loss_diverged``).
     """
     import torch
     from diffusers import DDPMScheduler
@@ -198,7 +232,7 @@ def train_dreambooth(
 
     # 2. What trains. The VAE never does; the text encoder only if asked.
     base.vae.requires_grad_(False)
-    train_text = settings.train_text_encoder
+    train_text = train_text_encoder
     if trainable is None:
         unet.requires_grad_(True)
         text_encoder.requires_grad_(train_text)
@@ -242,7 +276,7 @@ def train_dreambooth(
     dev_gen = torch.Generator(device=device).manual_seed(seed)
     n_items = max(len(instance), len(classes) if classes is not None else 0)
     take = _index_stream(n_items, cpu_gen)
-    bsz = settings.batch_size
+    bsz = settings.train_batch_size
 
     # 6. Optimizer: AdamW with the script's defaults, constant learning rate, no warm-up. fp16
     #    autocast needs loss scaling (accelerate does the same for the script); bf16 does not.
@@ -255,7 +289,7 @@ def train_dreambooth(
         if amp_dtype is not None
         else contextlib.nullcontext
     )
-    for step in range(1, settings.steps + 1):
+    for step in range(1, settings.train_steps + 1):
         # 7. A batch: bsz instance latents (+ bsz class latents), sampled from their posteriors.
         items = torch.tensor(take(bsz))
         latents = instance.sample(items % len(instance), dev_gen)
@@ -289,14 +323,21 @@ def train_dreambooth(
             pred = unet_forward(noisy, timesteps, embeddings).sample
 
         # 10. Loss = instance MSE + lambda * prior MSE; stop at once if it is not finite.
-        loss = prior_preservation_loss(pred, target, bsz, settings.prior_loss_weight)
+        loss = prior_preservation_loss(pred, target, bsz, data.prior_loss_weight)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise TrainingDiverged(
-                f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.steps} "
+                f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.train_steps} "
                 f"(loss={value}); lower learning_rate (now {settings.learning_rate:g}) or use mixed_precision=bf16/no"
             )
         losses.append(value)
+        if loss_diverged(losses):
+            k = DIVERGENCE_WINDOW
+            raise TrainingDiverged(
+                f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.train_steps}: "
+                f"mean loss of the last {k} steps {sum(losses[-k:]) / k:.4g} > {DIVERGENCE_FACTOR:g}x "
+                f"that of the first {k} ({sum(losses[:k]) / k:.4g}); lower learning_rate (now {settings.learning_rate:g})"
+            )
 
         # 11. Backward, clip, step.
         if scaler is not None:
@@ -342,16 +383,8 @@ def save_finetuned(
 
     ``UNet2DConditionModel.from_pretrained(weights_dir, subfolder="unet")`` loads it (docs/DREAMBOOTH.md).
     """
-    weights_dir = Path(weights_dir)
-    weights_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=weights_dir.parent, prefix=f".{weights_dir.name}."))
-    try:
+    # A kill mid-save leaves a recognisably named temp folder that the subject's sweep removes.
+    with atomic_directory(Path(weights_dir)) as tmp:
         unet.save_pretrained(tmp / "unet", safe_serialization=True)
         if text_encoder is not None:
             text_encoder.save_pretrained(tmp / "text_encoder", safe_serialization=True)
-        if weights_dir.exists():
-            shutil.rmtree(weights_dir)
-        os.rename(tmp, weights_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,56 +1,60 @@
-"""GPU benchmark: reference_impl's DreamBooth path against diffusers' train_dreambooth.py, side by side.
+"""GPU benchmark: diffusers' train_dreambooth.py against the ``dreambooth`` method, row by row.
 
-    python -m dreambench.reference_impl.gpu_benchmark [--size sd15|tiny] [--device cuda|cpu] [--steps N]
-        [--warmup N] [--images N] [--render-steps N] [--render-batch N] [--channels-last] [--json OUT]
+    python -m dreambench.reference_impl.gpu_benchmark [--size sd15|tiny] [--device cuda|cpu]
+        [--repeats N] [--steps N] [--warmup N] [--images N] [--render-steps N] [--render-batch N]
+        [--json OUT]
 
 Everything runs in one process on one device, on models with **random weights** (nothing is
-downloaded): ``--size sd15`` builds Stable Diffusion 1.5's architecture from its configs (below),
-``--size tiny`` the embedded tiny model (reference_impl/tiny_model.py). Random weights make the
-figures *timing only*: the work per step and per image is that of the real model, the images are
-noise.
+downloaded): ``--size sd15`` is Stable Diffusion 1.5's architecture (reference_impl/random_model.py,
+built in memory on the device), ``--size tiny`` the embedded tiny model. The work per step and per
+image is that of the real model; the images are noise. Figures are timings, nothing else.
 
-Two paths, each measured for training and for rendering:
+Every ratio means one thing. Training rows (one instance + one class image per step, prior
+preservation, learning rate 5e-6, the script's Adam and clipping defaults, SD 1.5's schedule):
 
-* **optimized** = what the ``dreambooth`` method does (reference_impl/dreambooth.py): VAE posteriors
-  computed once (reference_impl/latent_cache.py), text embeddings computed once, bf16 autocast on
-  CUDA (fp16 with a GradScaler where the card has no bf16), fused AdamW on CUDA (multi-tensor on
-  CPU), optional channels_last. It *is* ``train_dreambooth`` (timed through its ``after_step``
-  hook), and rendering is ``render`` with ``--render-batch`` images per pipeline call.
-* **baseline** = what diffusers' examples/dreambooth/train_dreambooth.py does per step with
-  ``--mixed_precision=fp16 --with_prior_preservation`` and otherwise default flags: transform both
-  images and tokenize both prompts (its ``DreamBoothDataset``/``collate_fn``, dataloader workers 0),
-  VAE-encode them (VAE and text encoder cast to fp16), text-encode both prompts, UNet forward in fp16
-  autocast over fp32 weights, GradScaler (what accelerate does for fp16), ``torch.optim.AdamW`` as the
-  script builds it (no ``foreach``/``fused`` argument, i.e. torch's default implementation), clipping
-  at 1.0, ``zero_grad(set_to_none=False)`` and ``loss.item()`` each step. Rendering is one image per
-  pipeline call under fp16 autocast, as the script's ``log_validation`` does. Disk reads are left out
-  (the images are in memory at the training resolution), which makes the baseline a little faster
-  than the script, never slower.
+* ``script`` (a) — diffusers' examples/dreambooth/train_dreambooth.py step as it is with
+  ``--mixed_precision=fp16 --with_prior_preservation``: transform both images and tokenize both
+  prompts (its dataset and collate_fn, no dataloader workers), VAE-encode and text-encode them
+  every step with the VAE and text encoder cast to fp16, UNet forward under fp16 autocast over its
+  fp32 weights, GradScaler (what accelerate does for fp16), ``torch.optim.AdamW`` as the script
+  builds it (torch's default implementation: multi-tensor ``foreach`` on CUDA), clipping at 1.0,
+  ``zero_grad(set_to_none=False)`` and ``loss.item()`` each step. Disk reads are left out (the
+  images are in memory), so if anything this row is a little faster than the script.
+* ``ours-fp16`` (b) — ``train_dreambooth`` (what the ``dreambooth`` method runs) with the script's
+  precision policy: fp16 autocast + GradScaler. Latents and text embeddings computed once, fused
+  AdamW. Its ratio to (a) is the gain from caching and fusion alone.
+* ``ours`` (c) — ``train_dreambooth`` as shipped (the paper preset): bf16 autocast, no scaler.
 
-Both paths use the same attention implementation (diffusers' default processor, SDPA on torch 2),
-the same schedule (SD 1.5's), one instance + one class image per step at the model's resolution, the
-same learning rate, and DDIM with ``--render-steps`` steps at guidance 7.5 for rendering.
+Rendering rows (DDIM, ``--render-steps`` steps, guidance 7.5, at the model's resolution; the same
+sampler for both so that the ratio measures the implementation, not the sampler):
 
-Figures (``run_benchmark`` returns them as a dict, ``--json`` writes it):
+* ``script`` — stock ``StableDiffusionPipeline.__call__``, one image per call with a device
+  generator, fp16 VAE and text encoder, the UNet under ``torch.autocast("cuda")`` (fp16): what the
+  script's ``log_validation`` does (it samples with 25 DPM-Solver steps; here both rows use DDIM).
+* ``ours`` — what the ``dreambooth`` method does: ``render()`` with ``--render-batch`` images per
+  pipeline call (the paper preset's 25), bf16 autocast over fp32 weights.
 
-* train step time: median over ``--steps`` steps after ``--warmup`` steps, each step ending with
-  ``torch.cuda.synchronize()`` (so queued GPU work is counted in its own step);
-* peak memory of each phase: on CUDA ``torch.cuda.max_memory_allocated`` (reset before each phase;
-  resident weights count); on CPU the process's peak resident set size (VmHWM, reset through
-  ``/proc/self/clear_refs`` before each phase), labelled host memory;
-* rendering throughput in images/s over ``--images`` images, after one short warm-up call;
-* ratio = baseline / optimized for every figure (> 1 for times and memory, < 1 for images/s, means
-  the optimized path is better).
+Each ratio is row (a)'s figure over the row's (speed-up: above 1 means faster than the script).
+The paths alternate — train a, b, c, render a, b, then again, ``--repeats`` times — so drift of
+the machine (clocks, temperature, other jobs) hits every row alike. Each row reports the median of
+its per-repeat medians with their min–max, and its peak memory (the most any repeat reached). Only
+the row's own models are on the device while it runs: the other row's VAE and text encoder copies
+wait in host memory.
 
-Budget: with the defaults (``--steps 20 --warmup 3 --images 16 --render-steps 50``) an SD 1.5-size
-run on one H100 is expected to take about 2-3 minutes including start-up, well inside an 8-minute
-budget (an estimate from the work involved; see docs/PERFORMANCE.md for measured figures).
+On CPU there is no autocast (fp32 everywhere), so (b) and (c) run the same code; ``--size tiny
+--device cpu`` exists to test the script, not to measure it.
+
+Budget: with the defaults an SD 1.5 run on one H100 is estimated at about 4 minutes including
+start-up (3 x (3 x 12 training steps + 25 + 25 images at 50 DDIM steps); the script row's
+one-image-at-a-time rendering is most of it) — an estimate from the work involved, not yet
+measured on a GPU; docs/PERFORMANCE.md holds the measured figures once there are some.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import statistics
 import sys
@@ -74,67 +78,12 @@ LABEL = "random weights: timing only"
 
 SIZES = ("sd15", "tiny")
 DEVICES = ("cuda", "cpu")
+TRAIN_ROWS = ("script", "ours-fp16", "ours")
+RENDER_ROWS = ("script", "ours")
+BASELINE = "script"
 
-# The exact configs of stable-diffusion-v1-5/stable-diffusion-v1-5 at the pinned revision
-# (dreambench.reference_impl.base_model.SD15_REVISION): unet/config.json, vae/config.json and
-# text_encoder/config.json (the text config of openai/clip-vit-large-patch14, ViT-L/14), keys that
-# equal the library defaults left out. The scheduler is tiny_model.SD_SCHEDULER_CONFIG, which is
-# SD 1.5's scheduler/scheduler_config.json; model_index.json pairs these with a CLIPTokenizer.
-SD15_UNET_CONFIG: dict[str, Any] = {
-    "sample_size": 64,
-    "in_channels": 4,
-    "out_channels": 4,
-    "down_block_types": (
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ),
-    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-    "block_out_channels": (320, 640, 1280, 1280),
-    "layers_per_block": 2,
-    "attention_head_dim": 8,
-    "cross_attention_dim": 768,
-    "norm_num_groups": 32,
-    "norm_eps": 1e-5,
-    "act_fn": "silu",
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "downsample_padding": 1,
-    "mid_block_scale_factor": 1,
-    "center_input_sample": False,
-}
-SD15_VAE_CONFIG: dict[str, Any] = {
-    "sample_size": 512,
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "block_out_channels": (128, 256, 512, 512),
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "norm_num_groups": 32,
-    "act_fn": "silu",
-    "scaling_factor": 0.18215,
-}
-SD15_TEXT_CONFIG: dict[str, Any] = {
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "layer_norm_eps": 1e-5,
-    "projection_dim": 768,
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-    "pad_token_id": 1,
-}
-SD15_RESOLUTION = 512
-
-# Both paths train with the paper's / diffusers README's learning rate and the script's Adam and
-# clipping defaults (TrainSettings carries the same defaults for the optimized path).
+# Both training paths use the paper's / diffusers README's learning rate and the script's Adam and
+# clipping defaults (TrainSettings carries the same defaults for our path).
 LEARNING_RATE = 5e-6
 INSTANCE_PROMPT = "a photo of sks dog"
 CLASS_PROMPT = "a photo of dog"
@@ -144,20 +93,22 @@ CLASS_PROMPT = "a photo of dog"
 class BenchmarkSettings:
     """What one benchmark run measures; every field is recorded in the JSON output.
 
-    steps: timed training steps per path (after ``warmup`` untimed ones); images: rendered images
-    per path; render_steps: DDIM steps per image; render_batch: images per pipeline call for the
-    optimized path (the baseline renders one at a time); channels_last: the trainer's option.
+    repeats: rounds of the alternating schedule; steps: timed training steps per row and repeat
+    (after ``warmup`` untimed ones, which absorb the optimizer's state allocation); images: images
+    per rendering row and repeat; render_steps: DDIM steps per image; render_batch: images per
+    pipeline call of our rendering (the paper preset's ``render_batch_size``; the script renders one
+    at a time).
     """
 
     size: str = "sd15"
     device: str = "cuda"
-    steps: int = 20
-    warmup: int = 3
-    images: int = 16
+    repeats: int = 3
+    steps: int = 10
+    warmup: int = 2
+    images: int = 25
     render_steps: int = 50
-    render_batch: int = 8
+    render_batch: int = 25
     guidance: float = 7.5
-    channels_last: bool = False
     seed: int = 0
 
     def validate(self) -> None:
@@ -166,6 +117,8 @@ class BenchmarkSettings:
             raise BenchError(f"--size {self.size!r} is not one of {', '.join(SIZES)}")
         if self.device not in DEVICES:
             raise BenchError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.repeats < 3:
+            raise BenchError(f"--repeats={self.repeats} must be at least 3 (medians with a min-max need them)")
         for name in ("steps", "warmup", "images", "render_steps", "render_batch"):
             if getattr(self, name) < 1:
                 raise BenchError(f"--{name.replace('_', '-')}={getattr(self, name)} must be at least 1")
@@ -184,39 +137,35 @@ class BenchmarkSettings:
 def build_sd15_components(device: str, seed: int = 0) -> Components:
     """SD 1.5's UNet, VAE and ViT-L/14 text encoder with seeded random weights, fp32, on ``device``.
 
-    The tokenizer is the real CLIP BPE tokenizer of the embedded tiny model's folder; nothing is
-    downloaded. The modules are created directly on ``device`` (initialising ~1.1B parameters on a
-    CPU first would take longer than the benchmark itself on a GPU machine).
+    Built in memory (random_model.build_sd15_modules), not through a cached folder: the benchmark
+    needs no files. The tokenizer is the real CLIP BPE tokenizer; nothing is downloaded.
     """
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from transformers import CLIPTokenizer
 
-    from dreambench.reference_impl.base_model import Components, load_tokenizer
-    from dreambench.reference_impl.tiny_model import SD_SCHEDULER_CONFIG, TINY_MODEL_ID, ensure_tiny_model
+    from dreambench.reference_impl.base_model import Components, quiet_loading
+    from dreambench.reference_impl.random_model import (
+        SD15_SCHEDULER_CONFIG,
+        build_sd15_modules,
+        ensure_tokenizer,
+    )
 
-    tokenizer = load_tokenizer(TINY_MODEL_ID)
-    torch.manual_seed(seed)  # the benchmark owns its process: no need to preserve the RNG state
-    with torch.device(device):
-        unet = UNet2DConditionModel(**SD15_UNET_CONFIG)
-        vae = AutoencoderKL(**SD15_VAE_CONFIG)
-        text_encoder = CLIPTextModel(CLIPTextConfig(**SD15_TEXT_CONFIG))
-    for module in (unet, vae, text_encoder):  # created on `device` in fp32 (torch's default dtype)
-        module.eval()
-        module.requires_grad_(False)
+    folder = ensure_tokenizer()
+    with quiet_loading():
+        tokenizer = CLIPTokenizer.from_pretrained(folder)
+    unet, vae, text_encoder = build_sd15_modules(device, seed)
     return Components(
-        folder=ensure_tiny_model(seed=0),
+        folder=folder,
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        scheduler_config=dict(SD_SCHEDULER_CONFIG),
+        scheduler_config=dict(SD15_SCHEDULER_CONFIG),
         description={
-            "source": "random-init",
-            "id": "sd15-architecture",
+            "source": "random-in-memory",
+            "id": "random:sd15",
             "revision": "none",
             "path": "",
-            "key": f"sd15-random-seed{seed}",
+            "key": f"sd15-random-in-memory-seed{seed}",
             "calibrated": False,
         },
     )
@@ -225,6 +174,7 @@ def build_sd15_components(device: str, seed: int = 0) -> Components:
 def build_components(size: str, device: str, seed: int) -> tuple[Components, int]:
     """(model components on ``device``, training/rendering resolution in pixels) for ``size``."""
     from dreambench.reference_impl.base_model import load_base_model
+    from dreambench.reference_impl.random_model import SD15_RESOLUTION
     from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
 
     if size == "sd15":
@@ -243,6 +193,40 @@ def random_images(n: int, resolution: int, seed: int) -> list[Image.Image]:
     return [
         Image.fromarray(rng.integers(0, 256, (resolution, resolution, 3), dtype=np.uint8)) for _ in range(n)
     ]
+
+
+@dataclass
+class Models:
+    """The shared fp32 UNet, our fp32 VAE + text encoder, and the script's fp16 copies of them."""
+
+    base: Components
+    script_vae: torch.nn.Module
+    script_text_encoder: torch.nn.Module
+    script_dtype: torch.dtype
+
+    @classmethod
+    def make(cls, base: Components, device: str) -> Models:
+        import torch
+
+        # The script: "cast all non-trainable weights (vae, non-lora text_encoder) to half-precision".
+        dtype = torch.float16 if device == "cuda" else torch.float32
+        return cls(
+            base=base,
+            script_vae=copy.deepcopy(base.vae).to(dtype=dtype),
+            script_text_encoder=copy.deepcopy(base.text_encoder).to(dtype=dtype),
+            script_dtype=dtype,
+        )
+
+    def activate(self, path: str, device: str) -> None:
+        """Put ``path``'s VAE and text encoder on ``device`` and the other path's in host memory."""
+        ours = (self.base.vae, self.base.text_encoder)
+        script = (self.script_vae, self.script_text_encoder)
+        active, idle = (script, ours) if path == BASELINE else (ours, script)
+        if device != "cpu":
+            for module in idle:
+                module.to("cpu")
+        for module in active:
+            module.to(device)
 
 
 # -- measuring ---------------------------------------------------------------------------------
@@ -297,10 +281,9 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _median_ms(marks: Sequence[float], warmup: int) -> tuple[float, list[float]]:
-    """Step durations from end-of-step timestamps: (median of the steps after ``warmup``, all of them) in ms."""
-    durations = [(b - a) * 1000 for a, b in zip(marks[warmup - 1 : -1], marks[warmup:])]
-    return statistics.median(durations), durations
+def step_durations_ms(marks: Sequence[float], warmup: int) -> list[float]:
+    """Durations of the steps after ``warmup``, in ms, from end-of-step timestamps (one per step)."""
+    return [(b - a) * 1000 for a, b in zip(marks[warmup - 1 : -1], marks[warmup:])]
 
 
 @contextlib.contextmanager
@@ -311,65 +294,21 @@ def _quiet_random_outputs() -> Iterator[None]:
         yield
 
 
-# -- the two paths -----------------------------------------------------------------------------
-
-
-def _optimized_training(
-    base: Components, images: Sequence[Image.Image], resolution: int, settings: BenchmarkSettings
-) -> dict[str, Any]:
-    """The ``dreambooth`` method's training: cached latents, precomputed text, ``train_dreambooth``."""
+def _autocast(device: str, dtype: torch.dtype | None) -> Callable[[], contextlib.AbstractContextManager[Any]]:
     import torch
 
-    from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
-    from dreambench.reference_impl.latent_cache import encode_images
-
-    device = settings.device
-    mixed = "no"
-    if device == "cuda":
-        mixed = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    started = time.perf_counter()
-    data = TrainingData(
-        instance=encode_images(base.vae, images[:1], resolution, device),
-        instance_prompt=INSTANCE_PROMPT,
-        classes=encode_images(base.vae, images[1:2], resolution, device),
-        class_prompt=CLASS_PROMPT,
-    )
-    _sync(device)
-    precompute_s = time.perf_counter() - started
-    train_settings = TrainSettings(
-        steps=settings.warmup + settings.steps,
-        learning_rate=LEARNING_RATE,
-        mixed_precision=mixed,
-        channels_last=settings.channels_last,
-    )
-    marks: list[float] = []
-
-    def after_step(step: int) -> None:
-        _sync(device)
-        marks.append(time.perf_counter())
-
-    memory = PeakMemory(device)
-    memory.reset()
-    train_dreambooth(base, data, train_settings, device, settings.seed, "benchmark", after_step=after_step)
-    median_ms, all_ms = _median_ms(marks, settings.warmup)
-    optimizer = "AdamW(fused=True)" if device == "cuda" else "AdamW(foreach=True)"
-    return {
-        "train_step_ms": median_ms,
-        "train_step_ms_all": all_ms,
-        "train_peak_memory_mib": memory.peak_mib(),
-        "latent_precompute_s": precompute_s,
-        "train_precision": f"{mixed} autocast, fp32 weights" if mixed != "no" else "fp32",
-        "grad_scaler": mixed == "fp16",
-        "optimizer": optimizer,
-        "channels_last": settings.channels_last,
-        "per_step": "sample cached latents; precomputed text embeddings; UNet fwd/bwd; clip; step",
-    }
+    if device != "cuda" or dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast("cuda", dtype=dtype)
 
 
-def _baseline_training(
-    base: Components, images: Sequence[Image.Image], resolution: int, settings: BenchmarkSettings
-) -> dict[str, Any]:
-    """diffusers' train_dreambooth.py's step loop (fp16 mixed precision, prior preservation)."""
+# -- training rows -----------------------------------------------------------------------------
+
+
+def _train_script(
+    models: Models, images: Sequence[Image.Image], resolution: int, settings: BenchmarkSettings
+) -> tuple[list[float], int]:
+    """Row (a): train_dreambooth.py's step loop; returns (timestamps after each step, skipped steps)."""
     import torch
     from diffusers import DDPMScheduler
 
@@ -377,19 +316,13 @@ def _baseline_training(
     from dreambench.reference_impl.latent_cache import preprocess
 
     device = settings.device
-    on_cuda = device == "cuda"
-    # The script: "cast all non-trainable weights (vae, non-lora text_encoder) to half-precision".
-    weight_dtype = torch.float16 if on_cuda else torch.float32
-    vae, text_encoder, unet, tokenizer = base.vae, base.text_encoder, base.unet, base.tokenizer
-    if weight_dtype != torch.float32:
-        vae.to(dtype=weight_dtype)
-        text_encoder.to(dtype=weight_dtype)
+    base = models.base
+    vae, text_encoder, unet, tokenizer = models.script_vae, models.script_text_encoder, base.unet, base.tokenizer
     unet.requires_grad_(True)
     unet.train()
     noise_scheduler = DDPMScheduler.from_config(base.scheduler_config)
-    defaults = TrainSettings(steps=1, learning_rate=LEARNING_RATE)
-    memory = PeakMemory(device)
-    memory.reset()
+    defaults = TrainSettings(learning_rate=LEARNING_RATE)
+    # As the script builds it: no foreach/fused argument, so torch picks its default (foreach on CUDA).
     optimizer = torch.optim.AdamW(
         unet.parameters(),
         lr=LEARNING_RATE,
@@ -397,11 +330,8 @@ def _baseline_training(
         weight_decay=defaults.adam_weight_decay,
         eps=defaults.adam_epsilon,
     )
-    scaler = torch.amp.GradScaler("cuda") if on_cuda else None
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = (
-        (lambda: torch.autocast("cuda", dtype=torch.float16)) if on_cuda else contextlib.nullcontext
-    )
-    torch.manual_seed(settings.seed)
+    scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None
+    autocast = _autocast(device, torch.float16)
     pair = list(images[:2])
     marks: list[float] = []
     skipped = 0
@@ -421,8 +351,7 @@ def _baseline_training(
                 for prompt in (INSTANCE_PROMPT, CLASS_PROMPT)
             ]
         ).to(device)
-        # The step itself.
-        model_input = vae.encode(pixels.to(dtype=weight_dtype)).latent_dist.sample()
+        model_input = vae.encode(pixels.to(dtype=models.script_dtype)).latent_dist.sample()
         model_input = model_input * vae.config.scaling_factor
         noise = torch.randn_like(model_input)
         timesteps = torch.randint(
@@ -449,82 +378,121 @@ def _baseline_training(
         loss.detach().item()  # the script logs the loss every step
         _sync(device)
         marks.append(time.perf_counter())
-    median_ms, all_ms = _median_ms(marks, settings.warmup)
-    peak = memory.peak_mib()
-    impl = "fused" if optimizer.defaults.get("fused") else "default (foreach on CUDA)"
     del optimizer
     unet.zero_grad(set_to_none=True)
     unet.requires_grad_(False)
     unet.eval()
-    return {
-        "train_step_ms": median_ms,
-        "train_step_ms_all": all_ms,
-        "train_peak_memory_mib": peak,
-        "train_precision": "fp16 autocast, fp32 UNet, fp16 VAE + text encoder" if on_cuda else "fp32",
-        "grad_scaler": on_cuda,
-        "grad_scaler_skipped_steps": skipped,
-        "optimizer": f"torch.optim.AdamW, script defaults ({impl if on_cuda else 'single-tensor on CPU'})",
-        "channels_last": False,
-        "per_step": "transform + tokenize; VAE encode; text encode; UNet fwd/bwd; clip; step; loss.item()",
-    }
+    return marks, skipped
 
 
-def _rendering(
-    base: Components,
+def _train_ours(
+    models: Models,
+    images: Sequence[Image.Image],
     resolution: int,
     settings: BenchmarkSettings,
-    batch_size: int,
-    dtype: torch.dtype | None,
-) -> dict[str, Any]:
-    """Images/s and peak memory of ``render`` with ``batch_size`` images per pipeline call."""
-    from dreambench.reference_impl.render import SamplerSettings, render
+    mixed_precision: str,
+    memory: PeakMemory,
+) -> tuple[list[float], float]:
+    """Rows (b) and (c): ``train_dreambooth``; returns (timestamps after each step, precompute seconds).
+
+    The latent precompute (once per subject in the method) is timed apart and happens before the
+    memory counter is reset.
+    """
+    from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
+    from dreambench.reference_impl.latent_cache import encode_images
 
     device = settings.device
-    sampler = SamplerSettings(
-        scheduler="ddim", steps=settings.render_steps, guidance=settings.guidance, resolution=resolution
+    base = models.base
+    started = time.perf_counter()
+    data = TrainingData(
+        instance=encode_images(base.vae, images[:1], resolution, device),
+        instance_prompt=INSTANCE_PROMPT,
+        classes=encode_images(base.vae, images[1:2], resolution, device),
+        class_prompt=CLASS_PROMPT,
     )
-    pipe = base.pipeline()
-    prompts = [f"a photo of sks dog, view {i}" for i in range(settings.images)]
-    seeds = list(range(settings.images))
-    with _quiet_random_outputs():
-        # Warm-up: same batch shape, two denoising steps (kernel selection, lazy initialisation).
-        render(
-            pipe,
-            prompts[:batch_size],
-            seeds[:batch_size],
-            dataclasses.replace(sampler, steps=2),
-            device,
-            batch_size=batch_size,
-            autocast_dtype=dtype,
-        )
-        memory = PeakMemory(device)
-        memory.reset()
+    _sync(device)
+    precompute_s = time.perf_counter() - started
+    train_settings = TrainSettings(
+        train_steps=settings.warmup + settings.steps,
+        learning_rate=LEARNING_RATE,
+        mixed_precision=mixed_precision,  # type: ignore[arg-type]  # "no" | "fp16" | "bf16"
+    )
+    marks: list[float] = []
+
+    def after_step(step: int) -> None:
         _sync(device)
-        started = time.perf_counter()
-        images = render(pipe, prompts, seeds, sampler, device, batch_size=batch_size, autocast_dtype=dtype)
-        _sync(device)
-        seconds = time.perf_counter() - started
-    return {
-        "render_images_per_s": len(images) / seconds,
-        "render_seconds": seconds,
-        "render_peak_memory_mib": memory.peak_mib(),
-        "render_batch": batch_size,
-        "render_precision": f"{str(dtype).removeprefix('torch.')} autocast" if dtype is not None else "fp32",
-    }
+        marks.append(time.perf_counter())
+
+    memory.reset()
+    train_dreambooth(base, data, train_settings, device, settings.seed, "benchmark", after_step=after_step)
+    return marks, precompute_s
+
+
+# -- rendering rows ----------------------------------------------------------------------------
+
+
+def _render_script(models: Models, resolution: int, settings: BenchmarkSettings, n: int, steps: int) -> int:
+    """Stock ``StableDiffusionPipeline.__call__``, one image per call, as log_validation does."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from dreambench.reference_impl.render import make_scheduler
+
+    device = settings.device
+    base = models.base
+    pipe = StableDiffusionPipeline(
+        vae=models.script_vae,
+        text_encoder=models.script_text_encoder,
+        tokenizer=base.tokenizer,
+        unet=base.unet,
+        scheduler=make_scheduler("ddim", base.scheduler_config),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    generator = torch.Generator(device=device).manual_seed(settings.seed)
+    autocast = _autocast(device, torch.float16)  # torch.autocast("cuda"): fp16 by default
+    for i in range(n):
+        with autocast():
+            pipe(
+                prompt=f"a photo of sks dog, view {i}",
+                height=resolution,
+                width=resolution,
+                num_inference_steps=steps,
+                guidance_scale=settings.guidance,
+                generator=generator,
+            ).images[0]
+    return n
+
+
+def _render_ours(
+    models: Models, resolution: int, settings: BenchmarkSettings, n: int, steps: int, dtype: torch.dtype | None
+) -> int:
+    """What the ``dreambooth`` method's ``generate`` does: ``render`` in batches of ``render_batch``."""
+    from dreambench.reference_impl.render import SamplerSettings, render
+
+    sampler = SamplerSettings(scheduler="ddim", steps=steps, guidance=settings.guidance, resolution=resolution)
+    prompts = [f"a photo of sks dog, view {i}" for i in range(n)]
+    batch = min(settings.render_batch, n)
+    render(models.base.pipeline(), prompts, list(range(n)), sampler, settings.device, batch, dtype)
+    return n
 
 
 # -- the benchmark -----------------------------------------------------------------------------
 
-FIGURES = ("train_step_ms", "train_peak_memory_mib", "render_images_per_s", "render_peak_memory_mib")
+
+def _summary(values: Sequence[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
-    """Measure both paths on one set of random-weight models; returns the JSON-ready result.
+    """Measure every row on one set of random-weight models; returns the JSON-ready result.
 
-    Order: build models -> optimized training -> optimized rendering (fp32 weights, as the
-    ``dreambooth`` method renders) -> cast VAE and text encoder down -> baseline training ->
-    baseline rendering. Result keys: label, size, device, card, versions, settings, memory_kind,
-    attention, paths.{optimized,baseline}.<figure>, ratio.<figure> (baseline / optimized).
+    Result keys: label, size, device, card, versions, settings, memory_kind, attention, schedule
+    (the timed phases in the order they ran), train.<row>, render.<row>, wall_seconds. Each row
+    holds its figure's median / min / max over repeats, the per-repeat values, its peak memory, a
+    description of what it does, and ``speedup_vs_script``.
     """
     import diffusers
     import torch
@@ -533,21 +501,118 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
     settings.validate()
     device = settings.device
     started = time.perf_counter()
+    on_cuda = device == "cuda"
     base, resolution = build_components(settings.size, device, settings.seed)
+    models = Models.make(base, device)
     images = random_images(2, resolution, settings.seed)
     attention = sorted({type(p).__name__ for p in base.unet.attn_processors.values()})
-    on_cuda = device == "cuda"
-    optimized_dtype = None
-    if on_cuda:
-        optimized_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    render_batch = min(settings.render_batch, settings.images)
+    ours_mixed = "bf16" if on_cuda and torch.cuda.is_bf16_supported() else "fp16" if on_cuda else "no"
+    ours_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ours_mixed)
+    memory = PeakMemory(device)
 
-    optimized = _optimized_training(base, images, resolution, settings)
-    optimized |= _rendering(base, resolution, settings, render_batch, optimized_dtype)
-    baseline = _baseline_training(base, images, resolution, settings)
-    baseline |= _rendering(base, resolution, settings, 1, torch.float16 if on_cuda else None)
+    step_ms: dict[str, list[float]] = {row: [] for row in TRAIN_ROWS}
+    all_steps: dict[str, list[list[float]]] = {row: [] for row in TRAIN_ROWS}
+    train_peak: dict[str, float] = dict.fromkeys(TRAIN_ROWS, 0.0)
+    precompute: list[float] = []
+    skipped: list[int] = []
+    per_s: dict[str, list[float]] = {row: [] for row in RENDER_ROWS}
+    render_peak: dict[str, float] = dict.fromkeys(RENDER_ROWS, 0.0)
+    schedule: list[list[Any]] = []
 
-    ratio = {name: (baseline[name] / optimized[name] if optimized[name] else None) for name in FIGURES}
+    with _quiet_random_outputs():
+        # Render warm-up, one short call per row (kernel selection, lazy initialisation; untimed).
+        for row in RENDER_ROWS:
+            models.activate(row, device)
+            if row == BASELINE:
+                _render_script(models, resolution, settings, 1, 2)
+            else:
+                _render_ours(models, resolution, settings, settings.images, 2, ours_dtype)
+        for repeat in range(settings.repeats):
+            for row in TRAIN_ROWS:
+                models.activate(row, device)
+                if row == BASELINE:
+                    memory.reset()
+                    marks, n_skipped = _train_script(models, images, resolution, settings)
+                    skipped.append(n_skipped)
+                else:
+                    mixed = "fp16" if row == "ours-fp16" and on_cuda else ours_mixed
+                    marks, seconds = _train_ours(models, images, resolution, settings, mixed, memory)
+                    if row == "ours":
+                        precompute.append(seconds)
+                train_peak[row] = max(train_peak[row], memory.peak_mib())
+                durations = step_durations_ms(marks, settings.warmup)
+                all_steps[row].append(durations)
+                step_ms[row].append(statistics.median(durations))
+                schedule.append(["train", row, repeat])
+            for row in RENDER_ROWS:
+                models.activate(row, device)
+                memory.reset()
+                _sync(device)
+                t0 = time.perf_counter()
+                if row == BASELINE:
+                    n = _render_script(models, resolution, settings, settings.images, settings.render_steps)
+                else:
+                    n = _render_ours(models, resolution, settings, settings.images, settings.render_steps, ours_dtype)
+                _sync(device)
+                per_s[row].append(n / (time.perf_counter() - t0))
+                render_peak[row] = max(render_peak[row], memory.peak_mib())
+                schedule.append(["render", row, repeat])
+
+    ours_precision = f"{ours_mixed} autocast, fp32 weights" if ours_mixed != "no" else "fp32"
+    descriptions = {
+        "script": {
+            "precision": "fp16 autocast, fp32 UNet, fp16 VAE + text encoder, GradScaler" if on_cuda else "fp32",
+            "optimizer": "torch.optim.AdamW, script defaults (foreach on CUDA)" if on_cuda else "torch.optim.AdamW",
+            "per_step": "transform + tokenize; VAE encode; text encode; UNet fwd/bwd; clip; step; loss.item()",
+        },
+        "ours-fp16": {
+            "precision": "fp16 autocast, fp32 weights, GradScaler" if on_cuda else "fp32 (no autocast on CPU)",
+            "optimizer": "AdamW(fused=True)" if on_cuda else "AdamW(foreach=True)",
+            "per_step": "sample cached latents; precomputed text embeddings; UNet fwd/bwd; clip; step",
+        },
+        "ours": {
+            "precision": ours_precision,
+            "optimizer": "AdamW(fused=True)" if on_cuda else "AdamW(foreach=True)",
+            "per_step": "sample cached latents; precomputed text embeddings; UNet fwd/bwd; clip; step",
+        },
+    }
+    base_ms = statistics.median(step_ms[BASELINE])
+    train = {
+        row: {
+            "step_ms": _summary(step_ms[row]),
+            "step_ms_per_repeat": step_ms[row],
+            "step_ms_all": all_steps[row],
+            "peak_memory_mib": train_peak[row],
+            "speedup_vs_script": base_ms / statistics.median(step_ms[row]),
+            **descriptions[row],
+        }
+        for row in TRAIN_ROWS
+    }
+    train[BASELINE]["grad_scaler_skipped_steps"] = skipped
+    train["ours"]["latent_precompute_s"] = _summary(precompute)
+    base_rate = statistics.median(per_s[BASELINE])
+    render_info = {
+        "script": {
+            "call": "StableDiffusionPipeline.__call__, 1 image per call, device generator",
+            "batch": 1,
+            "precision": "fp16 autocast, fp32 UNet, fp16 VAE + text encoder" if on_cuda else "fp32",
+        },
+        "ours": {
+            "call": f"render(), {min(settings.render_batch, settings.images)} images per call, per-image CPU generators",
+            "batch": min(settings.render_batch, settings.images),
+            "precision": ours_precision,
+        },
+    }
+    render_rows = {
+        row: {
+            "images_per_s": _summary(per_s[row]),
+            "images_per_s_per_repeat": per_s[row],
+            "peak_memory_mib": render_peak[row],
+            "speedup_vs_script": statistics.median(per_s[row]) / base_rate,
+            **render_info[row],
+        }
+        for row in RENDER_ROWS
+    }
     return {
         "label": LABEL,
         "size": settings.size,
@@ -561,48 +626,51 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
         },
         "settings": dataclasses.asdict(settings)
         | {"resolution": resolution, "train_batch": "1 instance + 1 class image", "sampler": "ddim"},
-        "memory_kind": PeakMemory(device).kind,
+        "memory_kind": memory.kind,
         "attention": attention,
-        "paths": {"optimized": optimized, "baseline": baseline},
-        "ratio": ratio,
+        "schedule": schedule,
+        "train": train,
+        "render": render_rows,
         "wall_seconds": time.perf_counter() - started,
     }
 
 
 def results_table(result: dict[str, Any]) -> Table:
-    """The side-by-side table: one row per figure, columns optimized | baseline | baseline/optimized."""
+    """One row per benchmark row: median, min–max over repeats, peak memory, speed-up vs the script."""
     from rich.table import Table
 
-    memory_where = "device" if result["device"] == "cuda" else "host"
-    steps = result["settings"]["steps"]
-    rows = (
-        ("train_step_ms", f"train step, median of {steps} (ms)", "{:.1f}"),
-        ("train_peak_memory_mib", f"train peak memory, {memory_where} (MiB)", "{:.0f}"),
-        ("render_images_per_s", "render (images/s)", "{:.3f}"),
-        ("render_peak_memory_mib", f"render peak memory, {memory_where} (MiB)", "{:.0f}"),
-    )
-    paths = result["paths"]
+    where = "device" if result["device"] == "cuda" else "host"
+    s = result["settings"]
     table = Table(
         title=f"DreamBooth {result['size']} on {result['card']} ({LABEL})",
         caption=(
-            f"render batch: optimized {paths['optimized']['render_batch']}, baseline 1; "
-            f"{result['settings']['render_steps']} DDIM steps, guidance {result['settings']['guidance']}, "
-            f"{result['settings']['resolution']} px"
+            f"{s['repeats']} alternating repeats; train: median of {s['steps']} steps per repeat; "
+            f"render: {s['images']} images per repeat, {s['render_steps']} DDIM steps, guidance "
+            f"{s['guidance']}, {s['resolution']} px; figures: median of the repeats [min–max]"
         ),
     )
-    for header in ("figure", "optimized", "baseline", "baseline / optimized"):
-        table.add_column(header, justify="left" if header == "figure" else "right")
-    for key, name, fmt in rows:
-        ratio = result["ratio"][key]
+    for header in ("row", "precision", "figure", f"peak {where} MiB", "speed-up vs script"):
+        table.add_column(header, justify="left" if header in ("row", "precision") else "right")
+    labels = {"script": "(a) train_dreambooth.py", "ours-fp16": "(b) ours, fp16 + scaler", "ours": "(c) ours"}
+    for row, info in result["train"].items():
+        ms = info["step_ms"]
         table.add_row(
-            name,
-            fmt.format(paths["optimized"][key]),
-            fmt.format(paths["baseline"][key]),
-            f"{ratio:.2f}" if ratio is not None else "-",
+            f"train {labels[row]}",
+            info["precision"],
+            f"{ms['median']:.1f} ms/step [{ms['min']:.1f}–{ms['max']:.1f}]",
+            f"{info['peak_memory_mib']:.0f}",
+            f"{info['speedup_vs_script']:.2f}",
         )
-    table.add_row(
-        "precision (train)", paths["optimized"]["train_precision"], paths["baseline"]["train_precision"], ""
-    )
+    render_labels = {"script": "(a) pipeline, 1 per call", "ours": "(c) render()"}
+    for row, info in result["render"].items():
+        rate = info["images_per_s"]
+        table.add_row(
+            f"render {render_labels[row]}",
+            info["precision"],
+            f"{rate['median']:.3f} img/s [{rate['min']:.3f}–{rate['max']:.3f}]",
+            f"{info['peak_memory_mib']:.0f}",
+            f"{info['speedup_vs_script']:.2f}",
+        )
     return table
 
 
@@ -610,28 +678,28 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Pa
     defaults = BenchmarkSettings()
     parser = argparse.ArgumentParser(
         prog="python -m dreambench.reference_impl.gpu_benchmark",
-        description=f"DreamBooth train/render speed and memory: reference_impl vs diffusers' script ({LABEL}).",
+        description=f"DreamBooth train/render speed and memory: diffusers' script vs reference_impl ({LABEL}).",
     )
     parser.add_argument("--size", choices=SIZES, default=defaults.size)
     parser.add_argument("--device", choices=DEVICES, default=defaults.device)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="timed training steps per path")
+    parser.add_argument("--repeats", type=int, default=defaults.repeats, help="alternating rounds (>= 3)")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="timed training steps per row and repeat")
     parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed training steps first")
-    parser.add_argument("--images", type=int, default=defaults.images, help="rendered images per path")
+    parser.add_argument("--images", type=int, default=defaults.images, help="images per rendering row and repeat")
     parser.add_argument("--render-steps", type=int, default=defaults.render_steps, help="DDIM steps")
-    parser.add_argument("--render-batch", type=int, default=defaults.render_batch, help="optimized path only")
-    parser.add_argument("--channels-last", action="store_true", help="the trainer's channels_last option")
+    parser.add_argument("--render-batch", type=int, default=defaults.render_batch, help="our images per call")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--json", type=Path, default=None, help="write the full result here")
     args = parser.parse_args(argv)
     settings = BenchmarkSettings(
         size=args.size,
         device=args.device,
+        repeats=args.repeats,
         steps=args.steps,
         warmup=args.warmup,
         images=args.images,
         render_steps=args.render_steps,
         render_batch=args.render_batch,
-        channels_last=args.channels_last,
         seed=args.seed,
     )
     return settings, args.json

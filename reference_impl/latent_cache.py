@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreambench.atomic import atomic_write_bytes
+from dreambench.atomic import atomic_write_bytes, sweep_temp_entries
 
 if TYPE_CHECKING:
     import torch
@@ -119,6 +119,8 @@ def cached_encode(
     """
     from dreambench.dataset.images import load_image
 
+    # Temp files of a killed save beside the cache file (only those whose writer is gone).
+    sweep_temp_entries(path.parent, recursive=False)
     if path.is_file():
         cached = LatentDist.load(path)
         if len(cached) == len(image_paths) and cached.mean.shape[-1] * _vae_factor(vae) == resolution:

@@ -14,20 +14,24 @@ the done marker, rendering. Per subject, ``prepare``:
    config as adapter metadata), which stock ``pipe.load_lora_weights(weights_dir)`` loads.
 
 ``generate`` renders with the adapter active (unfused). LoRA is not part of the DreamBooth paper,
-so the ``paper`` preset is the diffusers recipe (see ``PRESETS``).
+so the ``paper`` preset is the paper's data side (identifier, prompts, class images) trained with
+the diffusers LoRA recipe (see ``PRESETS``); like every method it renders with the run preset's
+sampler.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dreambench.atomic import fsync_directory, remove_entry, temp_name
 from dreambench.errors import BenchError
+from dreambench.reference_impl.base_method import require_sampler
 from dreambench.reference_impl.base_model import Components, load_base_model
-from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data, trainer_settings
+from dreambench.reference_impl.checked_settings import at_least
+from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data
 from dreambench.reference_impl.identifier import choose_identifier
 
 if TYPE_CHECKING:
@@ -62,7 +66,15 @@ class DreamBoothLoRA(DreamBooth):
         """
 
         # train_dreambooth_lora.py --rank default; lora_alpha = rank (scale 1), as the script sets it.
-        lora_rank: int = 4
+        lora_rank: int = field(default=4, metadata=at_least(1))
+
+        def check_combination(self) -> None:
+            super().check_combination()
+            if self.train_text_encoder:
+                raise BenchError(
+                    "train_text_encoder=True is out of range for dreambooth-lora (adapters go on the UNet only); "
+                    "expected false"
+                )
 
     PRESETS: dict[str, Config] = {
         # diffusers examples/dreambooth/README.md, "Training with Low-Rank Adaptation of Large
@@ -72,7 +84,7 @@ class DreamBoothLoRA(DreamBooth):
         # preservation; this method is DreamBooth *with* it, so the prior settings are those of the
         # README's DreamBooth prior-preservation command (the `dreambooth` method's diffusers preset):
         # --class_prompt="a photo of dog" --num_class_images=200 --prior_loss_weight=1.0 — which also
-        # lets both methods share one class-prior cache. Sampling: the pipeline defaults (PNDM, 50, 7.5).
+        # lets both methods share one class-prior cache.
         "diffusers": Config(
             **{**asdict(DreamBooth.PRESETS["diffusers"]), "train_steps": 500, "learning_rate": 1e-4}
         ),
@@ -81,19 +93,12 @@ class DreamBoothLoRA(DreamBooth):
         "smoke": Config(**{**asdict(DreamBooth.PRESETS["smoke"]), "learning_rate": 1e-2}),
     }
     # The DreamBooth paper has no LoRA row, but `bench run --preset dreambooth` asks every method
-    # for its "paper" preset: it is the diffusers recipe above.
-    PRESETS["paper"] = PRESETS["diffusers"]
-
-    def __init__(
-        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
-    ) -> None:
-        super().__init__(config, device=device, seed=seed, keep_weights=keep_weights)
-        if config.lora_rank < 1:
-            raise BenchError(f"method {self.name}: lora_rank={config.lora_rank} must be at least 1")
-        if config.train_text_encoder:
-            raise BenchError(
-                f"method {self.name}: train_text_encoder=true is not supported (adapters go on the UNet only); use false"
-            )
+    # for its "paper" preset: the paper's DreamBooth data side (rare-token identifier, "a [V]
+    # [class]" prompts, 1000 class images: one class-prior cache and one prompt style with the
+    # dreambooth row) trained with the diffusers LoRA recipe (lr 1e-4, 500 steps, rank 4).
+    PRESETS["paper"] = Config(
+        **{**asdict(DreamBooth.PRESETS["paper"]), "train_steps": 500, "learning_rate": 1e-4}
+    )
 
     def _train_and_save(
         self, base: Components, subject: Subject, weights_dir: Path
@@ -101,12 +106,14 @@ class DreamBoothLoRA(DreamBooth):
         from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
 
         identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
-        data = build_training_data(base, subject, identifier, self.config, self.device, self.seed)
+        data = build_training_data(
+            base, subject, identifier, self.config, require_sampler(self.sampler, self.name), self.device, self.seed
+        )
         adapters = add_lora(base.unet, self.config.lora_rank, self.seed)
         result = train_dreambooth(
             base,
             data,
-            trainer_settings(self.config),
+            self.config,
             self.device,
             self.seed,
             subject_name=subject.name,
@@ -203,8 +210,15 @@ def save_lora(weights_dir: Path, unet: UNet2DConditionModel) -> None:
     weights_dir.mkdir(parents=True, exist_ok=True)
     layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     metadata = unet.peft_config["default"].to_dict()
-    with tempfile.TemporaryDirectory(dir=weights_dir, prefix=".lora.") as tmp:
+    # diffusers writes into a folder; only its one file is kept. The folder has a temp name
+    # (bench/atomic.py) so a kill mid-save leaves nothing the subject's sweep does not recognise.
+    tmp = weights_dir / temp_name("lora-save")
+    tmp.mkdir()
+    try:
         StableDiffusionPipeline.save_lora_weights(
-            tmp, unet_lora_layers=layers, unet_lora_adapter_metadata=metadata, safe_serialization=True
+            str(tmp), unet_lora_layers=layers, unet_lora_adapter_metadata=metadata, safe_serialization=True
         )
-        os.replace(Path(tmp) / LORA_WEIGHTS_FILE, weights_dir / LORA_WEIGHTS_FILE)
+        os.replace(tmp / LORA_WEIGHTS_FILE, weights_dir / LORA_WEIGHTS_FILE)
+        fsync_directory(weights_dir)
+    finally:
+        remove_entry(tmp)

@@ -23,6 +23,7 @@ class RealImages:
     """The ceiling row. ``prepare`` and ``identifier`` are trivial; ``generate`` is never called."""
 
     name = "real-images"
+    kind = "none"  # the ceiling: the subject's own photos, nothing generated
     scores_real_pairs = True
 
     @dataclass(frozen=True)
@@ -45,7 +46,9 @@ class RealImages:
     def identifier(self, subject: Subject) -> str:
         return ""
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
         raise BenchError("real-images does not generate images; it scores real-real pairs")
 
     def release(self) -> None:

@@ -18,13 +18,16 @@ render through ``render``. Its contract:
   therefore part of what an image depends on; keep it fixed within a run. On GPU, images agree to
   within float rounding across batch compositions, not necessarily bitwise.
 
-Defaults (``SamplerSettings()``, the paper preset): DDIM, 50 steps, classifier-free guidance 7.5,
-512 px — the usual Stable Diffusion v1 evaluation setting (DreamBooth paper, Sec. 4, evaluates SD
-samples; diffusers' ``StableDiffusionPipeline`` defaults to 50 steps and guidance 7.5).
+Defaults (``SamplerSettings()``, the ``dreambooth`` run preset's): DDIM, 50 steps, classifier-free
+guidance 7.5, 512 px — the usual Stable Diffusion v1 evaluation setting (DreamBooth paper, Sec. 4,
+evaluates SD samples; diffusers' ``StableDiffusionPipeline`` defaults to 50 steps and guidance 7.5).
+Which sampler a run renders with is not a method's choice: it is the run preset's render protocol
+(reference_impl/render_protocol.py), the same for every method of the preset.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,11 +54,16 @@ SCHEDULERS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How images are sampled. Part of every cache key that holds rendered images.
+    """How one image is sampled: the one sampler type of every method, the class-prior cache and
+    the run presets' render protocols (reference_impl/render_protocol.py). Part of every cache key
+    that holds rendered images.
 
-    scheduler: a key of ``SCHEDULERS``; steps: denoising steps; guidance: classifier-free guidance
-    scale (1.0 disables the unconditional branch); resolution: square output size in pixels;
+    scheduler: a key of ``SCHEDULERS``; scheduler_config: ``(key, value)`` overrides applied to the
+    base model's scheduler config (noise schedule, ``steps_offset``, ...), empty = the base model's
+    own; steps: denoising steps; guidance: classifier-free guidance scale (1.0 or less disables the
+    unconditional branch, as in diffusers); resolution: square output size in pixels;
     negative_prompt: the unconditional prompt ("" as in the DreamBooth/diffusers defaults).
+    Checked when built: a bad value is a one-line BenchError naming the field and the valid range.
     """
 
     scheduler: str = "ddim"
@@ -63,19 +71,45 @@ class SamplerSettings:
     guidance: float = 7.5
     resolution: int = 512
     negative_prompt: str = ""
+    scheduler_config: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise did_you_mean(self.scheduler, SCHEDULERS, "sampler")
+        if type(self.steps) is not int or self.steps < 1:
+            raise BenchError(f"sampler steps={self.steps!r} is not valid; expected an integer >= 1")
+        if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)) or not (
+            math.isfinite(self.guidance) and self.guidance >= 0
+        ):
+            raise BenchError(f"sampler guidance={self.guidance!r} is not valid; expected a finite number >= 0")
+        if type(self.resolution) is not int or self.resolution < 8 or self.resolution % 8 != 0:
+            raise BenchError(
+                f"sampler resolution={self.resolution!r} is not valid; expected a positive multiple of 8"
+            )
+        if not isinstance(self.negative_prompt, str):
+            raise BenchError(f"sampler negative_prompt={self.negative_prompt!r} is not valid; expected a string")
+        if not all(isinstance(kv, tuple) and len(kv) == 2 and isinstance(kv[0], str) for kv in self.scheduler_config):
+            raise BenchError(
+                f"sampler scheduler_config={self.scheduler_config!r} is not valid; expected (name, value) pairs"
+            )
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["scheduler_config"] = {k: v for k, v in self.scheduler_config}
+        return out
 
 
-def make_scheduler(name: str, base_config: dict[str, Any]) -> SchedulerMixin:
-    """A fresh scheduler of kind ``name`` on the base model's noise schedule (``base_config``)."""
+def make_scheduler(
+    name: str, base_config: dict[str, Any], overrides: Sequence[tuple[str, Any]] = ()
+) -> SchedulerMixin:
+    """A fresh scheduler of kind ``name`` on the base model's noise schedule (``base_config``),
+    with ``overrides`` (SamplerSettings.scheduler_config) applied on top."""
     import diffusers
 
     if name not in SCHEDULERS:
         raise did_you_mean(name, SCHEDULERS, "sampler")
     cls = getattr(diffusers, SCHEDULERS[name])
-    return cls.from_config(base_config)
+    return cls.from_config({**base_config, **dict(overrides)})
 
 
 def initial_latents(
@@ -121,12 +155,12 @@ def render(
     if not prompts:
         return []
     factor = pipe.vae_scale_factor
-    if sampler.resolution % 8 != 0 or sampler.resolution % factor != 0:
+    if sampler.resolution % factor != 0:
         raise BenchError(
-            f"render: resolution {sampler.resolution} must be a multiple of 8 and of the VAE factor {factor}"
+            f"render: resolution {sampler.resolution} must be a multiple of the VAE factor {factor}"
         )
     latent_shape = (pipe.unet.config.in_channels, sampler.resolution // factor, sampler.resolution // factor)
-    pipe.scheduler = make_scheduler(sampler.scheduler, dict(pipe.scheduler.config))
+    pipe.scheduler = make_scheduler(sampler.scheduler, dict(pipe.scheduler.config), sampler.scheduler_config)
     pipe.set_progress_bar_config(disable=True)
     on_cuda = torch.device(device).type == "cuda"
     if on_cuda:

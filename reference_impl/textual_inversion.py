@@ -23,15 +23,18 @@ and ``release`` are DreamBooth's (``TextualInversion`` subclasses ``DreamBooth``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from dreambench.atomic import atomic_write_bytes
 from dreambench.errors import BenchError
-from dreambench.reference_impl.base_model import SD15_REPO, Components, load_base_model
-from dreambench.reference_impl.dreambooth import DreamBooth, MixedPrecision, SchedulerName, read_done
-from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, TINY_RESOLUTION
+from dreambench.reference_impl.base_method import ModelSettings, require_sampler
+from dreambench.reference_impl.base_model import Components, load_base_model
+from dreambench.reference_impl.checked_settings import at_least, non_empty, positive, positive_or_inf
+from dreambench.reference_impl.dreambooth import DreamBooth, read_done
+from dreambench.reference_impl.dreambooth_trainer import TrainSettings
+from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
 
 if TYPE_CHECKING:
     import torch
@@ -78,6 +81,21 @@ OBJECT_TEMPLATES: tuple[str, ...] = (
 _SD15_TEXT_WIDTH = 768
 
 
+def placeholder_for(template: str, subject_name: str) -> str:
+    """The placeholder token of a subject: ``template`` with ``{subject}`` replaced; one word, no spaces."""
+    try:
+        token = template.format(subject=subject_name)
+    except (KeyError, IndexError, ValueError):
+        raise BenchError(
+            f"placeholder_token {template!r} may only use {{subject}} (e.g. '<sks-{{subject}}>')"
+        ) from None
+    if not token or token != "".join(token.split()) or token != token.lower():
+        raise BenchError(
+            f"placeholder_token {template!r} gives {token!r} for subject {subject_name!r}; it must be one lowercase word without spaces"
+        )
+    return token
+
+
 class TextualInversion(DreamBooth):
     """Textual Inversion: one learned token embedding per subject; every model weight stays frozen."""
 
@@ -85,44 +103,39 @@ class TextualInversion(DreamBooth):
     weights_marker = LEARNED_EMBEDS_FILE
 
     @dataclass(frozen=True)
-    class Config:
-        """Textual Inversion hyperparameters; sampler and speed fields mean what DreamBooth.Config's do."""
+    class Config(ModelSettings, TrainSettings):
+        """Textual Inversion hyperparameters: the shared model and trainer fields (same meaning as
+        DreamBooth.Config's) with TI's defaults, plus the placeholder token. No prior preservation:
+        TI trains on the subject's images alone. The sampler is the run preset's render protocol."""
 
-        base_model: str = SD15_REPO
-        base_revision: str = ""
+        # rinongal/textual_inversion v1-finetune.yaml (see PRESETS): 6100 steps, batch 2, no clipping.
+        train_steps: int = field(default=6100, metadata=at_least(1))
+        learning_rate: float = field(default=1e-2, metadata=positive())
+        train_batch_size: int = field(default=2, metadata=at_least(1))
+        # Neither the TI authors' code nor diffusers' script clips gradients: inf = no clipping.
+        max_grad_norm: float = field(default=math.inf, metadata=positive_or_inf())
         # The new token, per subject: {subject} is the subject's name ("<sks-dog>", "<sks-dog2>").
-        placeholder_token: str = "<sks-{subject}>"
-        scheduler: SchedulerName = "ddim"
-        sampling_steps: int = 50
-        guidance_scale: float = 7.5
-        resolution: int = 512
-        train_steps: int = 6100
-        learning_rate: float = 1e-2
-        train_batch_size: int = 2
-        render_batch_size: int = 25
-        mixed_precision: MixedPrecision = "bf16"
-        gradient_checkpointing: bool = False
-        # Not a hyperparameter: TI trains on the subject's images alone (read by DreamBooth's checks).
-        prior_preservation: ClassVar[bool] = False
+        placeholder_token: str = field(default="<sks-{subject}>", metadata=non_empty())
+
+        def check_combination(self) -> None:
+            super().check_combination()
+            placeholder_for(self.placeholder_token, "subject")  # a bad template fails now, not mid-run
 
     PRESETS: dict[str, Config] = {
         # The DreamBooth paper's TI row (Table 1, "Textual Inversion (Stable Diffusion)") ran TI with
         # its authors' settings. For Stable Diffusion those are rinongal/textual_inversion's
         # configs/stable-diffusion/v1-finetune.yaml: base_learning_rate 5e-3, batch_size 2,
         # max_steps 6100, AdamW, no clipping; main.py scales the rate by batch x GPUs (1 GPU in the
-        # README's command): 1e-2. Sampling as the dreambooth paper preset (DDIM 50, CFG 7.5, 512 px).
+        # README's command): 1e-2.
         "paper": Config(),
         # diffusers examples/textual_inversion/README.md ("Cat toy example"): --train_batch_size=1
         # --gradient_accumulation_steps=4 --max_train_steps=3000 --learning_rate=5.0e-04 --scale_lr
         # --lr_scheduler=constant --lr_warmup_steps=0. Accumulating 4 micro-batches of 1 (accelerate
-        # averages them) is one batch of 4; --scale_lr multiplies 5e-4 by 4 -> 2e-3. Sampling: the
-        # pipeline defaults (PNDM, 50 steps, CFG 7.5).
-        "diffusers": Config(scheduler="pndm", train_steps=3000, learning_rate=2e-3, train_batch_size=4),
-        # Embedded tiny model on CPU (uncalibrated), the same sampler as dreambooth's smoke preset.
+        # averages them) is one batch of 4; --scale_lr multiplies 5e-4 by 4 -> 2e-3.
+        "diffusers": Config(train_steps=3000, learning_rate=2e-3, train_batch_size=4),
+        # Embedded tiny model on CPU (uncalibrated).
         "smoke": Config(
             base_model=TINY_MODEL_ID,
-            sampling_steps=8,
-            resolution=TINY_RESOLUTION,
             train_steps=40,
             learning_rate=5e-2,
             train_batch_size=1,
@@ -130,16 +143,6 @@ class TextualInversion(DreamBooth):
             mixed_precision="no",
         ),
     }
-
-    def __init__(
-        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
-    ) -> None:
-        super().__init__(config, device=device, seed=seed, keep_weights=keep_weights)
-        if config.train_batch_size < 1:
-            raise BenchError(
-                f"method {self.name}: train_batch_size={config.train_batch_size} must be at least 1"
-            )
-        placeholder_for(config.placeholder_token, "subject")  # fails early on a bad template
 
     def identifier(self, subject: Subject) -> str:
         return placeholder_for(self.config.placeholder_token, subject.name)
@@ -150,14 +153,15 @@ class TextualInversion(DreamBooth):
         import torch
 
         from dreambench.dataset.images import load_image
-        from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
+        from dreambench.reference_impl.dreambooth_trainer import TrainingData, train_dreambooth
         from dreambench.reference_impl.latent_cache import encode_images
 
         config = self.config
         placeholder = self.identifier(subject)
         token_id = add_placeholder_token(base, placeholder, subject.class_noun)
+        resolution = require_sampler(self.sampler, self.name).resolution  # train at the protocol's size
         instance = encode_images(
-            base.vae, [load_image(p) for p in subject.image_paths], config.resolution, self.device
+            base.vae, [load_image(p) for p in subject.image_paths], resolution, self.device
         )
         prompts = tuple(template.format(placeholder) for template in OBJECT_TEMPLATES)
         data = TrainingData(instance=instance, instance_prompt=prompts[0], instance_prompts=prompts)
@@ -171,27 +175,18 @@ class TextualInversion(DreamBooth):
                 embeddings[:token_id] = original[:token_id]
                 embeddings[token_id + 1 :] = original[token_id + 1 :]
 
-        settings = TrainSettings(
-            steps=config.train_steps,
-            learning_rate=config.learning_rate,
-            batch_size=config.train_batch_size,
-            # Gradients must reach the embedding through the text encoder at every step.
-            train_text_encoder=True,
-            mixed_precision=config.mixed_precision,
-            gradient_checkpointing=config.gradient_checkpointing,
-            # Neither the TI authors' code nor diffusers' script clips gradients.
-            max_grad_norm=math.inf,
-        )
         embeddings.requires_grad_(True)
         result = train_dreambooth(
             base,
             data,
-            settings,
+            config,
             self.device,
             self.seed,
             subject_name=subject.name,
             trainable=[embeddings],
             after_step=keep_other_tokens,
+            # Gradients must reach the embedding through the text encoder at every step.
+            train_text_encoder=True,
         )
         save_learned_embeds(weights_dir / LEARNED_EMBEDS_FILE, placeholder, embeddings[token_id])
         return placeholder, data, result
@@ -221,21 +216,6 @@ class TextualInversion(DreamBooth):
         except (BenchError, OSError, KeyError):
             width = _SD15_TEXT_WIDTH
         return 4 * width + 128
-
-
-def placeholder_for(template: str, subject_name: str) -> str:
-    """The placeholder token of a subject: ``template`` with ``{subject}`` replaced; one word, no spaces."""
-    try:
-        token = template.format(subject=subject_name)
-    except (KeyError, IndexError, ValueError):
-        raise BenchError(
-            f"placeholder_token {template!r} may only use {{subject}} (e.g. '<sks-{{subject}}>')"
-        ) from None
-    if not token or token != "".join(token.split()) or token != token.lower():
-        raise BenchError(
-            f"placeholder_token {template!r} gives {token!r} for subject {subject_name!r}; it must be one lowercase word without spaces"
-        )
-    return token
 
 
 def add_placeholder_token(base: Components, placeholder: str, initializer: str) -> int:

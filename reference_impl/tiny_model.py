@@ -24,11 +24,9 @@ step (1 instance + 1 class latent) takes ~60 ms and an image (8 DDIM steps with 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
+from dreambench.atomic import atomic_directory
 from dreambench.cache_root import cache_root
 from dreambench.metrics.convert import write_clip_tokenizer
 
@@ -75,19 +73,9 @@ def ensure_tiny_model(seed: int = 0) -> Path:
     folder = tiny_model_folder(seed)
     if (folder / "model_index.json").is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    # replace=False: if another process won the race, its folder is equivalent (same seed, same build).
+    with atomic_directory(folder, replace=False) as tmp:
         _build(tmp, seed)
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            # Another process won the race; its folder is equivalent (same seed, same build).
-            if not (folder / "model_index.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -4,7 +4,6 @@ on the path). Each is a small, real Method: flat seeded-noise images, like docs/
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,10 +11,12 @@ import numpy as np
 from PIL import Image
 
 from dreambench.dataset.subject import Subject
+from dreambench.hold_points import hold_point
 
 
 class SlowNoise:
-    """Seeded noise images; ``delay`` seconds per image so a test can kill it mid-render.
+    """Seeded noise images. ``generate`` passes the hold point ``slow-noise-generate:<subject>``
+    (bench/hold_points.py), so a test can stop the process exactly there and kill it.
 
     ``fail_subject``: a subject whose prepare() raises (an injected failure), unless the file
     named by ``fail_unless_file`` exists (so a rerun can succeed after the "fix").
@@ -25,15 +26,12 @@ class SlowNoise:
 
     @dataclass(frozen=True)
     class Config:
-        delay: float = 0.0
         fail_subject: str = ""
         fail_unless_file: str = ""
 
     PRESETS = {"default": Config()}
 
-    def __init__(
-        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
-    ) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
 
     def prepare(self, subject: Subject, workdir: Path) -> None:
@@ -46,10 +44,12 @@ class SlowNoise:
     def identifier(self, subject: Subject) -> str:
         return "sks"
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
         images = []
+        hold_point(f"slow-noise-generate:{subject.name}")
         for seed in seeds:
-            time.sleep(self.config.delay)
             pixels = np.random.default_rng(seed).integers(0, 256, (32, 32, 3), dtype=np.uint8)
             images.append(Image.fromarray(pixels))
         return images

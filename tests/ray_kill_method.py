@@ -42,7 +42,9 @@ class KillOnce:
     def identifier(self, subject: Subject) -> str:
         return "sks"
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
         return _solid_images(seeds)
 
     def release(self) -> None:
@@ -68,7 +70,9 @@ class NanLoss:
     def identifier(self, subject: Subject) -> str:
         return "sks"
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
         return _solid_images(seeds)
 
     def release(self) -> None:

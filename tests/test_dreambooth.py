@@ -34,13 +34,14 @@ from dreambench.reference_impl.dreambooth_trainer import (
     save_finetuned,
     train_dreambooth,
 )
-from dreambench.reference_impl.identifier import RARE_RANGE, choose_identifier, rare_token_candidates
+from dreambench.reference_impl.identifier import choose_identifier, rare_token_candidates
+from dreambench.reference_impl.render import SamplerSettings
 from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
 
 # The smoke preset, cut down further so each test trains and renders in well under a second.
-FAST = dataclasses.replace(
-    DreamBooth.PRESETS["smoke"], train_steps=2, num_class_images=2, sampling_steps=2, render_batch_size=2
-)
+FAST = dataclasses.replace(DreamBooth.PRESETS["smoke"], train_steps=2, num_class_images=2, render_batch_size=2)
+# The smoke render protocol's sampler with 2 steps (the harness hands a method its preset's in setup).
+FAST_SAMPLER = SamplerSettings(steps=2, resolution=TINY_RESOLUTION)
 
 
 def make_subject(data: Path, name: str, class_noun: str, files: list[str]) -> Subject:
@@ -85,7 +86,7 @@ def private_priors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="module")
 def dog_data(dog: Subject) -> TrainingData:
     """Training data (latents, prompts, 2 class images) for the dog, built once; read-only in tests."""
-    return build_training_data(load_base_model("tiny", device="cpu"), dog, "sks", FAST, "cpu", seed=0)
+    return build_training_data(load_base_model("tiny", device="cpu"), dog, "sks", FAST, FAST_SAMPLER, "cpu", seed=0)
 
 
 def png_sha(image) -> str:
@@ -131,7 +132,7 @@ def test_two_training_steps_update_the_unet_only(dog_data: TrainingData) -> None
     vae_before = {k: v.clone() for k, v in base.vae.state_dict().items()}
     text_before = {k: v.clone() for k, v in base.text_encoder.state_dict().items()}
     result = train_dreambooth(
-        base, data, TrainSettings(steps=2, learning_rate=1e-3), "cpu", seed=0, subject_name="dog"
+        base, data, TrainSettings(train_steps=2, learning_rate=1e-3), "cpu", seed=0, subject_name="dog"
     )
     assert len(result.losses) == 2 and all(loss > 0 for loss in result.losses)
     assert result.text_encoder is None
@@ -148,7 +149,7 @@ def test_training_is_deterministic_for_a_seed(dog_data: TrainingData) -> None:
         base = load_base_model("tiny", device="cpu")
         runs.append(
             train_dreambooth(
-                base, dog_data, TrainSettings(steps=2, learning_rate=1e-3), "cpu", 5, "dog"
+                base, dog_data, TrainSettings(train_steps=2, learning_rate=1e-3), "cpu", 5, "dog"
             ).losses
         )
     assert runs[0] == runs[1]
@@ -157,12 +158,12 @@ def test_training_is_deterministic_for_a_seed(dog_data: TrainingData) -> None:
 def test_text_encoder_is_trained_when_asked(dog: Subject) -> None:
     base = load_base_model("tiny", device="cpu")
     data = build_training_data(
-        base, dog, "sks", dataclasses.replace(FAST, prior_preservation=False), "cpu", 0
+        base, dog, "sks", dataclasses.replace(FAST, prior_preservation=False), FAST_SAMPLER, "cpu", 0
     )
     assert data.classes is None
     before = base.text_encoder.get_input_embeddings().weight.clone()
-    settings = TrainSettings(steps=1, learning_rate=1e-2, train_text_encoder=True)
-    result = train_dreambooth(base, data, settings, "cpu", seed=0, subject_name="dog")
+    settings = TrainSettings(train_steps=1, learning_rate=1e-2)
+    result = train_dreambooth(base, data, settings, "cpu", seed=0, subject_name="dog", train_text_encoder=True)
     assert result.text_encoder is not None
     assert not torch.equal(result.text_encoder.get_input_embeddings().weight, before)
 
@@ -173,7 +174,7 @@ def test_nan_loss_raises_training_diverged_naming_subject_and_step(dog_data: Tra
     with torch.no_grad():
         base.unet.conv_out.bias.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match=r"subject 'dog' diverged at step 1/") as info:
-        train_dreambooth(base, data, TrainSettings(steps=3, learning_rate=1e-3), "cpu", 0, subject_name="dog")
+        train_dreambooth(base, data, TrainSettings(train_steps=3, learning_rate=1e-3), "cpu", 0, subject_name="dog")
     assert isinstance(info.value, BenchError)
 
 
@@ -182,7 +183,7 @@ def test_saved_weights_load_into_a_stock_pipeline(tmp_path: Path, dog_data: Trai
 
     base = load_base_model("tiny", device="cpu")
     data = dog_data
-    result = train_dreambooth(base, data, TrainSettings(steps=2, learning_rate=1e-3), "cpu", 0, "dog")
+    result = train_dreambooth(base, data, TrainSettings(train_steps=2, learning_rate=1e-3), "cpu", 0, "dog")
     save_finetuned(tmp_path / "weights", result.unet)
     assert (tmp_path / "weights" / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not (tmp_path / "weights" / "text_encoder").exists()
@@ -216,7 +217,7 @@ def test_two_subjects_of_one_class_generate_class_images_once(
         return real_render(pipe, prompts, seeds, *args, **kwargs)
 
     monkeypatch.setattr(class_priors, "render", counting_render)
-    method = DreamBooth(FAST, device="cpu")
+    method = DreamBooth(FAST, device="cpu", sampler=FAST_SAMPLER)
     method.prepare(dog, tmp_path / "dog")
     method.release()
     method.prepare(dog2, tmp_path / "dog2")
@@ -234,9 +235,9 @@ def test_class_images_resume_image_by_image(private_priors: Path, monkeypatch: p
 
     base = load_base_model("tiny", device="cpu")
     spec = class_priors.PriorSpec(
-        base.description["key"], "dog", "a dog", SamplerSettings(steps=2, resolution=TINY_RESOLUTION)
+        base.description["key"], "dog", "a dog", SamplerSettings(steps=2, resolution=TINY_RESOLUTION), batch_size=4
     )
-    paths = class_priors.ensure_class_images(spec, 3, base.pipeline(), "cpu", batch_size=4)
+    paths = class_priors.ensure_class_images(spec, 3, base.pipeline(), "cpu")
     original = paths[1].read_bytes()
     paths[1].unlink()
     rendered: list[int] = []
@@ -249,7 +250,7 @@ def test_class_images_resume_image_by_image(private_priors: Path, monkeypatch: p
         ),
     )
     # Asking for more renders only the missing image and the new one; the rebuilt file is identical.
-    paths = class_priors.ensure_class_images(spec, 4, base.pipeline(), "cpu", batch_size=4)
+    paths = class_priors.ensure_class_images(spec, 4, base.pipeline(), "cpu")
     assert rendered == [class_priors.prior_image_seed(0, 1), class_priors.prior_image_seed(0, 3)]
     assert paths[1].read_bytes() == original
 
@@ -259,13 +260,40 @@ def test_prior_key_changes_with_what_the_images_depend_on() -> None:
 
     spec = class_priors.PriorSpec("tiny-sd", "dog", "a dog", SamplerSettings())
     assert spec.key().startswith("dog-")
-    for changed in (
-        dataclasses.replace(spec, model_key="other"),
-        dataclasses.replace(spec, prompt="a photo of dog"),
-        dataclasses.replace(spec, sampler=SamplerSettings(steps=49)),
-        dataclasses.replace(spec, seed=1),
-    ):
-        assert changed.key() != spec.key()
+    # Every field that changes a pixel, each changed alone (a field added later must join the key).
+    other_values = {
+        "model_key": "other",
+        "prompt": "a photo of dog",
+        "seed": 1,
+        "batch_size": 4,
+        "device_type": "cuda",
+        "autocast": "bfloat16",
+    }
+    pixel_fields = {f.name for f in dataclasses.fields(spec)} - {"class_noun", "sampler"}
+    assert pixel_fields == set(other_values)
+    keys = {spec.key()}
+    for name, value in other_values.items():
+        keys.add(dataclasses.replace(spec, **{name: value}).key())
+    sampler_changes = {
+        "scheduler": "pndm",
+        "steps": 49,
+        "guidance": 5.0,
+        "resolution": 256,
+        "negative_prompt": "blurry",
+        "scheduler_config": (("timestep_spacing", "trailing"),),
+    }
+    assert {f.name for f in dataclasses.fields(SamplerSettings)} == set(sampler_changes)
+    for name, value in sampler_changes.items():
+        keys.add(dataclasses.replace(spec, sampler=dataclasses.replace(spec.sampler, **{name: value})).key())
+    assert len(keys) == 1 + len(other_values) + len(sampler_changes)
+    # create() keys what render will do: the autocast dtype matters on CUDA only, and which one.
+    make = lambda device, dtype: class_priors.PriorSpec.create(  # noqa: E731
+        "tiny-sd", "dog", "a dog", SamplerSettings(), 0, device=device, batch_size=1, autocast_dtype=dtype
+    )
+    assert make("cpu", torch.bfloat16).key() == make("cpu", None).key() == spec.key()
+    cuda_keys = {make("cuda", None).key(), make("cuda:1", torch.bfloat16).key(), make("cuda", torch.float16).key()}
+    assert len(cuda_keys) == 3 and spec.key() not in cuda_keys
+    assert make("cuda:1", torch.bfloat16).key() == make("cuda", torch.bfloat16).key()
 
 
 # -- identifiers ------------------------------------------------------------------------------
@@ -278,12 +306,11 @@ def test_rare_identifier_is_one_rare_short_token(dog: Subject) -> None:
     assert ident == choose_identifier("rare", tokenizer, "dog")  # deterministic
     assert 1 <= len(ident) <= 3 and ident.isascii() and ident.isalpha() and ident.islower()
     ids = tokenizer(ident, add_special_tokens=False).input_ids
-    assert len(ids) == 1 and RARE_RANGE[0] <= ids[0] < RARE_RANGE[1]
+    assert len(ids) == 1 and ident in rare_token_candidates()
     assert tokenizer.decode(ids) == ident
     # Inside a prompt it stays a single token next to the class noun.
     assert tokenizer(f"a {ident} dog", add_special_tokens=False).input_ids == [320, ids[0], 1929]
-    candidates = rare_token_candidates(tokenizer)
-    assert "sks" in candidates and len(candidates) > 100
+    assert len(rare_token_candidates()) > 30  # more candidates than DreamBench has subjects
     names = ["dog", "dog2", "cat", "backpack", "clock", "teapot", "vase", "can"]
     assert len({choose_identifier("rare", tokenizer, n) for n in names}) > 1
 
@@ -306,21 +333,21 @@ def test_prepare_is_idempotent_and_generate_survives_a_new_process(
     import dreambench.reference_impl.dreambooth_trainer as trainer
 
     workdir = tmp_path / "dog"
-    method = DreamBooth(FAST, device="cpu", keep_weights=True)
+    method = DreamBooth(FAST, device="cpu", sampler=FAST_SAMPLER, keep_weights=True)
     method.prepare(dog, workdir)
     done = read_done(workdir)
     assert done["identifier"] == method.identifier(dog)
     assert done["base_model"]["calibrated"] is False and method.calibrated is False
-    first = method.generate(["a x dog", "a x dog on the beach"], [1, 2])
+    first = method.generate(dog, workdir, ["a x dog", "a x dog on the beach"], [1, 2])
     assert len(first) == 2
 
     # A second prepare (same or fresh instance) must not train again.
     monkeypatch.setattr(trainer, "train_dreambooth", lambda *a, **k: pytest.fail("trained twice"))
     method.prepare(dog, workdir)
-    fresh = DreamBooth(FAST, device="cpu", keep_weights=True)
+    fresh = DreamBooth(FAST, device="cpu", sampler=FAST_SAMPLER, keep_weights=True)
     fresh.prepare(dog, workdir)
     # ...and renders the same images from the saved weights as the in-memory model did.
-    again = fresh.generate(["a x dog on the beach"], [2])
+    again = fresh.generate(dog, workdir, ["a x dog on the beach"], [2])
     assert png_sha(again[0]) == png_sha(first[1])
     fresh.release()
     assert (workdir / WEIGHTS_DIR / "unet").is_dir()  # keep_weights
@@ -328,16 +355,16 @@ def test_prepare_is_idempotent_and_generate_survives_a_new_process(
 
 def test_release_deletes_weights_and_prepare_then_retrains(tmp_path: Path, dog: Subject) -> None:
     workdir = tmp_path / "dog"
-    method = DreamBooth(FAST, device="cpu")
+    method = DreamBooth(FAST, device="cpu", sampler=FAST_SAMPLER)
     method.prepare(dog, workdir)
     losses = read_done(workdir)["losses"]
     method.release()
     assert not (workdir / WEIGHTS_DIR).exists() and (workdir / DONE_FILE).is_file()
     with pytest.raises(BenchError, match="before prepare"):
-        method.generate(["a dog"], [0])
+        method.generate(dog, workdir, ["a dog"], [0])
     method.prepare(dog, workdir)
     assert read_done(workdir)["losses"] == losses  # same seed, same training on CPU
-    assert len(method.generate(["a dog"], [0])) == 1
+    assert len(method.generate(dog, workdir, ["a dog"], [0])) == 1
 
 
 @pytest.mark.parametrize("preset", sorted(DreamBooth.PRESETS))
@@ -351,18 +378,12 @@ def test_presets_resolve_and_document_the_base_model(preset: str) -> None:
 def test_paper_and_diffusers_presets_follow_their_sources() -> None:
     paper, diffusers = DreamBooth.PRESETS["paper"], DreamBooth.PRESETS["diffusers"]
     assert (paper.train_steps, paper.learning_rate, paper.prior_loss_weight) == (1000, 5e-6, 1.0)
-    assert (paper.scheduler, paper.sampling_steps, paper.guidance_scale, paper.resolution) == (
-        "ddim",
-        50,
-        7.5,
-        512,
-    )
     assert (diffusers.train_steps, diffusers.num_class_images, diffusers.learning_rate) == (800, 200, 5e-6)
     assert diffusers.identifier == "sks" and diffusers.prior_preservation
 
 
 def test_disk_estimate_is_the_size_of_the_weights_prepare_writes(tmp_path: Path, dog: Subject) -> None:
-    method = DreamBooth(FAST, device="cpu", keep_weights=True)
+    method = DreamBooth(FAST, device="cpu", sampler=FAST_SAMPLER, keep_weights=True)
     method.prepare(dog, tmp_path / "dog")
     written = (tmp_path / "dog" / WEIGHTS_DIR / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
     assert method.estimated_disk_bytes(dog, 100) == pytest.approx(written, rel=0.01)
@@ -375,22 +396,23 @@ def test_config_overrides_are_type_checked() -> None:
     assert config.train_steps == 7
     with pytest.raises(BenchError, match="valid:"):
         resolve_config(DreamBooth.Config, DreamBooth.PRESETS, "smoke", {"steps": "7"}, "dreambooth")
-    with pytest.raises(BenchError, match="not one of"):
-        resolve_config(DreamBooth.Config, DreamBooth.PRESETS, "smoke", {"scheduler": "ddin"}, "dreambooth")
-    with pytest.raises(BenchError, match="resolution"):
-        DreamBooth(dataclasses.replace(FAST, resolution=30), device="cpu")
+    with pytest.raises(BenchError, match="one of"):
+        resolve_config(DreamBooth.Config, DreamBooth.PRESETS, "smoke", {"mixed_precision": "fp8"}, "dreambooth")
+    # The sampler is the run preset's, not a method argument.
+    with pytest.raises(BenchError, match="unknown argument 'scheduler'"):
+        resolve_config(DreamBooth.Config, DreamBooth.PRESETS, "smoke", {"scheduler": "ddim"}, "dreambooth")
 
 
 def test_base_model_floor(tmp_path: Path, dog: Subject) -> None:
-    config = dataclasses.replace(BaseModel.PRESETS["smoke"], sampling_steps=2, render_batch_size=3)
-    method = BaseModel(config, device="cpu")
+    config = dataclasses.replace(BaseModel.PRESETS["smoke"], render_batch_size=3)
+    method = BaseModel(config, device="cpu", sampler=FAST_SAMPLER)
     assert method.name == "base-model" and method.calibrated is False
     method.prepare(dog, tmp_path / "dog")
     assert method._model is None  # prepare loads no weights...
     recorded = json.loads((tmp_path / "dog" / "base_model.json").read_text())
     assert recorded["source"] == "tiny" and recorded["calibrated"] is False  # ...it records provenance
     assert method.identifier(dog) == ""
-    images = method.generate(["a dog in the jungle", "a dog on the beach", "a dog"], [3, 4, 5])
+    images = method.generate(dog, tmp_path / "dog", ["a dog in the jungle", "a dog on the beach", "a dog"], [3, 4, 5])
     assert [im.size for im in images] == [(TINY_RESOLUTION, TINY_RESOLUTION)] * 3
     method.release()
     assert method._model is None

@@ -1,20 +1,21 @@
-"""reference_impl/gpu_benchmark.py: both paths measured side by side, JSON figures and ratios.
+"""reference_impl/gpu_benchmark.py: every row measured, alternating, with medians, ranges and ratios.
 
 The CPU test runs the whole script on the embedded tiny model with a handful of steps; it checks the
-shape and sanity of the output, never the timings themselves. The GPU test (marker ``gpu``, off by
-default) runs the SD 1.5-size architecture on CUDA and fails, not skips, where there is no CUDA.
+shape and the arithmetic of the output, never the timings themselves. The GPU test (marker ``gpu``,
+off by default) runs the SD 1.5-size architecture on CUDA and fails, not skips, where there is no CUDA.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from dreambench.reference_impl.gpu_benchmark import FIGURES, LABEL, build_sd15_components, main
+from dreambench.reference_impl.gpu_benchmark import LABEL, RENDER_ROWS, TRAIN_ROWS, build_sd15_components, main
 
 
 def run_main(args: list[str], out: Path) -> dict[str, Any]:
@@ -22,35 +23,49 @@ def run_main(args: list[str], out: Path) -> dict[str, Any]:
     return json.loads(out.read_text())
 
 
-def check_result(result: dict[str, Any], size: str, device: str, steps: int, images: int) -> None:
+def check_summary(summary: dict[str, float], per_repeat: list[float], repeats: int) -> None:
+    assert len(per_repeat) == repeats and all(math.isfinite(v) and v > 0 for v in per_repeat)
+    assert summary == {"median": statistics.median(per_repeat), "min": min(per_repeat), "max": max(per_repeat)}
+
+
+def check_result(result: dict[str, Any], size: str, device: str, repeats: int, steps: int) -> None:
     assert result["label"] == LABEL
     assert (result["size"], result["device"]) == (size, device)
-    assert result["settings"]["steps"] == steps and result["settings"]["images"] == images
-    assert set(result["paths"]) == {"optimized", "baseline"}
-    for name, path in result["paths"].items():
-        for figure in FIGURES:
-            value = path[figure]
-            assert math.isfinite(value) and value > 0, (name, figure, value)
-        assert len(path["train_step_ms_all"]) == steps
-        assert all(ms > 0 for ms in path["train_step_ms_all"])
-    assert result["paths"]["baseline"]["render_batch"] == 1
-    for figure in FIGURES:
-        expected = result["paths"]["baseline"][figure] / result["paths"]["optimized"][figure]
-        assert result["ratio"][figure] == pytest.approx(expected)
+    assert result["settings"]["repeats"] == repeats and result["settings"]["steps"] == steps
+    # The rows alternate: train a, b, c, render a, c — then the same again, once per repeat.
+    one_round = [["train", row] for row in TRAIN_ROWS] + [["render", row] for row in RENDER_ROWS]
+    assert [phase[:2] for phase in result["schedule"]] == one_round * repeats
+    assert [phase[2] for phase in result["schedule"]] == [r for r in range(repeats) for _ in one_round]
+    assert set(result["train"]) == set(TRAIN_ROWS) and set(result["render"]) == set(RENDER_ROWS)
+    for row, info in result["train"].items():
+        check_summary(info["step_ms"], info["step_ms_per_repeat"], repeats)
+        assert [len(durations) for durations in info["step_ms_all"]] == [steps] * repeats
+        assert info["step_ms_per_repeat"] == [statistics.median(d) for d in info["step_ms_all"]]
+        assert info["peak_memory_mib"] > 0, row
+        expected = result["train"]["script"]["step_ms"]["median"] / info["step_ms"]["median"]
+        assert info["speedup_vs_script"] == pytest.approx(expected)
+    for row, info in result["render"].items():
+        check_summary(info["images_per_s"], info["images_per_s_per_repeat"], repeats)
+        assert info["peak_memory_mib"] > 0, row
+        expected = info["images_per_s"]["median"] / result["render"]["script"]["images_per_s"]["median"]
+        assert info["speedup_vs_script"] == pytest.approx(expected)
+    assert result["train"]["script"]["speedup_vs_script"] == 1.0
+    assert result["render"]["script"]["batch"] == 1
     assert {"torch", "diffusers", "transformers"} <= set(result["versions"])
 
 
-def test_tiny_cpu_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--size", "tiny", "--device", "cpu", "--steps", "2", "--warmup", "1", "--images", "2"]
-    result = run_main([*args, "--render-steps", "2"], tmp_path / "bench.json")
-    check_result(result, "tiny", "cpu", steps=2, images=2)
+def test_tiny_cpu_every_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--size", "tiny", "--device", "cpu", "--repeats", "3", "--steps", "2", "--warmup", "1"]
+    result = run_main([*args, "--images", "2", "--render-steps", "2"], tmp_path / "bench.json")
+    check_result(result, "tiny", "cpu", repeats=3, steps=2)
     assert result["card"] == "cpu"
     assert result["memory_kind"].startswith("host")
     # Rendering batches are capped at the number of images (no padded throw-away images timed).
-    assert result["paths"]["optimized"]["render_batch"] == 2
-    assert result["paths"]["optimized"]["latent_precompute_s"] > 0
+    assert result["render"]["ours"]["batch"] == 2
+    assert result["train"]["ours"]["latent_precompute_s"]["median"] > 0
+    assert len(result["train"]["script"]["grad_scaler_skipped_steps"]) == 3
     table = capsys.readouterr().out
-    assert "baseline / optimized" in table and LABEL in table
+    assert "speed-up vs script" in table and LABEL in table and "(b) ours, fp16 + scaler" in table
 
 
 @pytest.mark.parametrize(
@@ -58,6 +73,7 @@ def test_tiny_cpu_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     [
         (["--steps", "0"], "--steps=0 must be at least 1"),
         (["--render-batch", "0"], "--render-batch=0 must be at least 1"),
+        (["--repeats", "2"], "--repeats=2 must be at least 3"),
     ],
 )
 def test_bad_settings_are_one_line_errors(
@@ -80,13 +96,15 @@ def test_sd15_architecture_has_sd15_parameter_counts() -> None:
 
 
 @pytest.mark.gpu
-def test_sd15_cuda_both_paths(tmp_path: Path) -> None:
+def test_sd15_cuda_every_row(tmp_path: Path) -> None:
     import torch
 
     assert torch.cuda.is_available(), "the gpu marker was selected but torch sees no CUDA device"
-    args = ["--size", "sd15", "--device", "cuda", "--steps", "3", "--warmup", "2", "--images", "2"]
-    result = run_main([*args, "--render-steps", "5"], tmp_path / "bench.json")
-    check_result(result, "sd15", "cuda", steps=3, images=2)
+    args = ["--size", "sd15", "--device", "cuda", "--repeats", "3", "--steps", "3", "--warmup", "2"]
+    result = run_main([*args, "--images", "2", "--render-steps", "5"], tmp_path / "bench.json")
+    check_result(result, "sd15", "cuda", repeats=3, steps=3)
     assert result["card"] == torch.cuda.get_device_name()
     assert result["memory_kind"].startswith("device")
     assert result["settings"]["resolution"] == 512
+    assert result["train"]["ours"]["precision"].startswith("bf16")
+    assert result["train"]["ours-fp16"]["precision"].startswith("fp16")

@@ -15,6 +15,7 @@ import dreambench.reference_impl.class_priors as class_priors
 from dreambench.dataset.subject import Subject
 from dreambench.errors import BenchError
 from dreambench.hyperparams import resolve_config
+from dreambench.method import RunContext
 from dreambench.reference_impl.base_model import load_base_model
 from dreambench.reference_impl.dreambooth import (
     DONE_FILE,
@@ -55,7 +56,7 @@ def prepared(dog: Subject, tmp_path_factory: pytest.TempPathFactory) -> tuple[Dr
     method = DreamBoothLoRA(FAST, device="cpu", seed=3, keep_weights=True)
     method.prepare(dog, workdir)
     ident = method.identifier(dog)
-    images = method.generate([p.format(ident) for p in PROMPTS], [11, 12])
+    images = method.generate(dog, workdir, [p.format(ident) for p in PROMPTS], [11, 12])
     return method, workdir, images
 
 
@@ -140,10 +141,10 @@ def test_prepare_is_idempotent_and_reloaded_weights_render_identically(
     fresh = DreamBoothLoRA(FAST, device="cpu", seed=3, keep_weights=True)
     fresh.prepare(dog, workdir)  # done marker + weights on disk: no training
     ident = fresh.identifier(dog)
-    again = fresh.generate([p.format(ident) for p in PROMPTS], [11, 12])
+    again = fresh.generate(dog, workdir, [p.format(ident) for p in PROMPTS], [11, 12])
     assert [png_sha(im) for im in again] == [png_sha(im) for im in images]
     # Deterministic: the same (prompt, seed) alone gives the same image as inside the batch.
-    alone = fresh.generate([PROMPTS[1].format(ident)], [12])
+    alone = fresh.generate(dog, workdir, [PROMPTS[1].format(ident)], [12])
     assert png_sha(alone[0]) == png_sha(images[1])
     fresh.release()
     assert (workdir / WEIGHTS_DIR / LORA_WEIGHTS_FILE).is_file()  # keep_weights
@@ -159,10 +160,10 @@ def assert_release_then_retrain(method: DreamBoothLoRA, subject: Subject, workdi
     method.release()
     assert not (workdir / WEIGHTS_DIR).exists() and (workdir / DONE_FILE).is_file()
     with pytest.raises(BenchError, match="before prepare"):
-        method.generate(["a dog"], [0])
+        method.generate(subject, workdir, ["a dog"], [0])
     method.prepare(subject, workdir)
     assert read_done(workdir)["losses"] == losses
-    assert len(method.generate(["a dog"], [0])) == 1
+    assert len(method.generate(subject, workdir, ["a dog"], [0])) == 1
 
 
 def test_release_deletes_the_adapter_and_prepare_retrains_the_same(tmp_path: Path, dog: Subject) -> None:
@@ -187,7 +188,7 @@ def test_presets_and_registry() -> None:
     assert (diffusers.learning_rate, diffusers.train_steps, diffusers.lora_rank) == (1e-4, 500, 4)
     assert diffusers.prior_preservation and diffusers.identifier == "sks"
     for preset in ("paper", "smoke"):
-        method = create_method("dreambooth-lora", preset, {}, "cpu", 0, False)
+        method = create_method("dreambooth-lora", preset, {}, RunContext("cpu")).method
         assert isinstance(method, DreamBoothLoRA) and method.calibrated is (preset != "smoke")
     config = resolve_config(DreamBoothLoRA.Config, DreamBoothLoRA.PRESETS, "smoke", {"lora_rank": "8"}, "x")
     assert config.lora_rank == 8

@@ -11,7 +11,7 @@ import pytest
 from dreambench.cli import main
 from dreambench.errors import BenchError
 from dreambench.hyperparams import config_fields, parse_method_args
-from dreambench.method import Method
+from dreambench.method import METHOD_KINDS, Method, MethodHandle, RunContext
 from dreambench.registry import METHODS, create_method, method_hyperparameters, resolve_method_class
 
 
@@ -23,8 +23,9 @@ def test_method_contract(name: str) -> None:
     assert cls.PRESETS, f"{name} has no presets"
     for preset, config in cls.PRESETS.items():
         assert isinstance(config, cls.Config), f"{name} preset {preset} is not a {name}.Config"
-    instance = create_method(name, next(iter(cls.PRESETS)), {}, device="cpu", seed=0, keep_weights=False)
-    assert isinstance(instance, Method)
+    instance = create_method(name, next(iter(cls.PRESETS)), {}, RunContext("cpu"))
+    assert isinstance(instance, MethodHandle) and isinstance(instance.method, Method)
+    assert instance.name == name and instance.kind in METHOD_KINDS
     for field, hint in config_fields(cls.Config).items():
         assert hint is not None, f"{name}.{field} has no type hint"
     assert cls.__doc__, f"{name} has no docstring"
@@ -34,9 +35,7 @@ def test_method_contract(name: str) -> None:
 def test_unknown_argument_lists_valid_ones(name: str) -> None:
     cls = resolve_method_class(name)
     with pytest.raises(BenchError) as info:
-        create_method(
-            name, next(iter(cls.PRESETS)), {"no_such_arg": "1"}, device="cpu", seed=0, keep_weights=False
-        )
+        create_method(name, next(iter(cls.PRESETS)), {"no_such_arg": "1"}, RunContext("cpu"))
     message = str(info.value)
     assert "no_such_arg" in message and "valid:" in message and "\n" not in message
     for field in config_fields(cls.Config):

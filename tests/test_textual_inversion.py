@@ -14,6 +14,7 @@ from test_lora import assert_release_then_retrain
 
 from dreambench.dataset.subject import Subject
 from dreambench.errors import BenchError
+from dreambench.method import RunContext
 from dreambench.reference_impl.base_model import load_base_model
 from dreambench.reference_impl.dreambooth import WEIGHTS_DIR, read_done
 from dreambench.reference_impl.textual_inversion import (
@@ -42,7 +43,7 @@ def prepared(dog: Subject, tmp_path_factory: pytest.TempPathFactory) -> tuple[Te
     workdir = tmp_path_factory.mktemp("ti") / "dog"
     method = TextualInversion(FAST, device="cpu", seed=3, keep_weights=True)
     method.prepare(dog, workdir)
-    images = method.generate([p.format("<sks-dog>") for p in PROMPTS], [11, 12])
+    images = method.generate(dog, workdir, [p.format("<sks-dog>") for p in PROMPTS], [11, 12])
     return method, workdir, images
 
 
@@ -144,8 +145,8 @@ def test_prepare_is_idempotent_and_reloaded_embedding_renders_identically(
     fresh = TextualInversion(FAST, device="cpu", seed=3, keep_weights=True)
     fresh.prepare(dog, workdir)
     prompts = [p.format(fresh.identifier(dog)) for p in PROMPTS]
-    assert [png_sha(im) for im in fresh.generate(prompts, [11, 12])] == [png_sha(im) for im in images]
-    assert png_sha(fresh.generate(prompts[1:], [12])[0]) == png_sha(images[1])
+    assert [png_sha(im) for im in fresh.generate(dog, workdir, prompts, [11, 12])] == [png_sha(im) for im in images]
+    assert png_sha(fresh.generate(dog, workdir, prompts[1:], [12])[0]) == png_sha(images[1])
     fresh.release()
     assert (workdir / WEIGHTS_DIR / LEARNED_EMBEDS_FILE).is_file()  # keep_weights
 
@@ -180,7 +181,7 @@ def test_presets_and_registry() -> None:
     assert (diffusers.train_steps, diffusers.learning_rate, diffusers.train_batch_size) == (3000, 2e-3, 4)
     assert diffusers.scheduler == "pndm" and paper.scheduler == "ddim"
     for preset in ("paper", "smoke"):
-        method = create_method("textual-inversion", preset, {}, "cpu", 0, False)
+        method = create_method("textual-inversion", preset, {}, RunContext("cpu")).method
         assert isinstance(method, TextualInversion) and method.calibrated is (preset != "smoke")
     with pytest.raises(BenchError, match="valid:"):
-        create_method("textual-inversion", "smoke", {"prior_preservation": "true"}, "cpu", 0, False)
+        create_method("textual-inversion", "smoke", {"prior_preservation": "true"}, RunContext("cpu"))

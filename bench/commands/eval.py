@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreambench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
+from dreambench.commands.output_path import check_output_path
+from dreambench.commands.subject_args import (
+    add_subject_args,
+    device_from_args,
+    extra_metrics_from_args,
+    subjects_from_args,
+)
 
 if TYPE_CHECKING:
     from dreambench.runner import RunOutcome
@@ -43,11 +49,17 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     from dreambench.dataset.prompts import load_prompt_set
     from dreambench.errors import BenchError
     from dreambench.external import ExternalImages, import_external, scan_external
+    from dreambench.method import MethodHandle
     from dreambench.metrics.scorer import Scorer
     from dreambench.presets import get_run_preset
-    from dreambench.runner import RunSpec, execute_run, make_run_config, resolve_device
+    from dreambench.run_lock import run_lock
+    from dreambench.runner import RunSpec, execute_run, make_run_config
     from dreambench.store import RunDir
 
+    if args.images_per_prompt < 1:
+        raise BenchError(f"--images-per-prompt {args.images_per_prompt} must be at least 1")
+    check_output_path(Path(args.out), "--out", folder=True)
+    device = device_from_args(args.device)
     images_dir = Path(args.images_dir)
     if not images_dir.is_dir():
         raise BenchError(
@@ -68,26 +80,29 @@ def execute(args: argparse.Namespace) -> RunOutcome:
         sys.stderr.write(
             f"warning: ignoring {path}: not <prompt_idx>-<sample_idx>.png within the prompt set\n"
         )
-    device = resolve_device(args.device)
-    scorer = Scorer(preset.metric_preset, device=device, backend=args.embedder_backend)
-    method_name = f"external:{args.name or images_dir.resolve().name}"
-    method = ExternalImages(args.identifier)
+    scorer = Scorer(
+        preset.metric_preset,
+        device=device,
+        backend=args.embedder_backend,
+        clip_t_keep_identifier=True if args.clip_t_keep_identifier else None,
+        precision=args.scoring_precision,
+    )
+    method = MethodHandle(ExternalImages(f"external:{args.name or images_dir.resolve().name}", args.identifier))
 
     config = make_run_config(
         method=method,
-        method_name=method_name,
         method_args={"identifier": args.identifier},
         preset=preset.name,
         method_preset="none",
         metric_preset=scorer.preset.name,
+        clip_t_keep_identifier=scorer.preset.clip_t_keep_identifier,
+        scoring=scorer.identity(),
         prompt_set=prompt_set,
         images_per_prompt=args.images_per_prompt,
         base_seed=0,
         dataset_info=dataset_info,
     )
     rd = RunDir(Path(args.out) / config.run_name)
-    for subject in subjects:
-        import_external(layout, rd, subject, prompt_set, args.identifier, args.images_per_prompt)
     spec = RunSpec(
         config=config,
         method_args={},
@@ -96,10 +111,14 @@ def execute(args: argparse.Namespace) -> RunOutcome:
         device=device,
         optional_metrics=extra_metrics_from_args(args, ("div",)),
     )
-    return execute_run(
-        spec=spec,
-        subjects=subjects,
-        method=method,
-        scorer=scorer,
-        progress_enabled=not (args.quiet or args.json),
-    )
+    # The import writes into the run directory too: hold its lock from here (execute_run re-enters it).
+    with run_lock(rd.root):
+        for subject in subjects:
+            import_external(layout, rd, subject, prompt_set, args.identifier, args.images_per_prompt)
+        return execute_run(
+            spec=spec,
+            subjects=subjects,
+            method=method,
+            scorer=scorer,
+            progress_enabled=not (args.quiet or args.json),
+        )

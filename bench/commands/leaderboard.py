@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dreambench.commands.output_path import check_output_path
 from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(
             f"-o {output} is a directory; give a file name such as {output / ('leaderboard.' + fmt)}"
         )
+    if output is not None:
+        check_output_path(output, "-o", folder=False)
     board = load_board(args.run_dirs)
     if output is None and fmt == "md" and sys.stdout.isatty():
         _print_rich(board)

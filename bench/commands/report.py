@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from dreambench.commands.leaderboard import add_run_dirs_argument
+from dreambench.commands.output_path import check_output_path
 from dreambench.errors import BenchError
 
 
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise BenchError(
             f"-o {output} is a file; give a folder for the report (e.g. {output.with_suffix('')})"
         )
+    check_output_path(output, "-o", folder=True)
     report = write_report(runs, output, data=args.data)
     pages = len(report.run_pages)
     sys.stderr.write(

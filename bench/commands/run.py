@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dreambench.commands.subject_args import add_subject_args, extra_metrics_from_args, subjects_from_args
+from dreambench.commands.output_path import check_output_path
+from dreambench.commands.subject_args import (
+    add_subject_args,
+    device_from_args,
+    extra_metrics_from_args,
+    subjects_from_args,
+)
 
 if TYPE_CHECKING:
     from dreambench.runner import RunOutcome
@@ -53,32 +59,47 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     from dreambench.errors import BenchError
     from dreambench.executors import executor_class
     from dreambench.hyperparams import parse_method_args
+    from dreambench.method import RunContext
     from dreambench.metrics.scorer import Scorer
     from dreambench.presets import get_run_preset
-    from dreambench.registry import create_method
-    from dreambench.runner import RunSpec, execute_run, make_run_config, resolve_device
+    from dreambench.registry import create_method, method_preset_for, resolve_method_class
+    from dreambench.runner import RunSpec, execute_run, make_run_config
 
     if args.pres_samples < 1:
         raise BenchError(f"--pres-samples {args.pres_samples} must be at least 1")
     if args.images_per_prompt < 1:
         raise BenchError(f"--images-per-prompt {args.images_per_prompt} must be at least 1")
+    check_output_path(Path(args.out), "--out", folder=True)
+    device = device_from_args(args.device)
     preset = get_run_preset(args.preset)
     method_preset = args.method_preset or preset.method_preset
     method_args = parse_method_args(args.method_args)
     subjects, dataset_info = subjects_from_args(args)
     prompt_set = load_prompt_set(args.prompts)
-    device = resolve_device(args.device)
-    method = create_method(
-        args.method, method_preset, method_args, device=device, seed=args.seed, keep_weights=args.keep_weights
+    method_preset = method_preset_for(resolve_method_class(args.method), method_preset)
+    context = RunContext(
+        device=device,
+        seed=args.seed,
+        keep_weights=args.keep_weights,
+        method_preset=method_preset,
+        run_preset=preset.name,
     )
-    scorer = Scorer(preset.metric_preset, device=device, backend=args.embedder_backend)
+    method = create_method(args.method, method_preset, method_args, context)
+    scorer = Scorer(
+        preset.metric_preset,
+        device=device,
+        backend=args.embedder_backend,
+        clip_t_keep_identifier=True if args.clip_t_keep_identifier else None,
+        precision=args.scoring_precision,
+    )
     config = make_run_config(
         method=method,
-        method_name=args.method,
         method_args=method_args,
         preset=preset.name,
         method_preset=method_preset,
         metric_preset=scorer.preset.name,
+        clip_t_keep_identifier=scorer.preset.clip_t_keep_identifier,
+        scoring=scorer.identity(),
         prompt_set=prompt_set,
         images_per_prompt=args.images_per_prompt,
         base_seed=args.seed,

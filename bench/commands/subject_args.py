@@ -7,6 +7,7 @@ from typing import Any
 
 from dreambench.dataset.subject import KINDS, Subject
 from dreambench.errors import BenchError
+from dreambench.metrics.embedder import DEFAULT_PRECISION, SCORING_PRECISIONS
 from dreambench.presets import RUN_PRESETS
 
 
@@ -55,9 +56,21 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
         help="override the metric preset's embedder backend",
     )
     parser.add_argument(
+        "--scoring-precision",
+        default=DEFAULT_PRECISION,
+        choices=SCORING_PRECISIONS,
+        help="embedder arithmetic: fp32 (default, the protocol) or bf16 (faster on CPUs with bf16 "
+        "units; rows are marked and never compared with fp32 ones; see docs/PERFORMANCE.md)",
+    )
+    parser.add_argument(
         "--extra-metrics",
         default="",
         help="optional metrics, comma-separated: pres (language drift; renders 'a {class}' samples), div (LPIPS diversity)",
+    )
+    parser.add_argument(
+        "--clip-t-keep-identifier",
+        action="store_true",
+        help="keep the identifier in the CLIP-T text (default: removed, as in the DreamBooth paper); part of the run's identity",
     )
     parser.add_argument("--out", default="runs", help="folder that holds run directories (default: ./runs)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
@@ -65,6 +78,46 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print results.json to stdout instead of the summary table"
     )
+
+
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
+
+
+def device_from_args(device: str) -> str:
+    """The validated --device, with ``auto`` resolved (cuda when available, else cpu).
+
+    Checked before any work and even when nothing is left to compute, so a typo or a device this
+    machine lacks is one line and exit 2, never a traceback from deep inside a model.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise BenchError(f"unknown --device {device!r}; valid: {', '.join(DEVICES)}") from None
+    if parsed.type == "cpu" and parsed.index is None:
+        return device
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(
+                f"--device {device!r}: CUDA is not available on this machine; use --device cpu or auto"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise BenchError(
+                f"--device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+            )
+        return device
+    if parsed.type == "mps" and parsed.index is None:
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise BenchError(
+                f"--device {device!r}: MPS is not available on this machine; use --device cpu or auto"
+            )
+        return device
+    raise BenchError(f"unknown --device {device!r}; valid: {', '.join(DEVICES)}")
 
 
 def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...]) -> tuple[str, ...]:
@@ -102,10 +155,13 @@ def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[st
     subjects: list[Subject] = []
     info: dict[str, Any] = {}
     if spec is not None:
-        from dreambench.dataset.dreambooth import load_subjects
+        from dreambench.dataset.dreambooth import check_subject_files, load_subjects
         from dreambench.dataset.selection import select_subjects
 
-        subjects = select_subjects(spec, load_subjects(args.data))
+        # Only the selected subjects need their files: one missing image blocks runs of its own
+        # subject, not of the others (`bench dataset verify` still lists it).
+        subjects = select_subjects(spec, load_subjects(args.data, check_files=False))
+        check_subject_files(subjects)
         info = {
             "name": "dreambooth",
             "repo": DREAMBOOTH_REPO,

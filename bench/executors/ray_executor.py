@@ -15,6 +15,9 @@ Requirements and choices (see docs/RAY.md):
 * Failures: a task whose worker process dies (killed, OOM-killed, node lost) is retried up to
   ``max_retries`` times by Ray; an exception raised by the subject (bad input, NaN loss) is caught
   inside the task and reported through ``on_result`` at once, never retried (it would fail again).
+* Concurrency: the driver holds the run directory's lock (bench/run_lock.py) and each task holds
+  its subject's ``subject.lock`` while it runs, so a retry never writes beside a still-running
+  attempt of the same subject: it waits for it, then resumes.
 * A worker process caches its ``SubjectWorker`` for the spec it last served, so the method and the
   embedders load once per process, not once per subject. CPU workers are reused across tasks; GPU
   tasks keep Ray's default of one task per worker process (``max_calls=1``), which frees GPU
@@ -84,9 +87,14 @@ def run_subject_task(
     a dead worker process only.
     """
     from dreambench.progress import RunProgress
+    from dreambench.run_lock import subject_lock
+    from dreambench.store import RunDir
 
     try:
-        summary = _worker_for(spec)(subject, RunProgress(1, enabled=False))
+        # A retry whose first attempt still runs (a lost node that was not dead) waits for it here,
+        # then resumes from what it left on disk instead of writing the same files beside it.
+        with subject_lock(RunDir(spec.run_dir).subject_dir(subject.name)):
+            summary = _worker_for(spec)(subject, RunProgress(1, enabled=False))
     except Exception as exc:  # noqa: BLE001 - reported to the driver like the local executor does
         return None, _picklable(exc), traceback.format_exc()
     return summary, None, ""

@@ -36,9 +36,7 @@ class MeanColor:
 
     PRESETS = {"default": Config()}
 
-    def __init__(
-        self, config: Config, device: str = "auto", seed: int = 0, keep_weights: bool = False
-    ) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self._color: np.ndarray | None = None
 
@@ -56,7 +54,9 @@ class MeanColor:
     def identifier(self, subject: Subject) -> str:
         return "sks"
 
-    def generate(self, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+    def generate(
+        self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
+    ) -> list[Image.Image]:
         assert self._color is not None, "prepare() first"
         images = []
         for seed in seeds:  # one generator per image: an image does not depend on its batch

@@ -23,16 +23,13 @@ import pytest
 import dreambench.reference_impl.class_priors as class_priors
 from dreambench.dataset.subject import Subject
 from dreambench.reference_impl.base_model import load_base_model
-from dreambench.reference_impl.dreambooth import (
-    DreamBooth,
-    build_training_data,
-    sampler_settings,
-    trainer_settings,
-)
+from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data
 from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
 from dreambench.reference_impl.render import render
+from dreambench.reference_impl.render_protocol import render_protocol_for
 
 SMOKE = DreamBooth.PRESETS["smoke"]
+SAMPLER = render_protocol_for("smoke").sampler
 PROMPTS = [f"a {{}} dog, prompt {i}" for i in range(25)]  # 25 prompts x 4 samples, like the benchmark
 
 
@@ -69,8 +66,8 @@ def report(benchmark, **figures: float) -> None:
 def test_train_step(benchmark, dog: Subject) -> None:
     """Seconds per DreamBooth step (1 instance + 1 class latent), smoke preset, and peak RSS."""
     steps = 20
-    data = build_training_data(load_base_model("tiny", device="cpu"), dog, "sks", SMOKE, "cpu", seed=0)
-    settings = dataclasses.replace(trainer_settings(SMOKE), steps=steps)
+    data = build_training_data(load_base_model("tiny", device="cpu"), dog, "sks", SMOKE, SAMPLER, "cpu", seed=0)
+    settings = dataclasses.replace(SMOKE, train_steps=steps)
 
     def setup():
         return (load_base_model("tiny", device="cpu"), data, settings, "cpu", 0, "dog"), {}
@@ -83,7 +80,7 @@ def test_train_step(benchmark, dog: Subject) -> None:
 def test_sampling_time_per_image(benchmark) -> None:
     """Seconds per rendered image with the smoke sampler (DDIM 8 steps, CFG, 32 px, batches of 50)."""
     pipe = load_base_model("tiny", device="cpu").pipeline()
-    sampler = sampler_settings(SMOKE)
+    sampler = SAMPLER
     n = SMOKE.render_batch_size
     prompts = [p.format("sks") for p in PROMPTS] * 2
 
@@ -105,7 +102,7 @@ def test_class_priors_one_class(
     def setup():
         root = tmp_path / f"round{next(counter)}"  # an empty cache each round
         monkeypatch.setattr(class_priors, "cache_root", lambda: root)
-        return (load_base_model("tiny", device="cpu"), dog, "sks", SMOKE, "cpu", 0), {}
+        return (load_base_model("tiny", device="cpu"), dog, "sks", SMOKE, SAMPLER, "cpu", 0), {}
 
     data = benchmark.pedantic(build_training_data, setup=setup, rounds=3, iterations=1)
     assert data.classes is not None and len(data.classes) == SMOKE.num_class_images
@@ -115,7 +112,7 @@ def test_class_priors_one_class(
 
 def test_one_subject_end_to_end(benchmark, dog: Subject, tmp_path: Path) -> None:
     """prepare (train, class priors already cached) + 100 images, as the runner drives a subject."""
-    method = DreamBooth(SMOKE, device="cpu")
+    method = DreamBooth(SMOKE, device="cpu", sampler=SAMPLER)
     method.prepare(dog, tmp_path / "warm")  # fills the class-prior cache; imports and first calls
     method.release()
     counter = itertools.count()
