@@ -12,6 +12,7 @@ Like lm-evaluation-harness's ``simple_evaluate``: the same work as ``bench run``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,4 +67,5 @@ def evaluate(
     import importlib
 
     outcome = importlib.import_module(f"dreambench.commands.{module}").execute(args)
-    return outcome.results
+    # Exactly what results.json holds (JSON types: lists, not tuples).
+    return json.loads(json.dumps(outcome.results))

@@ -16,11 +16,10 @@ _FIX_HINT = "run `bench dataset verify` to list every problem, or `bench dataset
 def load_subjects(data: str | Path | None = None, *, check_files: bool = True) -> list[Subject]:
     """All 30 subjects of the manifest, sorted by name, with image paths under the resolved folder.
 
-    `data` is resolved by `resolve_data_dir` (--data, $DREAMBENCH_DATA, cache). Only presence is
-    checked here (hashing 100 MB on every run would be wasteful); `verify_dataset` checks bytes.
-    With `check_files` (the default) raises BenchError naming the first missing subject folder or
-    image; without, the caller checks only the subjects it uses (`check_subject_files`), so a
-    file missing from one subject does not block runs of the others.
+    `data` is resolved by `resolve_data_dir` (--data, $DREAMBENCH_DATA, cache).
+    With `check_files` (the default) every image is checked by `check_subject_files` (present, and
+    its bytes hash to the manifest's sha256); without, the caller checks only the subjects it uses,
+    so a file missing from one subject does not block runs of the others.
     """
     root = resolve_data_dir(data)
     subjects: list[Subject] = []
@@ -42,14 +41,26 @@ def load_subjects(data: str | Path | None = None, *, check_files: bool = True) -
 
 
 def check_subject_files(subjects: list[Subject]) -> None:
-    """Raise BenchError naming the first missing folder or image of `subjects` (presence only)."""
+    """Raise BenchError naming the first missing folder or image of `subjects`, or the first image
+    whose bytes do not hash to its manifest sha256.
+
+    The bytes are hashed on every run (~100 MB for all 30 subjects: a fraction of a second): the
+    sha256 is the embedding-cache key, so a modified copy scored under the manifest's hash would
+    report the genuine image's cached figures, or poison the cache for the genuine file.
+    """
     for subject in subjects:
         folder = subject.image_paths[0].parent if subject.image_paths else None
         if folder is not None and not folder.is_dir():
             raise BenchError(f"subject folder {folder} is missing; {_FIX_HINT}")
-        for path in subject.image_paths:
+        for path, expected in zip(subject.image_paths, subject.image_sha256):
             if not path.is_file():
                 raise BenchError(f"image {path} of subject {subject.name!r} is missing; {_FIX_HINT}")
+            actual = file_sha256(path)
+            if actual != expected:
+                raise BenchError(
+                    f"image {path} differs from {DREAMBOOTH_REPO}@{DREAMBOOTH_COMMIT[:7]} "
+                    f"(sha256 {actual[:12]}..., expected {expected[:12]}...); {_FIX_HINT}"
+                )
 
 
 def verify_dataset(data_dir: Path) -> list[str]:

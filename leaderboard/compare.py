@@ -171,6 +171,7 @@ def compare_runs(
     if not 0.0 < level < 1.0:
         raise BenchError(f"level (--level) is {level}; it must lie strictly between 0 and 1 (e.g. 0.95)")
     check_comparable([baseline, current])
+    _check_same_precision(baseline, current)
     _check_same_embedders(baseline, current)
     _check_same_subjects(baseline, current)
 
@@ -297,6 +298,17 @@ def _higher_is_better(baseline: RunResults, current: RunResults, metric: str) ->
     return True
 
 
+def _check_same_precision(baseline: RunResults, current: RunResults) -> None:
+    # bf16 scoring moves figures by more than the smallest drops the gate is asked to catch
+    # (docs/PERFORMANCE.md): a difference would be the arithmetic's, not the method's.
+    a, b = baseline.scoring_precision, current.scoring_precision
+    if a != b:
+        raise BenchError(
+            f"cannot compare {baseline.run_dir} and {current.run_dir}: scoring precision differs "
+            f"({a} vs {b}); rescore both with the same --scoring-precision (fp32 is the protocol)"
+        )
+
+
 def _check_same_embedders(baseline: RunResults, current: RunResults) -> None:
     for metric in METRICS:
         a, b = baseline.embedder_ids.get(metric), current.embedder_ids.get(metric)
@@ -334,6 +346,7 @@ def _run_dict(run: RunResults) -> dict[str, Any]:
         "preset": run.preset,
         "config_hash": run.config_hash,
         "calibrated": run.calibrated,
+        "scoring_precision": run.scoring_precision,
         "overall": {m: run.overall.get(m) for m in METRICS},
     }
 

@@ -22,6 +22,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "method",
     "preset",
     "calibrated",
+    "scoring_precision",
     "scope",
     "n_subjects",
     *(col for m in METRICS for col in (m, f"{m}_ci_low", f"{m}_ci_high")),
@@ -55,6 +56,7 @@ def _base(entry: Entry, scope: str) -> dict[str, str]:
         "method": entry.run.method,
         "preset": entry.run.preset,
         "calibrated": "true" if entry.run.calibrated else "false",
+        "scoring_precision": entry.run.scoring_precision,
         "scope": scope,
     }
 

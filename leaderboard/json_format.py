@@ -66,6 +66,7 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
                 "config_hash": entry.run.config_hash,
                 "calibrated": entry.run.calibrated,
                 "uncalibrated_reasons": entry.run.uncalibrated_reasons,
+                "scoring_precision": entry.run.scoring_precision,
                 "overall": _aggregate(entry.overall),
                 "live": None if entry.live is None else _aggregate(entry.live),
                 "object": None if entry.objects is None else _aggregate(entry.objects),

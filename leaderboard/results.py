@@ -81,10 +81,29 @@ class RunResults:
         return {name: str(spec["convention"]) for name, spec in self.metrics.items() if "convention" in spec}
 
     @property
+    def scoring_precision(self) -> str:
+        """The embedders' arithmetic: "fp32" (the protocol) or "bf16" (`--scoring-precision bf16`).
+
+        Results written before the precision was recorded were scored in fp32 on the CPU and under
+        fp16 autocast on CUDA; their stamp's device tells which ("fp16-autocast" for the latter).
+        """
+        recorded = (self.raw.get("scoring") or {}).get("precision")
+        if recorded is not None:
+            return str(recorded)
+        device = str((self.raw.get("stamp") or {}).get("device", ""))
+        return "fp16-autocast" if device.startswith("cuda") else "fp32"
+
+    @property
+    def reduced_precision(self) -> bool:
+        """True when the figures were not computed in fp32 (marked in every table)."""
+        return self.scoring_precision != "fp32"
+
+    @property
     def embedder_ids(self) -> dict[str, str]:
-        """Metric name -> a canonical string of its embedder id (backend, arch, weights, sha256)."""
+        """Metric name -> a canonical string of its embedder id (backend, arch, weights, sha256,
+        precision; a result written before ids held the precision gets `scoring_precision`)."""
         return {
-            name: json.dumps(spec["embedder"], sort_keys=True)
+            name: json.dumps({"precision": self.scoring_precision, **spec["embedder"]}, sort_keys=True)
             for name, spec in self.metrics.items()
             if spec.get("embedder") is not None
         }

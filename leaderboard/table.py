@@ -17,6 +17,8 @@ Conventions, shared by every output format:
   subject set. Runs with no scored subject in common are refused (one-line BenchError).
 - Uncalibrated runs (any figure from random-weight models) carry a dagger after their label and
   the tables get the UNCALIBRATED_FOOTNOTE.
+- Runs scored in reduced precision (`--scoring-precision bf16`; fp16 autocast on CUDA before the
+  precision was recorded) carry a section sign (PRECISION_MARK) and the REDUCED_PRECISION_FOOTNOTE.
 - Runs whose method declared a deviation from the preset's render protocol carry a double dagger
   and the tables get a footnote naming the method, the fields and the reason.
 - Per-subject tables: a subject the run failed on is "failed"; one the run did not cover is "—".
@@ -42,6 +44,11 @@ UNCALIBRATED_FOOTNOTE = (
     "not comparable to published numbers"
 )
 DOUBLE_DAGGER = "‡"
+PRECISION_MARK = "§"
+REDUCED_PRECISION_FOOTNOTE = (
+    f"{PRECISION_MARK} scored in reduced precision (bf16, or fp16 autocast): figures deviate from fp32 "
+    "scoring (measured in docs/PERFORMANCE.md); `bench compare` refuses to compare them with fp32 runs"
+)
 NOT_APPLICABLE = "n/a"
 FAILED = "failed"
 ABSENT = "—"
@@ -98,12 +105,17 @@ class Entry:
 
     @property
     def marks(self) -> str:
-        """The uncalibrated dagger and the render-deviation double dagger, where they apply."""
-        return ("" if self.run.calibrated else DAGGER) + (DOUBLE_DAGGER if render_deviation(self.run) else "")
+        """The uncalibrated dagger, the render-deviation double dagger and the reduced-precision
+        section sign, where they apply."""
+        return (
+            ("" if self.run.calibrated else DAGGER)
+            + (DOUBLE_DAGGER if render_deviation(self.run) else "")
+            + (PRECISION_MARK if self.run.reduced_precision else "")
+        )
 
     @property
     def marked_label(self) -> str:
-        """The label with its marks (uncalibrated, render deviation)."""
+        """The label with its marks (uncalibrated, render deviation, reduced precision)."""
         return f"{self.label}{self.marks}"
 
     @property
@@ -144,6 +156,8 @@ class Leaderboard:
     def footnotes(self) -> tuple[str, ...]:
         uncalibrated = any(not e.run.calibrated for e in self.entries)
         notes = [UNCALIBRATED_FOOTNOTE] if uncalibrated else []
+        if any(e.run.reduced_precision for e in self.entries):
+            notes.append(REDUCED_PRECISION_FOOTNOTE)
         for e in self.entries:
             deviation = render_deviation(e.run)
             if deviation:

@@ -54,9 +54,12 @@ def check_result(result: dict[str, Any], size: str, device: str, repeats: int, s
     assert {"torch", "diffusers", "transformers"} <= set(result["versions"])
 
 
-def test_tiny_cpu_every_row(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tiny_cpu_every_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps the table at the terminal's width
     args = ["--size", "tiny", "--device", "cpu", "--repeats", "3", "--steps", "2", "--warmup", "1"]
-    result = run_main([*args, "--images", "2", "--render-steps", "2"], tmp_path / "bench.json")
+    result = run_main([*args, "--images", "2", "--render-steps", "1"], tmp_path / "bench.json")
     check_result(result, "tiny", "cpu", repeats=3, steps=2)
     assert result["card"] == "cpu"
     assert result["memory_kind"].startswith("host")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from dreambench.atomic import TEMP_PREFIX, is_temp_name
 from dreambench.cache_root import cache_root
@@ -30,37 +31,41 @@ PROMPTS = {
 }
 # Generous: only catches a hang, never races the machine's speed.
 HANG_S = 900
-# Bookkeeping that differs between any two runs (wall times, dates), not results.
-VOLATILE_FILES = {"stamp.json", "results.json", "cost.json"}
-VOLATILE_RESULT_KEYS = {"stamp", "cost"}
+# Bookkeeping that differs between any two runs (wall times, memory, dates, where it ran), not results.
+VOLATILE_KEYS = {"cost", "stamp", "run_dir", "train_seconds"}
 
 
 def _temp_entries(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if is_temp_name(p.name)]
 
 
+def _stable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _stable(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
+    if isinstance(obj, list):
+        return [_stable(v) for v in obj]
+    return obj
+
+
 def _snapshot(out: Path) -> dict[str, str]:
-    """Every file of the run directory (name -> sha256) plus results.json without its volatile keys."""
+    """Every file of the run directory: sha256 of its bytes, or for JSON its content without the
+    volatile bookkeeping."""
     (run_dir,) = out.iterdir()
-    files = {
-        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(run_dir.rglob("*"))
-        if p.is_file() and p.name not in VOLATILE_FILES and p.name != "done.json"
-    }
-    results = json.loads((run_dir / "results.json").read_text())
-    kept = {k: v for k, v in results.items() if k not in VOLATILE_RESULT_KEYS}
-    for summary in kept["subjects"].values():
-        summary.pop("cost", None)
-    done = json.loads((run_dir / "subjects/dog/prepare/done.json").read_text())
-    done.pop("train_seconds")
-    return files | {"results": json.dumps(kept, sort_keys=True), "done.json": json.dumps(done, sort_keys=True)}
+    snapshot = {}
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        name = str(path.relative_to(out))
+        if path.suffix == ".json":
+            snapshot[name] = json.dumps(_stable(json.loads(path.read_text())), sort_keys=True)
+        else:
+            snapshot[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return snapshot
 
 
 def test_kill_9_while_saving_weights_leaves_no_temp_folder(dreambench_data: Path, tmp_path: Path) -> None:
     prompts = tmp_path / "two.json"
     prompts.write_text(json.dumps(PROMPTS))
     argv = [
-        "run", "--method", "dreambooth", "--method-args", "train_steps=4,num_class_images=2",
+        "run", "--method", "dreambooth", "--method-args", "train_steps=2,num_class_images=1",
         "--subjects", "dog", "--prompts", str(prompts), "--images-per-prompt", "1",
         "--preset", "smoke", "--data", str(dreambench_data),
     ]  # fmt: skip

@@ -22,17 +22,17 @@ from dreambench.reference_impl.dreambooth import (
     WEIGHTS_DIR,
     build_training_data,
     read_done,
-    trainer_settings,
 )
 from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
 from dreambench.reference_impl.lora import LORA_WEIGHTS_FILE, DreamBoothLoRA, add_lora, lora_target_layers
+from dreambench.reference_impl.render import SamplerSettings
 from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
 from dreambench.registry import create_method
 
 # The smoke preset cut down so that each test trains and renders in well under a second.
-FAST = dataclasses.replace(
-    DreamBoothLoRA.PRESETS["smoke"], train_steps=2, num_class_images=2, sampling_steps=2, render_batch_size=2
-)
+FAST = dataclasses.replace(DreamBoothLoRA.PRESETS["smoke"], train_steps=2, num_class_images=2, render_batch_size=2)
+# The smoke render protocol's sampler with 2 steps (the harness hands a method its preset's in setup).
+FAST_SAMPLER = SamplerSettings(steps=2, resolution=TINY_RESOLUTION)
 PROMPTS = ["a {} dog", "a {} dog on the beach"]
 
 
@@ -53,7 +53,7 @@ def module_priors(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def prepared(dog: Subject, tmp_path_factory: pytest.TempPathFactory) -> tuple[DreamBoothLoRA, Path, list]:
     """One trained subject (weights kept) and the images its in-memory model rendered; read-only."""
     workdir = tmp_path_factory.mktemp("lora") / "dog"
-    method = DreamBoothLoRA(FAST, device="cpu", seed=3, keep_weights=True)
+    method = DreamBoothLoRA(FAST, device="cpu", sampler=FAST_SAMPLER, seed=3, keep_weights=True)
     method.prepare(dog, workdir)
     ident = method.identifier(dog)
     images = method.generate(dog, workdir, [p.format(ident) for p in PROMPTS], [11, 12])
@@ -62,7 +62,7 @@ def prepared(dog: Subject, tmp_path_factory: pytest.TempPathFactory) -> tuple[Dr
 
 def test_two_steps_train_only_the_adapters(dog: Subject) -> None:
     base = load_base_model("tiny", device="cpu")
-    data = build_training_data(base, dog, "sks", FAST, "cpu", seed=0)
+    data = build_training_data(base, dog, "sks", FAST, FAST_SAMPLER, "cpu", seed=0)
     before = {k: v.clone() for k, v in base.unet.state_dict().items()}
     text_before = {k: v.clone() for k, v in base.text_encoder.state_dict().items()}
     targets = lora_target_layers(base.unet)
@@ -74,7 +74,7 @@ def test_two_steps_train_only_the_adapters(dog: Subject) -> None:
     assert all(torch.count_nonzero(p) == 0 for n, p in base.unet.named_parameters() if "lora_B" in n)
     lora_init = {n: p.detach().clone() for n, p in base.unet.named_parameters() if "lora_" in n}
 
-    result = train_dreambooth(base, data, trainer_settings(FAST), "cpu", 0, "dog", trainable=adapters)
+    result = train_dreambooth(base, data, FAST, "cpu", 0, "dog", trainable=adapters)
     assert len(result.losses) == 2
     after = base.unet.state_dict()
     # peft renames a wrapped layer's weight to <layer>.base_layer.weight; map back to compare.
@@ -138,7 +138,7 @@ def test_prepare_is_idempotent_and_reloaded_weights_render_identically(
     assert done["class_prompt"] == "a dog" and len(done["losses"]) == 2
     monkeypatch.setattr(trainer, "train_dreambooth", lambda *a, **k: pytest.fail("trained twice"))
     method.prepare(dog, workdir)
-    fresh = DreamBoothLoRA(FAST, device="cpu", seed=3, keep_weights=True)
+    fresh = DreamBoothLoRA(FAST, device="cpu", sampler=FAST_SAMPLER, seed=3, keep_weights=True)
     fresh.prepare(dog, workdir)  # done marker + weights on disk: no training
     ident = fresh.identifier(dog)
     again = fresh.generate(dog, workdir, [p.format(ident) for p in PROMPTS], [11, 12])
@@ -167,7 +167,7 @@ def assert_release_then_retrain(method: DreamBoothLoRA, subject: Subject, workdi
 
 
 def test_release_deletes_the_adapter_and_prepare_retrains_the_same(tmp_path: Path, dog: Subject) -> None:
-    assert_release_then_retrain(DreamBoothLoRA(FAST, device="cpu"), dog, tmp_path / "dog")
+    assert_release_then_retrain(DreamBoothLoRA(FAST, device="cpu", sampler=FAST_SAMPLER), dog, tmp_path / "dog")
 
 
 def test_disk_estimate_is_the_adapter_file_size(
@@ -183,10 +183,12 @@ def test_disk_estimate_is_the_adapter_file_size(
 
 def test_presets_and_registry() -> None:
     assert set(DreamBoothLoRA.PRESETS) == {"paper", "diffusers", "smoke"}
-    diffusers = DreamBoothLoRA.PRESETS["diffusers"]
-    assert DreamBoothLoRA.PRESETS["paper"] == diffusers
-    assert (diffusers.learning_rate, diffusers.train_steps, diffusers.lora_rank) == (1e-4, 500, 4)
+    diffusers, paper = DreamBoothLoRA.PRESETS["diffusers"], DreamBoothLoRA.PRESETS["paper"]
+    for config in (diffusers, paper):
+        assert (config.learning_rate, config.train_steps, config.lora_rank) == (1e-4, 500, 4)
     assert diffusers.prior_preservation and diffusers.identifier == "sks"
+    # The paper preset prompts like the dreambooth row of the same run preset (rare token, "a [V] dog").
+    assert paper.prior_preservation and paper.identifier == "rare" and paper.instance_prompt == "a {identifier} {class_noun}"
     for preset in ("paper", "smoke"):
         method = create_method("dreambooth-lora", preset, {}, RunContext("cpu")).method
         assert isinstance(method, DreamBoothLoRA) and method.calibrated is (preset != "smoke")

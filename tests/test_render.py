@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 
@@ -102,13 +103,25 @@ def test_mismatched_lengths_are_an_error(base: Components) -> None:
         render(base.pipeline(), PROMPTS[:2], SEEDS[:1], SAMPLER, "cpu")
 
 
-def test_unknown_sampler_suggests_close_names(base: Components) -> None:
-    bad = SamplerSettings(scheduler="ddin", steps=2, resolution=TINY_RESOLUTION)
+def test_bad_sampler_settings_are_refused_when_built() -> None:
     with pytest.raises(BenchError, match="did you mean 'ddim'"):
-        render(base.pipeline(), PROMPTS[:1], SEEDS[:1], bad, "cpu")
+        SamplerSettings(scheduler="ddin", steps=2, resolution=TINY_RESOLUTION)
+    with pytest.raises(BenchError, match="resolution=30 is not valid; expected a positive multiple of 8"):
+        SamplerSettings(steps=2, resolution=30)
+    with pytest.raises(BenchError, match="steps=0 is not valid"):
+        SamplerSettings(steps=0)
+    with pytest.raises(BenchError, match="guidance=nan is not valid"):
+        SamplerSettings(guidance=float("nan"))
 
 
-def test_resolution_must_fit_the_vae(base: Components) -> None:
-    bad = SamplerSettings(steps=2, resolution=30)
-    with pytest.raises(BenchError, match="multiple of 8"):
-        render(base.pipeline(), PROMPTS[:1], SEEDS[:1], bad, "cpu")
+def test_scheduler_config_overrides_reach_the_sampler(base: Components) -> None:
+    from dreambench.reference_impl.render import make_scheduler
+
+    plain = make_scheduler("ddim", dict(base.scheduler_config))
+    trailing = make_scheduler("ddim", dict(base.scheduler_config), (("timestep_spacing", "trailing"),))
+    assert trailing.config.timestep_spacing == "trailing" != plain.config.timestep_spacing
+    sampler = SamplerSettings(steps=2, resolution=TINY_RESOLUTION, scheduler_config=(("timestep_spacing", "trailing"),))
+    assert sampler.as_dict()["scheduler_config"] == {"timestep_spacing": "trailing"}
+    a = render(base.pipeline(), PROMPTS[:1], SEEDS[:1], SAMPLER, "cpu", batch_size=1)[0]
+    b = render(base.pipeline(), PROMPTS[:1], SEEDS[:1], dataclasses.replace(SAMPLER, scheduler_config=sampler.scheduler_config), "cpu", batch_size=1)[0]
+    assert a.tobytes() != b.tobytes()

@@ -17,6 +17,7 @@ from dreambench.errors import BenchError
 from dreambench.method import RunContext
 from dreambench.reference_impl.base_model import load_base_model
 from dreambench.reference_impl.dreambooth import WEIGHTS_DIR, read_done
+from dreambench.reference_impl.render import SamplerSettings
 from dreambench.reference_impl.textual_inversion import (
     LEARNED_EMBEDS_FILE,
     OBJECT_TEMPLATES,
@@ -27,8 +28,10 @@ from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_mo
 from dreambench.registry import create_method
 
 FAST = dataclasses.replace(
-    TextualInversion.PRESETS["smoke"], train_steps=2, sampling_steps=2, render_batch_size=2
+    TextualInversion.PRESETS["smoke"], train_steps=2, render_batch_size=2
 )
+# The smoke render protocol's sampler with 2 steps (the harness hands a method its preset's in setup).
+FAST_SAMPLER = SamplerSettings(steps=2, resolution=TINY_RESOLUTION)
 PROMPTS = ["a {} dog", "a {} dog on the beach"]
 
 
@@ -41,7 +44,7 @@ def dog(dreambench_data: Path) -> Subject:
 def prepared(dog: Subject, tmp_path_factory: pytest.TempPathFactory) -> tuple[TextualInversion, Path, list]:
     """One trained subject (weights kept) and the images its in-memory model rendered; read-only."""
     workdir = tmp_path_factory.mktemp("ti") / "dog"
-    method = TextualInversion(FAST, device="cpu", seed=3, keep_weights=True)
+    method = TextualInversion(FAST, device="cpu", sampler=FAST_SAMPLER, seed=3, keep_weights=True)
     method.prepare(dog, workdir)
     images = method.generate(dog, workdir, [p.format("<sks-dog>") for p in PROMPTS], [11, 12])
     return method, workdir, images
@@ -103,7 +106,7 @@ def test_training_captions_are_the_ti_templates(
         return base
 
     monkeypatch.setattr("dreambench.reference_impl.dreambooth.load_base_model", recording_load)
-    TextualInversion(dataclasses.replace(FAST, train_steps=6), device="cpu").prepare(dog, tmp_path / "dog")
+    TextualInversion(dataclasses.replace(FAST, train_steps=6), device="cpu", sampler=FAST_SAMPLER).prepare(dog, tmp_path / "dog")
     tokenizer = bases[0].tokenizer
     captions = [t.format("<sks-dog>") for t in OBJECT_TEMPLATES]
     padded = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length).input_ids
@@ -142,7 +145,7 @@ def test_prepare_is_idempotent_and_reloaded_embedding_renders_identically(
     assert done["class_prompt"] is None and done["num_class_images"] == 0
     monkeypatch.setattr(trainer, "train_dreambooth", lambda *a, **k: pytest.fail("trained twice"))
     method.prepare(dog, workdir)
-    fresh = TextualInversion(FAST, device="cpu", seed=3, keep_weights=True)
+    fresh = TextualInversion(FAST, device="cpu", sampler=FAST_SAMPLER, seed=3, keep_weights=True)
     fresh.prepare(dog, workdir)
     prompts = [p.format(fresh.identifier(dog)) for p in PROMPTS]
     assert [png_sha(im) for im in fresh.generate(dog, workdir, prompts, [11, 12])] == [png_sha(im) for im in images]
@@ -152,7 +155,7 @@ def test_prepare_is_idempotent_and_reloaded_embedding_renders_identically(
 
 
 def test_release_deletes_the_embedding_and_prepare_retrains_the_same(tmp_path: Path, dog: Subject) -> None:
-    assert_release_then_retrain(TextualInversion(FAST, device="cpu"), dog, tmp_path / "dog")
+    assert_release_then_retrain(TextualInversion(FAST, device="cpu", sampler=FAST_SAMPLER), dog, tmp_path / "dog")
 
 
 def test_disk_estimate_is_the_embedding_file_size(
@@ -179,7 +182,7 @@ def test_presets_and_registry() -> None:
     paper, diffusers = presets["paper"], presets["diffusers"]
     assert (paper.train_steps, paper.learning_rate, paper.train_batch_size) == (6100, 1e-2, 2)
     assert (diffusers.train_steps, diffusers.learning_rate, diffusers.train_batch_size) == (3000, 2e-3, 4)
-    assert diffusers.scheduler == "pndm" and paper.scheduler == "ddim"
+    assert paper.max_grad_norm == diffusers.max_grad_norm == float("inf")  # neither source clips
     for preset in ("paper", "smoke"):
         method = create_method("textual-inversion", preset, {}, RunContext("cpu")).method
         assert isinstance(method, TextualInversion) and method.calibrated is (preset != "smoke")
