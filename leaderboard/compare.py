@@ -155,8 +155,29 @@ def compare_runs(
     seed: int = 0,
 ) -> Comparison:
     """Compare `current` against `baseline` on every metric (module docstring for the verdicts)."""
-    from dreambench.metrics.statistics import paired_comparison
+    tolerances = _tolerances(max_drop)
+    _check_settings(n_boot, level)
+    _check_comparable(baseline, current)
+    results = [
+        _compare_metric(
+            baseline, current, metric, tolerances[metric], require_significance, n_boot, level, seed
+        )
+        for metric in METRICS
+    ]
+    return Comparison(
+        baseline=baseline,
+        current=current,
+        metrics=tuple(results),
+        require_significance=require_significance,
+        n_boot=n_boot,
+        level=level,
+        seed=seed,
+        notes=tuple(_notes(baseline, current, results)),
+    )
 
+
+def _tolerances(max_drop: dict[str, float] | None) -> dict[str, float]:
+    """The default tolerances with the caller's, validated, on top."""
     tolerances = dict(DEFAULT_MAX_DROP)
     if max_drop is not None:
         unknown = sorted(set(max_drop) - set(METRICS))
@@ -166,84 +187,92 @@ def compare_runs(
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise BenchError(f"max_drop[{name!r}] is {value!r}; give a number >= 0 (e.g. 0.01)")
         tolerances.update({name: float(value) for name, value in max_drop.items()})
+    return tolerances
+
+
+def _check_settings(n_boot: int, level: float) -> None:
     if n_boot < 1:
         raise BenchError(f"n_boot (--n-boot) is {n_boot}; it must be at least 1 (e.g. 2000)")
     if not 0.0 < level < 1.0:
         raise BenchError(f"level (--level) is {level}; it must lie strictly between 0 and 1 (e.g. 0.95)")
+
+
+def _check_comparable(baseline: RunResults, current: RunResults) -> None:
+    """Refuse (one line) runs whose numbers do not measure the same thing."""
     check_comparable([baseline, current])
     _check_same_precision(baseline, current)
     _check_same_embedders(baseline, current)
     _check_same_subjects(baseline, current)
 
-    results: list[MetricComparison] = []
-    notes: list[str] = []
-    for metric in METRICS:
-        higher_is_better = _higher_is_better(baseline, current, metric)
-        try:
-            paired = paired_comparison(
-                baseline.subjects, current.subjects, metric, n_boot=n_boot, level=level, seed=seed
-            )
-        except ValueError as exc:  # per-prompt figures of one subject cover different prompts
-            raise BenchError(
-                f"cannot compare {baseline.run_dir} and {current.run_dir}: {exc}; "
-                "compare runs made with the same prompts"
-            ) from None
-        if paired is None:
-            missing = [
-                name
-                for name, run in (("baseline", baseline), ("current", current))
-                if run.overall.get(metric) is None
-            ]
-            if len(missing) == 1:
-                notes.append(f"{metric} does not apply to the {missing[0]} run: not compared")
-            results.append(
-                MetricComparison(
-                    metric=metric,
-                    baseline=_figure(baseline, metric),
-                    current=_figure(current, metric),
-                    delta=None,
-                    ci=None,
-                    p_value=None,
-                    n_subjects=0,
-                    max_drop=tolerances[metric],
-                    higher_is_better=higher_is_better,
-                    verdict=NOT_APPLICABLE,
-                )
-            )
-            continue
-        ci = (paired.ci_low, paired.ci_high)
-        results.append(
-            MetricComparison(
-                metric=metric,
-                baseline=paired.baseline,
-                current=paired.current,
-                delta=paired.delta,
-                ci=ci,
-                p_value=paired.p_value,
-                n_subjects=paired.n_subjects,
-                max_drop=tolerances[metric],
-                higher_is_better=higher_is_better,
-                verdict=_verdict(
-                    paired.delta, ci, tolerances[metric], higher_is_better, require_significance
-                ),
-                subject_deltas=paired.subject_deltas,
-            )
+
+def _compare_metric(
+    baseline: RunResults,
+    current: RunResults,
+    metric: str,
+    tolerance: float,
+    require_significance: bool,
+    n_boot: int,
+    level: float,
+    seed: int,
+) -> MetricComparison:
+    """One metric: the paired comparison over common subjects and its verdict."""
+    from dreambench.metrics.statistics import paired_comparison
+
+    higher_is_better = _higher_is_better(baseline, current, metric)
+    try:
+        paired = paired_comparison(
+            baseline.subjects, current.subjects, metric, n_boot=n_boot, level=level, seed=seed
         )
+    except ValueError as exc:  # per-prompt figures of one subject cover different prompts
+        raise BenchError(
+            f"cannot compare {baseline.run_dir} and {current.run_dir}: {exc}; "
+            "compare runs made with the same prompts"
+        ) from None
+    if paired is None:
+        return MetricComparison(
+            metric=metric,
+            baseline=_figure(baseline, metric),
+            current=_figure(current, metric),
+            delta=None,
+            ci=None,
+            p_value=None,
+            n_subjects=0,
+            max_drop=tolerance,
+            higher_is_better=higher_is_better,
+            verdict=NOT_APPLICABLE,
+        )
+    ci = (paired.ci_low, paired.ci_high)
+    return MetricComparison(
+        metric=metric,
+        baseline=paired.baseline,
+        current=paired.current,
+        delta=paired.delta,
+        ci=ci,
+        p_value=paired.p_value,
+        n_subjects=paired.n_subjects,
+        max_drop=tolerance,
+        higher_is_better=higher_is_better,
+        verdict=_verdict(paired.delta, ci, tolerance, higher_is_better, require_significance),
+        subject_deltas=paired.subject_deltas,
+    )
+
+
+def _notes(baseline: RunResults, current: RunResults, results: list[MetricComparison]) -> list[str]:
+    notes = []
+    for m in results:
+        if m.verdict != NOT_APPLICABLE:
+            continue
+        missing = [
+            name for name, run in (("baseline", baseline), ("current", current)) if run.overall.get(m.metric) is None
+        ]
+        if len(missing) == 1:
+            notes.append(f"{m.metric} does not apply to the {missing[0]} run: not compared")
     if not (baseline.calibrated and current.calibrated):
         notes.append(
             "uncalibrated run(s) (random-weight embedders): the gate detects changed outputs, "
             "not changes comparable to published numbers"
         )
-    return Comparison(
-        baseline=baseline,
-        current=current,
-        metrics=tuple(results),
-        require_significance=require_significance,
-        n_boot=n_boot,
-        level=level,
-        seed=seed,
-        notes=tuple(notes),
-    )
+    return notes
 
 
 def regression_text(m: MetricComparison, level: float) -> str:

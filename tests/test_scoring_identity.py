@@ -111,11 +111,14 @@ def test_bf16_is_its_own_identity_marked_and_never_compared_with_fp32(
     assert json.loads((bf16_dir / "config.json").read_text())["scoring"]["precision"] == "bf16"
     assert _results(timm_dir)["scoring"]["precision"] == "fp32"
 
-    code = main(["leaderboard", str(bf16_dir), str(timm_dir), "--format", "md"])
+    assert main(["leaderboard", str(bf16_dir), str(timm_dir), "--format", "json"]) == 0
+    runs = {Path(r["run_dir"]).name: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    bf16_label, fp32_label = runs[bf16_dir.name]["label"], runs[timm_dir.name]["label"]
+    assert (runs[bf16_dir.name]["scoring_precision"], runs[timm_dir.name]["scoring_precision"]) == ("bf16", "fp32")
+    assert main(["leaderboard", str(bf16_dir), str(timm_dir), "--format", "md"]) == 0
     table = capsys.readouterr().out
-    assert code == 0
-    assert "real-images†§" in table and "scored in reduced precision" in table
-    assert table.count("§") == table.count("real-images†§") + 1  # the fp32 row carries no mark
+    assert f"{bf16_label}†§" in table and "§ scored in reduced precision" in table
+    assert f"{fp32_label}†§" not in table and f"{fp32_label}†" in table
 
     code = main(["compare", str(timm_dir), str(bf16_dir)])
     lines = capsys.readouterr().err.strip().splitlines()

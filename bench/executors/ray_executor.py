@@ -29,6 +29,7 @@ Requirements and choices (see docs/RAY.md):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -62,10 +63,20 @@ def _worker_for(spec: RunSpec) -> SubjectWorker:
     from dreambench.runner import SubjectWorker
 
     if _cached is None or _cached[0] != spec:
-        # One run at a time per process: drop the previous run's models before loading new ones.
-        _cached = None
+        # One run at a time per process: drop the previous run's models (the method's run-level
+        # teardown) before loading new ones.
+        previous, _cached = _cached, None
+        if previous is not None:
+            previous[1].close()
         _cached = (spec, SubjectWorker(spec))
     return _cached[1]
+
+
+@atexit.register
+def _close_cached() -> None:
+    """The method's run-level teardown when a Ray worker process exits normally."""
+    if _cached is not None:
+        _cached[1].close()
 
 
 def _picklable(exc: BaseException) -> BaseException:
