@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dreambench.atomic import temp_name
 from dreambench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -120,8 +121,7 @@ def import_external(
             source = layout.files[(subject.name, p, s)]
             target = rd.image_path(subject.name, p, s)
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.unlink(missing_ok=True)
+            tmp = target.with_name(temp_name(target.name))  # recognised and swept after a kill
             if source.suffix.lower() == ".png":
                 try:
                     os.link(source, tmp)

@@ -25,6 +25,7 @@ METHODS: dict[str, str] = {
     "dreambooth": "dreambench.reference_impl.dreambooth:DreamBooth",
     "dreambooth-lora": "dreambench.reference_impl.lora:DreamBoothLoRA",
     "textual-inversion": "dreambench.reference_impl.textual_inversion:TextualInversion",
+    "ip-adapter": "dreambench.reference_impl.ip_adapter:IPAdapter",
 }
 
 ENTRY_POINT_GROUP = "dreambench.methods"

@@ -111,7 +111,11 @@ class DirLock:
             return
         self._make_folder()
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                self._remove_created()
+                raise BenchError(f"cannot lock {self.what} {self.folder}: {exc.strerror or exc}") from None
             try:
                 locked = self._flock(fd)
                 # The holder before us may have removed the file between our open and our lock:

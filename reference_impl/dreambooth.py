@@ -7,8 +7,9 @@ Per subject, ``prepare`` does, in order:
 3. get the class images from the shared class-prior cache, generating only missing ones
    (reference_impl/class_priors.py) and their cached VAE latents,
 4. encode the subject's images once (reference_impl/latent_cache.py),
-5. train (reference_impl/dreambooth_trainer.py) and save the fine-tuned weights in diffusers'
-   layout under ``workdir/weights/`` (loading them: docs/DREAMBOOTH.md),
+5. train (reference_impl/dreambooth_trainer.py) and save the fine-tuned model as a complete
+   diffusers pipeline folder ``workdir/weights/`` (reference_impl/pipeline_folder.py; unchanged
+   components linked; loading it: docs/DREAMBOOTH.md),
 6. write ``workdir/done.json`` last (identifier, prompts, base-model provenance, loss curve).
 
 ``generate`` renders with the fine-tuned model (reference_impl/render.py) and the run preset's

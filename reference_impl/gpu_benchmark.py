@@ -118,7 +118,9 @@ class BenchmarkSettings:
         if self.device not in DEVICES:
             raise BenchError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}")
         if self.repeats < 3:
-            raise BenchError(f"--repeats={self.repeats} must be at least 3 (medians with a min-max need them)")
+            raise BenchError(
+                f"--repeats={self.repeats} must be at least 3 (medians with a min-max need them)"
+            )
         for name in ("steps", "warmup", "images", "render_steps", "render_batch"):
             if getattr(self, name) < 1:
                 raise BenchError(f"--{name.replace('_', '-')}={getattr(self, name)} must be at least 1")
@@ -317,7 +319,12 @@ def _train_script(
 
     device = settings.device
     base = models.base
-    vae, text_encoder, unet, tokenizer = models.script_vae, models.script_text_encoder, base.unet, base.tokenizer
+    vae, text_encoder, unet, tokenizer = (
+        models.script_vae,
+        models.script_text_encoder,
+        base.unet,
+        base.tokenizer,
+    )
     unet.requires_grad_(True)
     unet.train()
     noise_scheduler = DDPMScheduler.from_config(base.scheduler_config)
@@ -467,12 +474,19 @@ def _render_script(models: Models, resolution: int, settings: BenchmarkSettings,
 
 
 def _render_ours(
-    models: Models, resolution: int, settings: BenchmarkSettings, n: int, steps: int, dtype: torch.dtype | None
+    models: Models,
+    resolution: int,
+    settings: BenchmarkSettings,
+    n: int,
+    steps: int,
+    dtype: torch.dtype | None,
 ) -> int:
     """What the ``dreambooth`` method's ``generate`` does: ``render`` in batches of ``render_batch``."""
     from dreambench.reference_impl.render import SamplerSettings, render
 
-    sampler = SamplerSettings(scheduler="ddim", steps=steps, guidance=settings.guidance, resolution=resolution)
+    sampler = SamplerSettings(
+        scheduler="ddim", steps=steps, guidance=settings.guidance, resolution=resolution
+    )
     prompts = [f"a photo of sks dog, view {i}" for i in range(n)]
     batch = min(settings.render_batch, n)
     render(models.base.pipeline(), prompts, list(range(n)), sampler, settings.device, batch, dtype)
@@ -552,7 +566,9 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
                 if row == BASELINE:
                     n = _render_script(models, resolution, settings, settings.images, settings.render_steps)
                 else:
-                    n = _render_ours(models, resolution, settings, settings.images, settings.render_steps, ours_dtype)
+                    n = _render_ours(
+                        models, resolution, settings, settings.images, settings.render_steps, ours_dtype
+                    )
                 _sync(device)
                 per_s[row].append(n / (time.perf_counter() - t0))
                 render_peak[row] = max(render_peak[row], memory.peak_mib())
@@ -561,12 +577,18 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
     ours_precision = f"{ours_mixed} autocast, fp32 weights" if ours_mixed != "no" else "fp32"
     descriptions = {
         "script": {
-            "precision": "fp16 autocast, fp32 UNet, fp16 VAE + text encoder, GradScaler" if on_cuda else "fp32",
-            "optimizer": "torch.optim.AdamW, script defaults (foreach on CUDA)" if on_cuda else "torch.optim.AdamW",
+            "precision": "fp16 autocast, fp32 UNet, fp16 VAE + text encoder, GradScaler"
+            if on_cuda
+            else "fp32",
+            "optimizer": "torch.optim.AdamW, script defaults (foreach on CUDA)"
+            if on_cuda
+            else "torch.optim.AdamW",
             "per_step": "transform + tokenize; VAE encode; text encode; UNet fwd/bwd; clip; step; loss.item()",
         },
         "ours-fp16": {
-            "precision": "fp16 autocast, fp32 weights, GradScaler" if on_cuda else "fp32 (no autocast on CPU)",
+            "precision": "fp16 autocast, fp32 weights, GradScaler"
+            if on_cuda
+            else "fp32 (no autocast on CPU)",
             "optimizer": "AdamW(fused=True)" if on_cuda else "AdamW(foreach=True)",
             "per_step": "sample cached latents; precomputed text embeddings; UNet fwd/bwd; clip; step",
         },
@@ -683,9 +705,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Pa
     parser.add_argument("--size", choices=SIZES, default=defaults.size)
     parser.add_argument("--device", choices=DEVICES, default=defaults.device)
     parser.add_argument("--repeats", type=int, default=defaults.repeats, help="alternating rounds (>= 3)")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="timed training steps per row and repeat")
+    parser.add_argument(
+        "--steps", type=int, default=defaults.steps, help="timed training steps per row and repeat"
+    )
     parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed training steps first")
-    parser.add_argument("--images", type=int, default=defaults.images, help="images per rendering row and repeat")
+    parser.add_argument(
+        "--images", type=int, default=defaults.images, help="images per rendering row and repeat"
+    )
     parser.add_argument("--render-steps", type=int, default=defaults.render_steps, help="DDIM steps")
     parser.add_argument("--render-batch", type=int, default=defaults.render_batch, help="our images per call")
     parser.add_argument("--seed", type=int, default=defaults.seed)

@@ -61,7 +61,12 @@ SD15_UNET_CONFIG: dict[str, Any] = {
     "block_out_channels": [320, 640, 1280, 1280],
     "center_input_sample": False,
     "cross_attention_dim": 768,
-    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "down_block_types": [
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ],
     "downsample_padding": 1,
     "flip_sin_to_cos": True,
     "freq_shift": 0,
@@ -136,7 +141,9 @@ def parse_random_spec(ref: str) -> RandomSpec:
     match = _SPEC.match(ref)
     if match is None or match["arch"] not in ARCHITECTURES:
         valid = ", ".join(f"{RANDOM_PREFIX}{a}" for a in ARCHITECTURES)
-        raise BenchError(f"base model {ref!r} is not a random-weight model; valid: {valid} (optionally :seed=N)")
+        raise BenchError(
+            f"base model {ref!r} is not a random-weight model; valid: {valid} (optionally :seed=N)"
+        )
     return RandomSpec(match["arch"], int(match["seed"] or 0))
 
 

@@ -28,7 +28,7 @@ Which sampler a run renders with is not a method's choice: it is the run preset'
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -135,12 +135,15 @@ def render(
     device: str,
     batch_size: int = 16,
     autocast_dtype: torch.dtype | None = None,
+    extra_inputs: Mapping[str, Any] | None = None,
 ) -> list[Image.Image]:
     """Render one RGB image per ``(prompts[i], seeds[i])`` with ``pipe``; see the module docstring.
 
     ``pipe`` is any ``StableDiffusionPipeline`` (base weights, fine-tuned UNet, LoRA, added tokens);
     its scheduler is replaced by a fresh ``sampler.scheduler`` (built from its current config). ``autocast_dtype`` (CUDA only)
-    runs the denoiser in fp16/bf16 autocast. Raises BenchError on mismatched lengths.
+    runs the denoiser in fp16/bf16 autocast. ``extra_inputs`` are further pipeline arguments shared
+    by every image (e.g. IP-Adapter's ``ip_adapter_image_embeds``, reference_impl/ip_adapter.py);
+    they must not depend on the batch. Raises BenchError on mismatched lengths.
     """
     import contextlib
 
@@ -190,6 +193,7 @@ def render(
                 latents=latents.to(device=device, dtype=pipe.unet.dtype),
                 generator=generators,
                 output_type="pil",
+                **dict(extra_inputs or {}),
             )
         images.extend(image.convert("RGB") for image in out.images[:n_real])
     return images

@@ -31,3 +31,17 @@ def dreambench_data() -> Path:
     if not (path / "dataset").is_dir() and not (path / "dog").is_dir():
         pytest.fail(f"DREAMBENCH_DATA={path} does not hold the google/dreambooth dataset")
     return path
+
+
+@pytest.fixture
+def empty_embedding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache root with no embeddings that shares the session's weights (smoke weights are not rebuilt)."""
+    from dreambench.cache_root import cache_root
+
+    weights = cache_root() / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    root = tmp_path / "empty-cache"
+    root.mkdir()
+    (root / "weights").symlink_to(weights, target_is_directory=True)
+    monkeypatch.setenv("DREAMBENCH_CACHE", str(root))
+    return root

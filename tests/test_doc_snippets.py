@@ -56,9 +56,8 @@ def substitute(code: str, values: dict[str, Any]) -> str:
     """Replace the snippet's settings lines (``name = ...`` at the start of a line) with ``values``."""
     for names, value in values.items():
         pattern = re.compile(rf"^{re.escape(names)} = .*$", flags=re.M)
-        if names == "base, revision" and "base, revision" not in code:
-            continue
-        code, count = pattern.subn(lambda _: f"{names} = {value}", code)
+        line = f"{names} = {value}"
+        code, count = pattern.subn(lambda _, line=line: line, code)
         assert count == 1, f"the snippet has no single `{names} = ...` line"
     return code
 
@@ -103,16 +102,15 @@ def test_loading_snippet_reproduces_the_projects_image(
     method.release()  # keep_weights: the folder stays, as after `bench run --keep-weights`
 
     line, code = SNIPPETS[method_name]
-    code = substitute(
-        code,
-        {
-            "weights": repr(str(workdir / WEIGHTS_DIR)),
-            "base, revision": f"{str(ensure_tiny_model())!r}, None",
-            "prompt, seed": f"{prompt!r}, {SEED}",
-            "steps, guidance, size": f"{SAMPLER.steps}, {SAMPLER.guidance}, {SAMPLER.resolution}",
-            "device": '"cpu"',
-        },
-    )
+    settings = {
+        "weights": repr(str(workdir / WEIGHTS_DIR)),
+        "prompt, seed": f"{prompt!r}, {SEED}",
+        "steps, guidance, size": f"{SAMPLER.steps}, {SAMPLER.guidance}, {SAMPLER.resolution}",
+        "device": '"cpu"',
+    }
+    if method_name != "dreambooth":  # the full DreamBooth folder needs no base model
+        settings["base, revision"] = f"{str(ensure_tiny_model())!r}, None"
+    code = substitute(code, settings)
     monkeypatch.chdir(tmp_path)  # the DreamBooth snippet saves dog.png
     namespace: dict[str, Any] = {}
     exec(compile(code, f"{DOC}:{line}", "exec"), namespace)

@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from dreambench.reference_impl.gpu_benchmark import LABEL, RENDER_ROWS, TRAIN_ROWS, build_sd15_components, main
+from dreambench.reference_impl.gpu_benchmark import (
+    LABEL,
+    RENDER_ROWS,
+    TRAIN_ROWS,
+    build_sd15_components,
+    main,
+)
 
 
 def run_main(args: list[str], out: Path) -> dict[str, Any]:
@@ -25,7 +31,11 @@ def run_main(args: list[str], out: Path) -> dict[str, Any]:
 
 def check_summary(summary: dict[str, float], per_repeat: list[float], repeats: int) -> None:
     assert len(per_repeat) == repeats and all(math.isfinite(v) and v > 0 for v in per_repeat)
-    assert summary == {"median": statistics.median(per_repeat), "min": min(per_repeat), "max": max(per_repeat)}
+    assert summary == {
+        "median": statistics.median(per_repeat),
+        "min": min(per_repeat),
+        "max": max(per_repeat),
+    }
 
 
 def check_result(result: dict[str, Any], size: str, device: str, repeats: int, steps: int) -> None:
@@ -58,9 +68,9 @@ def test_tiny_cpu_every_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps the table at the terminal's width
-    args = ["--size", "tiny", "--device", "cpu", "--repeats", "3", "--steps", "2", "--warmup", "1"]
+    args = ["--size", "tiny", "--device", "cpu", "--repeats", "3", "--steps", "1", "--warmup", "1"]
     result = run_main([*args, "--images", "2", "--render-steps", "1"], tmp_path / "bench.json")
-    check_result(result, "tiny", "cpu", repeats=3, steps=2)
+    check_result(result, "tiny", "cpu", repeats=3, steps=1)
     assert result["card"] == "cpu"
     assert result["memory_kind"].startswith("host")
     # Rendering batches are capped at the number of images (no padded throw-away images timed).

@@ -33,6 +33,7 @@ PROMPTS = {
 HANG_S = 900
 # Bookkeeping that differs between any two runs (wall times, memory, dates, where it ran), not results.
 VOLATILE_KEYS = {"cost", "stamp", "run_dir", "train_seconds"}
+VOLATILE_FILES = {"stamp.json", "cost.json"}
 
 
 def _temp_entries(root: Path) -> list[Path]:
@@ -52,7 +53,7 @@ def _snapshot(out: Path) -> dict[str, str]:
     volatile bookkeeping."""
     (run_dir,) = out.iterdir()
     snapshot = {}
-    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name not in VOLATILE_FILES):
         name = str(path.relative_to(out))
         if path.suffix == ".json":
             snapshot[name] = json.dumps(_stable(json.loads(path.read_text())), sort_keys=True)

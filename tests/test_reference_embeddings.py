@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dreambench.cache_root import cache_root
 from dreambench.metrics.scorer import ImageRef, Scorer
 
 DATA = Path(__file__).parent / "data"
@@ -25,18 +24,6 @@ def reference() -> tuple[dict, dict[str, np.ndarray]]:
     meta = json.loads((DATA / "reference_embeddings_smoke.json").read_text())
     with np.load(DATA / "reference_embeddings_smoke.npz") as arrays:
         return meta, {k: arrays[k] for k in arrays.files}
-
-
-@pytest.fixture
-def empty_embedding_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A cache root with no embeddings that shares the session's (smoke) weights."""
-    weights = cache_root() / "weights"
-    weights.mkdir(parents=True, exist_ok=True)
-    root = tmp_path / "cache"
-    root.mkdir()
-    (root / "weights").symlink_to(weights, target_is_directory=True)
-    monkeypatch.setenv("DREAMBENCH_CACHE", str(root))
-    return root
 
 
 @pytest.mark.parametrize("decode_workers", [1, 3])

@@ -125,7 +125,8 @@ class RayExecutor:
         local Ray instance on this machine's available CPUs (or connects to ``RAY_ADDRESS`` if set).
     max_retries: how often Ray reruns a task whose worker process died.
     num_cpus_per_task: CPUs reserved per subject.
-    num_gpus_per_task: GPUs reserved per subject; None means 1 when the cluster has GPUs, else 0.
+    num_gpus_per_task: GPUs reserved per subject; None means 1 for a ``cuda`` run, 0 for a ``cpu``
+        run (``task_options``).
     """
 
     def __init__(
@@ -171,10 +172,41 @@ class RayExecutor:
             signal.signal(signal.SIGTERM, previous)
         return True
 
-    def _num_gpus(self, ray: Any) -> float:
+    def task_options(self, device: str, cluster_gpus: float) -> dict[str, Any]:
+        """What each subject task asks Ray for on a run whose device is ``device``: resources,
+        retries, the forwarded environment (the ``.options()`` of every task).
+
+        A ``cuda`` run asks for one whole GPU per task (``num_gpus=1``): Ray sets the task's
+        ``CUDA_VISIBLE_DEVICES`` to the GPU it reserved, so ``cuda`` inside the task is that GPU and
+        a node with N GPUs trains N subjects at once. A ``cpu`` run asks for none.
+        ``num_gpus_per_task`` overrides both (e.g. 0.5 to put two subjects on one large GPU). A cuda
+        run whose tasks would get no GPU, or that names one GPU (``cuda:N``: each task sees only
+        the GPU Ray gave it), is a BenchError.
+        """
+        from dreambench.errors import BenchError
+
+        if device.startswith("cuda:"):
+            raise BenchError(
+                f"--device {device} with --executor ray: each task sees only the GPU Ray assigned "
+                "to it; use --device cuda (or cpu)"
+            )
+        on_cuda = device == "cuda"
         if self.num_gpus_per_task is not None:
-            return self.num_gpus_per_task
-        return 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+            num_gpus = self.num_gpus_per_task
+        else:
+            num_gpus = 1 if on_cuda else 0
+        if on_cuda and (num_gpus == 0 or (self.num_gpus_per_task is None and cluster_gpus < 1)):
+            raise BenchError(
+                f"--device {device} but the Ray tasks get no GPU (cluster GPUs: {cluster_gpus:g}, "
+                f"per task: {num_gpus:g}); use --device cpu or a cluster with GPUs"
+            )
+        return {
+            "num_cpus": self.num_cpus_per_task,
+            "num_gpus": num_gpus,
+            "max_retries": self.max_retries,
+            "retry_exceptions": False,
+            "runtime_env": {"env_vars": {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}},
+        }
 
     def run(
         self, worker: SubjectWorker, subjects: Sequence[Subject], progress: RunProgress, on_result: OnResult
@@ -192,18 +224,14 @@ class RayExecutor:
         initialised_here = self._connect(ray)
         pending: dict[Any, str] = {}
         try:
-            num_gpus = self._num_gpus(ray)
             resources = ray.cluster_resources()
             device = worker.spec.device
-            if device.startswith("cuda") and num_gpus == 0:
-                raise BenchError(
-                    f"--device {device} but the Ray tasks get no GPU (cluster GPUs: "
-                    f"{resources.get('GPU', 0):g}); use --device cpu or a cluster with GPUs"
-                )
-            if device == "cpu" and num_gpus > 0:
+            options = self.task_options(device, resources.get("GPU", 0))
+            num_gpus = options["num_gpus"]
+            if device == "cpu" and resources.get("GPU", 0) >= 1:
                 progress.log(
-                    "ray: the tasks reserve GPUs but the run's device is cpu (auto resolves on this "
-                    "machine); pass --device cuda to use the cluster's GPUs"
+                    "ray: the cluster has GPUs but the run's device is cpu (auto resolves on the "
+                    "driver's machine); pass --device cuda to give each subject a GPU"
                 )
             progress.log(
                 f"ray: {len(subjects)} subject task(s) on {resources.get('CPU', 0):g} CPU(s), "
@@ -213,14 +241,6 @@ class RayExecutor:
             # max_calls is fixed when the remote function is made: keep Ray's GPU default of one task
             # per process (frees GPU memory, right device); reuse CPU workers (models load once).
             task = ray.remote(max_calls=1 if num_gpus > 0 else 0)(run_subject_task)
-            env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-            options = {
-                "num_cpus": self.num_cpus_per_task,
-                "num_gpus": num_gpus,
-                "max_retries": self.max_retries,
-                "retry_exceptions": False,
-                "runtime_env": {"env_vars": env},
-            }
             spec_ref = ray.put(worker.spec)
             for subject in subjects:
                 ref = task.options(name=f"dreambench:{subject.name}", **options).remote(spec_ref, subject)
