@@ -20,14 +20,15 @@ CSV_COLUMNS: tuple[str, ...] = (
     "run",
     "label",
     "method",
+    "kind",
     "preset",
     "calibrated",
-    "scoring_precision",
     "scope",
     "n_subjects",
     *(col for m in METRICS for col in (m, f"{m}_ci_low", f"{m}_ci_high")),
     "failures",
     "error",
+    "scoring_precision",  # "fp32" (the protocol) or "bf16"; last, so earlier columns keep their place
 )
 
 
@@ -54,6 +55,7 @@ def _base(entry: Entry, scope: str) -> dict[str, str]:
         "run": str(entry.run.run_dir),
         "label": entry.label,
         "method": entry.run.method,
+        "kind": entry.run.method_kind,
         "preset": entry.run.preset,
         "calibrated": "true" if entry.run.calibrated else "false",
         "scoring_precision": entry.run.scoring_precision,

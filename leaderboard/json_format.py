@@ -62,6 +62,7 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
                 "label": entry.label,
                 "run_dir": str(entry.run.run_dir),
                 "method": entry.run.method,
+                "kind": entry.run.method_kind,
                 "preset": entry.run.preset,
                 "config_hash": entry.run.config_hash,
                 "calibrated": entry.run.calibrated,

@@ -48,6 +48,11 @@ class RunResults:
         return str(self.raw["run"]["preset"])
 
     @property
+    def method_kind(self) -> str:
+        """finetune / encoder / none / external (dreambench.method); "unknown" in older files."""
+        return str(self.raw["run"].get("method_kind", "unknown"))
+
+    @property
     def config_hash(self) -> str | None:
         value = self.raw["run"].get("config_hash")
         return None if value is None else str(value)

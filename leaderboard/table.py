@@ -178,6 +178,7 @@ class Leaderboard:
         optional = self.optional_metrics()
         header = (
             "Method",
+            "Kind",
             "Preset",
             *(METRIC_TITLES[m] for m in METRICS),
             *(OPTIONAL_TITLES[m] for m in optional),
@@ -186,6 +187,7 @@ class Leaderboard:
         rows = tuple(
             (
                 e.marked_method,
+                e.run.method_kind,
                 e.run.preset,
                 *(e.overall.figures[m].text() for m in METRICS),
                 *(e.overall.optional[m].text() if m in e.overall.optional else ABSENT for m in optional),
@@ -197,6 +199,7 @@ class Leaderboard:
             for e in self.entries
         )
         numeric = (
+            False,
             False,
             False,
             *(True for _ in METRICS),

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from results_factory import results_document
 
 import dreambench.cli
 from dreambench.cli import main
@@ -94,36 +95,18 @@ def make_results(
             entry["per_prompt"] = prompts
         subjects[subject] = entry
 
-    def aggregate(names: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {"n_subjects": len(names)}
-        for m in METRIC_NAMES:
-            values = [subjects[n][m] for n in names if subjects[n][m] is not None]
-            out[m] = float(np.mean(values)) if values else None
-        return out
-
-    return {
-        "schema_version": 1,
-        "run": {"method": method, "preset": "smoke", "config_hash": name[-8:], "run_dir": f"runs/{name}"},
-        "calibrated": calibrated,
-        "uncalibrated_reasons": []
-        if calibrated
-        else ["metric preset smoke uses seeded random-weight embedders"],
-        "prompt_set": {"name": "dreambench", "version": prompt_version, "sha256": "c0ffee"},
-        "metrics": {
-            m: {
-                "version": metric_version,
-                "higher_is_better": True,
-                "convention": "raw cosine in [-1, 1]",
-                "embedder": {**EMBEDDER, "sha256": embedder_sha256},
-            }
-            for m in METRIC_NAMES
-        },
-        "subjects": subjects,
-        "overall": aggregate(list(subjects)),
-        "overall_live": aggregate([n for n in subjects if subjects[n]["kind"] == "live"]),
-        "overall_object": aggregate([n for n in subjects if subjects[n]["kind"] == "object"]),
-        "failures": {s: r for s, r in drop_subjects.items() if r},
-    }
+    return results_document(
+        subjects,
+        method=method,
+        preset="smoke",
+        run_name=name,
+        config_hash=name[-8:],
+        calibrated=calibrated,
+        embedder={**EMBEDDER, "sha256": embedder_sha256},
+        metric_version=metric_version,
+        prompt_version=prompt_version,
+        failures={s: r for s, r in drop_subjects.items() if r},
+    )
 
 
 def write_run(root: Path, name: str, **kwargs: Any) -> Path:

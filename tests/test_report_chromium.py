@@ -89,7 +89,7 @@ def _chromium() -> str:
 
 def _browse(browser: str, page: Path, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     command = [browser, *_FLAGS, f"--user-data-dir={profile}", *extra, page.resolve().as_uri()]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+    return subprocess.run(command, capture_output=True, text=True, timeout=1800)  # hangs only
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,9 @@ Requirements and choices (see docs/RAY.md):
 * Concurrency: the driver holds the run directory's lock (bench/run_lock.py) and each task holds
   its subject's ``subject.lock`` while it runs, so a retry never writes beside a still-running
   attempt of the same subject: it waits for it, then resumes.
+* GPUs: on a ``cuda`` run each task asks Ray for one GPU (``task_options``); Ray points the task's
+  ``CUDA_VISIBLE_DEVICES`` at the GPU it reserved, so N GPUs run N subjects at once. A ``cpu`` run
+  asks for none.
 * A worker process caches its ``SubjectWorker`` for the spec it last served, so the method and the
   embedders load once per process, not once per subject. CPU workers are reused across tasks; GPU
   tasks keep Ray's default of one task per worker process (``max_calls=1``), which frees GPU
