@@ -5,8 +5,9 @@ Layout of IMAGES_DIR (documented in the README)::
     IMAGES_DIR/<subject>/<prompt_idx>-<sample_idx>.png     (also .jpg/.jpeg/.webp)
 
 prompt_idx indexes the subject's prompt list (live or object) of the prompt set, 0-based;
-sample_idx runs from 0 to images-per-prompt - 1. Every expected file must be present; files that
-do not fit the layout are listed and ignored.
+sample_idx runs from 0 to images-per-prompt - 1. Every expected file must be present and decode
+(all are checked before anything is copied into the run directory); files that do not fit the
+layout are listed and ignored.
 """
 
 from __future__ import annotations

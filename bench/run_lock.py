@@ -109,10 +109,13 @@ class DirLock:
             fd, depth = _held[key]
             _held[key] = (fd, depth + 1)
             return
-        self._make_folder()
         while True:
+            # Inside the loop: a holder that just let go removes the folders it created when empty.
+            self._make_folder()
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except FileNotFoundError:
+                continue  # the folder went between our mkdir and open (see above): make it again
             except OSError as exc:
                 self._remove_created()
                 raise BenchError(f"cannot lock {self.what} {self.folder}: {exc.strerror or exc}") from None

@@ -3,16 +3,20 @@ write results. Resumable at image granularity; knows nothing about diffusion.
 
 Per subject (see bench/store.py for the files):
 
-1. Images: every (prompt_idx, sample_idx) whose PNG or index line is missing is rendered with the
-   seed ``image_seed(base_seed, subject, prompt_idx, sample_idx)``; the index is rewritten after
-   each chunk, so a kill loses at most the chunk in flight.
-2. Scores: recomputed only when scores.jsonl does not cover exactly the current images (by sha256);
-   the embedding cache makes that cheap when most images are unchanged.
-3. Summary: the per-subject figures (metrics/aggregate.py).
+1. Images: every (prompt_idx, sample_idx) whose PNG or index line is missing, or whose PNG does
+   not hash to the sha256 its index line records, is rendered with the seed
+   ``image_seed(base_seed, subject, prompt_idx, sample_idx)``; the index is rewritten after each
+   chunk, so a kill loses at most the chunk in flight.
+2. Scores: recomputed only when scores.jsonl does not cover exactly the current images (by sha256)
+   with their figures; the embedding cache makes that cheap when most images are unchanged. A
+   damaged derived file is recomputed (cost.json: ignored), never a failure.
+3. Summary: the per-subject figures (metrics/aggregate.py), written to summary.json.
 
-A subject that raises is recorded in ``failures`` (with its traceback in error.txt) and the
-others go on. results.json covers every subject finished in the run directory. Subjects are
-handed to an executor (bench/executors/): in-process by default, or one Ray task per subject.
+A subject that raises is recorded in its error.txt (the failure's line, then the traceback) and
+the others go on. results.json is built from the subject folders on disk (summary.json: a row,
+error.txt: a failure), so it does not depend on the order or the invocations that made them.
+Subjects are handed to an executor (bench/executors/): in-process by default, or one Ray task
+per subject.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Layout (one folder per resolved config)::
       subjects/<name>/pres/<k>.png, pres.jsonl   "a {class}" samples for PRES (when asked for)
       subjects/<name>/optional_scores.json     PRES / DIV with the sha256s they were computed from
       subjects/<name>/cost.json                wall seconds of each stage when it last did work
+      subjects/<name>/summary.json             the subject's figures once it finished (its row)
+      subjects/<name>/error.txt                why it failed (first line), then the traceback
 
 A step is done only when all its files exist; every file is written to a temp path and renamed.
 """

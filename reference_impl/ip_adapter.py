@@ -96,7 +96,9 @@ def load_ip_adapter_pipeline(config: IPAdapter.Config, device: str) -> LoadedIPA
     """
     base_folder, base = locate_base_model(config.base_model, config.base_revision, device)
     files = adapter_files(config)
-    folder, adapter = locate_ip_adapter(config.adapter, config.adapter_revision, files, base_folder, base["key"])
+    folder, adapter = locate_ip_adapter(
+        config.adapter, config.adapter_revision, files, base_folder, base["key"]
+    )
     check_fits(folder, files, base_folder, repr(config.adapter))
     model = load_base_model(config.base_model, config.base_revision, device)
     pipe = model.pipeline()
@@ -131,7 +133,11 @@ def adapter_files(config: IPAdapter.Config) -> AdapterFiles:
 
 
 def image_prompt_embeds(
-    pipe: StableDiffusionPipeline, references: list[Image.Image], combine: Combine, guidance: float, device: str
+    pipe: StableDiffusionPipeline,
+    references: list[Image.Image],
+    combine: Combine,
+    guidance: float,
+    device: str,
 ) -> list[torch.Tensor]:
     """The ``ip_adapter_image_embeds`` argument for the subject's ``references`` (module docstring).
 
@@ -173,7 +179,9 @@ class IPAdapter:
         # ip_adapter_weights.PUBLISHED["sdxl"] for SDXL.
         adapter_subfolder: str = PUBLISHED["sd15"].subfolder
         weight_name: str = field(default=PUBLISHED["sd15"].weight_name, metadata=non_empty())
-        image_encoder_folder: str = field(default=PUBLISHED["sd15"].image_encoder_folder, metadata=non_empty())
+        image_encoder_folder: str = field(
+            default=PUBLISHED["sd15"].image_encoder_folder, metadata=non_empty()
+        )
         # set_ip_adapter_scale: 1.0 = image prompt only; lower gives the text prompt more say.
         scale: float = field(default=0.5, metadata=non_negative())
         combine: Combine = "tokens"
@@ -226,7 +234,9 @@ class IPAdapter:
         """Fail now, before a run writes anything, if base model or adapter are missing or do not fit."""
         base_folder, base = locate_base_model(self.config.base_model, self.config.base_revision)
         files = adapter_files(self.config)
-        folder, _ = locate_ip_adapter(self.config.adapter, self.config.adapter_revision, files, base_folder, base["key"])
+        folder, _ = locate_ip_adapter(
+            self.config.adapter, self.config.adapter_revision, files, base_folder, base["key"]
+        )
         check_fits(folder, files, base_folder, repr(self.config.adapter))
 
     # -- per subject ---------------------------------------------------------------------------

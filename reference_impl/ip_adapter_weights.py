@@ -71,7 +71,11 @@ class AdapterFiles:
 
     def hub_files(self) -> list[str]:
         """What a hub download fetches: adapter weights, encoder config and safetensors weights."""
-        return [self.weight_path, f"{self.encoder_path}/config.json", f"{self.encoder_path}/model.safetensors"]
+        return [
+            self.weight_path,
+            f"{self.encoder_path}/config.json",
+            f"{self.encoder_path}/model.safetensors",
+        ]
 
 
 PUBLISHED: dict[str, AdapterFiles] = {
@@ -99,7 +103,9 @@ def _hub_snapshot(repo: str, revision: str, files: AdapterFiles) -> Path:
 
     wanted = files.hub_files()
     try:
-        folder = Path(snapshot_download(repo, revision=revision, allow_patterns=wanted, local_files_only=True))
+        folder = Path(
+            snapshot_download(repo, revision=revision, allow_patterns=wanted, local_files_only=True)
+        )
         if all((folder / f).is_file() for f in wanted):
             return folder
     except Exception:  # noqa: BLE001 - any miss in the local cache falls through to the download path
@@ -113,7 +119,9 @@ def _hub_snapshot(repo: str, revision: str, files: AdapterFiles) -> Path:
         return Path(snapshot_download(repo, revision=revision, allow_patterns=wanted))
     except Exception as exc:  # noqa: BLE001 - network/auth/404 errors all become one actionable line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchError(f"IP-Adapter weights {repo}@{revision} could not be downloaded ({first}); {hint}") from None
+        raise BenchError(
+            f"IP-Adapter weights {repo}@{revision} could not be downloaded ({first}); {hint}"
+        ) from None
 
 
 def _check_layout(folder: Path, files: AdapterFiles, shown_as: str) -> None:

@@ -14,11 +14,12 @@ The model is built once per (architecture, seed) and kept as a standard diffuser
         model_index.json  unet/  vae/  text_encoder/  tokenizer/  scheduler/  dreambench_random.json
 
 and then loaded through the same ``from_pretrained`` path as real weights (``load_base_model``).
-Its weights are initialised on the device the first caller uses (``"auto"``: CUDA when available;
-on a GPU this takes about a second, on a 2-core CPU about 25 s) and written as fp32 safetensors
-(about 4.3 GB for SD 1.5). Weights drawn on a GPU differ from weights drawn on the CPU for the same
-seed, so ``dreambench_random.json`` records where they were drawn and the model's cache key (used
-by the class-prior cache and recorded as provenance) is a hash of that record.
+Its weights are always drawn on the CPU (about 25 s on 2 cores, once per cache), whatever device
+the run uses: weights drawn on a GPU differ from weights drawn on the CPU for the same seed, and a
+run's identity must not depend on which device built its cache. They are written as fp32
+safetensors (about 4.3 GB for SD 1.5); ``dreambench_random.json`` records the build (seed, torch
+version) and the model's cache key (used by the class-prior cache and recorded as provenance) is a
+hash of that record.
 
 SD 1.5's configs below are those of ``stable-diffusion-v1-5/stable-diffusion-v1-5`` at the revision
 the project pins (``base_model.SD15_REVISION``): every key of its unet/config.json,
@@ -153,7 +154,8 @@ def random_model_folder(spec: RandomSpec) -> Path:
 
 
 def ensure_random_model(spec: RandomSpec, device: str) -> Path:
-    """Build the model for ``spec`` on ``device`` unless its folder exists; return the folder.
+    """Build the model for ``spec`` unless its folder exists; return the folder. The weights are
+    drawn on the CPU whatever ``device`` the run uses (the module docstring says why).
 
     Built in a temporary sibling and renamed into place (``model_index.json`` last), so a reader or
     a concurrent builder never sees half a model; if another process finishes first, its folder wins.
@@ -162,7 +164,7 @@ def ensure_random_model(spec: RandomSpec, device: str) -> Path:
     if (folder / PROVENANCE_FILE).is_file():
         return folder
     with atomic_directory(folder, replace=False) as tmp:
-        _build(tmp, spec, device)
+        _build(tmp, spec)
     return folder
 
 
@@ -225,7 +227,7 @@ def _device_name(device: str) -> str:
     return torch.device(device).type
 
 
-def _build(folder: Path, spec: RandomSpec, device: str) -> None:
+def _build(folder: Path, spec: RandomSpec) -> None:
     import torch
     from diffusers import PNDMScheduler, StableDiffusionPipeline
     from transformers import CLIPTokenizer
@@ -234,7 +236,8 @@ def _build(folder: Path, spec: RandomSpec, device: str) -> None:
 
     write_clip_tokenizer(folder / "tokenizer")  # the real CLIP BPE vocabulary, as SD v1 uses
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-    unet, vae, text_encoder = build_sd15_modules(device, spec.seed)
+    # Drawn on the CPU whatever ``device`` is: the same seed then gives the same weights everywhere.
+    unet, vae, text_encoder = build_sd15_modules("cpu", spec.seed)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -245,7 +248,10 @@ def _build(folder: Path, spec: RandomSpec, device: str) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder, safe_serialization=True)
+    from dreambench.reference_impl.base_model import quiet_loading  # imports this module: no top-level import
+
+    with quiet_loading():
+        pipe.save_pretrained(folder, safe_serialization=True)
     # save_pretrained rewrites tokenizer/ in transformers' own format; put the SD-style files back.
     write_clip_tokenizer(folder / "tokenizer")
     record = {
@@ -254,7 +260,7 @@ def _build(folder: Path, spec: RandomSpec, device: str) -> None:
         "architecture": spec.architecture,
         "seed": spec.seed,
         "build_version": _BUILD_VERSION,
-        "initialised_on": _device_name(device),
+        "initialised_on": _device_name("cpu"),
         "torch": torch.__version__,
         "calibrated": False,
     }

@@ -106,7 +106,9 @@ def random_ip_adapter_state_dict(
     layers = cross_attention_layers(unet)
     cross_dims = {cross for _, _, _, cross in layers}
     if len(cross_dims) != 1:
-        raise ValueError(f"the UNet's cross-attention layers disagree on their context width: {sorted(cross_dims)}")
+        raise ValueError(
+            f"the UNet's cross-attention layers disagree on their context width: {sorted(cross_dims)}"
+        )
     (cross_dim,) = cross_dims
     state: dict[str, torch.Tensor] = {}
     with torch.random.fork_rng(devices=[]):
@@ -153,7 +155,9 @@ def _build(folder: Path, base_folder: Path, base_key: str, seed: int) -> None:
 
     # The UNet's shapes only: built on the meta device, no weights read or allocated.
     with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(base_folder, subfolder="unet"))
+        unet = UNet2DConditionModel.from_config(
+            UNet2DConditionModel.load_config(base_folder, subfolder="unet")
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_IMAGE_ENCODER_CONFIG))

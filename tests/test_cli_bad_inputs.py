@@ -225,3 +225,19 @@ def test_missing_dataset_image_blocks_only_its_subject(
     assert str(missing) in line and "bench dataset verify" in line
     assert main(["dataset", "verify", "--data", str(data)]) == 1
     assert f"cat/{missing.name}: missing" in capsys.readouterr().out
+
+
+def test_device_for_other_machines_is_checked_by_name_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--executor ray --device cuda` from a driver without a GPU is valid (the workers have one);
+    a name torch does not know is still refused."""
+    import torch
+
+    from dreambench.commands.subject_args import device_from_args
+    from dreambench.errors import BenchError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device_from_args("cuda:1", runs_here=False) == "cuda:1"
+    with pytest.raises(BenchError, match="CUDA is not available"):
+        device_from_args("cuda:1")
+    with pytest.raises(BenchError, match="unknown --device 'tpu0'"):
+        device_from_args("tpu0", runs_here=False)

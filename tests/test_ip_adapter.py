@@ -88,7 +88,9 @@ def test_tiny_adapter_has_the_published_layout_and_loads_through_stock_diffusers
     assert sorted(state) == sorted(published_keys(_unet(tiny_unet_config)))  # safetensors sorts names
     assert state["ip_adapter.1.to_k_ip.weight"].shape[1] == tiny_unet_config["cross_attention_dim"]
 
-    pipe = StableDiffusionPipeline.from_pretrained(base_folder, safety_checker=None, requires_safety_checker=False)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        base_folder, safety_checker=None, requires_safety_checker=False
+    )
     pipe.load_ip_adapter(str(folder), subfolder="models", weight_name="ip-adapter_sd15.safetensors")
     assert isinstance(pipe.image_encoder, CLIPVisionModelWithProjection)
     # The method's pipeline went through the same loader: both hold the file's tensors.
@@ -103,7 +105,9 @@ def test_tiny_adapter_has_the_published_layout_and_loads_through_stock_diffusers
         assert torch.equal(projection.image_embeds.weight, state["image_proj.proj.weight"])
 
 
-def test_images_follow_the_reference_images_and_the_seed(method: IPAdapter, subjects: dict[str, Subject]) -> None:
+def test_images_follow_the_reference_images_and_the_seed(
+    method: IPAdapter, subjects: dict[str, Subject]
+) -> None:
     def image(name: str, seed: int = 7) -> bytes:
         return png(method.generate(subjects[name], Path("unused"), [PROMPT], [seed])[0])
 
@@ -157,7 +161,9 @@ def _write_adapter(folder: Path, cross_dim: int, projection_dim: int) -> None:
         },
         str(folder / "models" / "ip-adapter_sd15.safetensors"),
     )
-    (folder / "models" / "image_encoder" / "config.json").write_text(json.dumps({"projection_dim": projection_dim}))
+    (folder / "models" / "image_encoder" / "config.json").write_text(
+        json.dumps({"projection_dim": projection_dim})
+    )
     (folder / "models" / "image_encoder" / "model.safetensors").write_bytes(b"")
 
 
@@ -173,7 +179,9 @@ def test_mismatched_or_incomplete_adapters_are_refused_before_loading(tmp_path: 
         IPAdapter(dataclasses.replace(smoke, adapter=str(sd15))).check_ready()
     wrong_encoder = tmp_path / "wrong-encoder"
     _write_adapter(wrong_encoder, cross_dim=32, projection_dim=24)
-    (wrong_encoder / "models" / "image_encoder" / "config.json").write_text(json.dumps({"projection_dim": 1280}))
+    (wrong_encoder / "models" / "image_encoder" / "config.json").write_text(
+        json.dumps({"projection_dim": 1280})
+    )
     with pytest.raises(BenchError, match="image embeddings of width 24 but the encoder .* gives 1280"):
         IPAdapter(dataclasses.replace(smoke, adapter=str(wrong_encoder))).check_ready()
 
@@ -181,9 +189,23 @@ def test_mismatched_or_incomplete_adapters_are_refused_before_loading(tmp_path: 
 def _run(prompts: Path, data: Path, out: Path, subjects: str, *extra: str) -> int:
     return main(
         [
-            "run", "--method", "ip-adapter", "--subjects", subjects, "--prompts", str(prompts),
-            "--images-per-prompt", "1", "--data", str(data), "--out", str(out), "--device", "cpu",
-            "--quiet", *extra,
+            "run",
+            "--method",
+            "ip-adapter",
+            "--subjects",
+            subjects,
+            "--prompts",
+            str(prompts),
+            "--images-per-prompt",
+            "1",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
         ]
     )
 
@@ -196,7 +218,9 @@ def test_missing_hub_weights_fail_before_anything_is_written(
     prompts = tmp_path / "one.json"
     prompts.write_text(json.dumps(ONE_PROMPT))
     out = tmp_path / "runs"
-    code = _run(prompts, dreambench_data, out, "dog", "--preset", "dreambooth", "--method-args", "base_model=tiny")
+    code = _run(
+        prompts, dreambench_data, out, "dog", "--preset", "dreambooth", "--method-args", "base_model=tiny"
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err, err
     assert "h94/IP-Adapter@" in err and "hf download h94/IP-Adapter models/ip-adapter_sd15.safetensors" in err

@@ -70,7 +70,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     if args.images_per_prompt < 1:
         raise BenchError(f"--images-per-prompt {args.images_per_prompt} must be at least 1")
     check_output_path(Path(args.out), "--out", folder=True)
-    device = device_from_args(args.device)
+    device = device_from_args(args.device, runs_here=args.executor == "local")
     preset = get_run_preset(args.preset)
     method_preset = args.method_preset or preset.method_preset
     method_args = parse_method_args(args.method_args)

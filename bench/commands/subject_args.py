@@ -83,11 +83,13 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:<index>", "mps")
 
 
-def device_from_args(device: str) -> str:
+def device_from_args(device: str, *, runs_here: bool = True) -> str:
     """The validated --device, with ``auto`` resolved (cuda when available, else cpu).
 
     Checked before any work and even when nothing is left to compute, so a typo or a device this
-    machine lacks is one line and exit 2, never a traceback from deep inside a model.
+    machine lacks is one line and exit 2, never a traceback from deep inside a model. With
+    ``runs_here=False`` (subjects run on other machines, e.g. a Ray cluster whose driver has no
+    GPU) only the name is checked: the executor checks what its workers have.
     """
     import torch
 
@@ -98,6 +100,8 @@ def device_from_args(device: str) -> str:
     except (RuntimeError, ValueError):
         raise BenchError(f"unknown --device {device!r}; valid: {', '.join(DEVICES)}") from None
     if parsed.type == "cpu" and parsed.index is None:
+        return device
+    if parsed.type == "cuda" and not runs_here:
         return device
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
