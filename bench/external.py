@@ -154,6 +154,8 @@ class ExternalImages:
     name = "external"  # each eval run names its own: "external:<folder or --name>"
     kind = "external"
     calibrated = True
+    # The images were rendered elsewhere: the preset's protocol is recorded, flagged as not followed.
+    render_deviation = {"reason": "images made outside dreambench: how they were rendered is not known"}
 
     def __init__(self, name: str = "external", identifier: str = "") -> None:
         self.name = name

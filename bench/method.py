@@ -47,6 +47,14 @@ Optional members (the harness uses the default when a method does not define one
 ``scores_real_pairs: bool`` (default False)
     True only for the real-images ceiling: the harness scores real-real pairs and never calls
     ``generate``.
+``render_deviation: dict | None`` (class attribute, default None)
+    The render protocol belongs to the run preset and is the same for every method. A method whose
+    rendering intrinsically differs (a distilled model's steps, images made elsewhere) declares
+    ``{"reason": "...", <sampler fields it changes>...}``; it is recorded in results.json and
+    flagged in every table.
+``sampler`` (default: not exposed)
+    The sampler settings the method renders with, when it exposes them; the harness refuses a run
+    whose method renders with anything but the recorded protocol.
 
 Construction
 ------------
@@ -169,6 +177,14 @@ class MethodHandle:
     @property
     def scores_real_pairs(self) -> bool:
         return bool(getattr(self.method, "scores_real_pairs", False))
+
+    @property
+    def render_deviation(self) -> Any:
+        return getattr(type(self.method), "render_deviation", None)
+
+    @property
+    def sampler(self) -> Any:
+        return getattr(self.method, "sampler", None)
 
     def config_dict(self) -> dict[str, Any] | None:
         """The resolved hyperparameters when the method keeps a ``config`` dataclass, else None."""

@@ -16,7 +16,7 @@ import. A method may only deviate where the deviation is intrinsic to it (``rend
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreambench.errors import BenchError, did_you_mean
 from dreambench.reference_impl.render import SamplerSettings
@@ -25,6 +25,9 @@ from dreambench.reference_impl.render_protocol import (
     deviation_fields,
     render_protocol_for,
 )
+
+if TYPE_CHECKING:
+    from dreambench.method import MethodHandle
 
 
 @dataclass(frozen=True)
@@ -68,28 +71,26 @@ def get_run_preset(name: str) -> RunPreset:
     return RUN_PRESETS[name]
 
 
-def render_record(preset: str, images_per_prompt: int, method: Any) -> dict[str, Any] | None:
+def render_record(preset: str, images_per_prompt: int, method: MethodHandle) -> dict[str, Any] | None:
     """What a run records about rendering (results.json ``render_protocol``, part of RunConfig).
 
     ``{"protocol": <the preset's protocol with this run's images per prompt, plus sha256>,
     "deviation": None | {"reason", "fields", "effective": <protocol actually used, plus sha256>}}``,
     or None for a method that renders nothing (``scores_real_pairs``: the real-images ceiling).
-    ``method`` is the method instance (or a handle exposing it as ``.method``); its class may
-    declare ``render_deviation`` (reference_impl/render_protocol.py).
+    The method may declare ``render_deviation`` (dreambench.method; reference_impl/render_protocol.py).
     """
-    instance = getattr(method, "method", method)
-    if getattr(instance, "scores_real_pairs", False):
+    if method.scores_real_pairs:
         return None
     protocol = get_run_preset(preset).render_protocol.with_images_per_prompt(images_per_prompt)
-    name = str(getattr(instance, "name", type(instance).__name__))
-    declared = getattr(type(instance), "render_deviation", None)
+    name = method.name
+    declared = method.render_deviation
     effective = protocol.with_deviation(declared, name)
     deviation = None
     if declared:
         fields = deviation_fields(declared, name)
         deviation = {"reason": str(declared["reason"]), "fields": fields, "effective": effective.record()}
     # A method that exposes its sampler (the built-ins do) must render with what is recorded.
-    actual = getattr(instance, "sampler", None)
+    actual = method.sampler
     if isinstance(actual, SamplerSettings) and actual != effective.sampler:
         raise BenchError(
             f"method {name}: renders with {actual.as_dict()} but preset {preset!r} records "

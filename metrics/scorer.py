@@ -208,6 +208,18 @@ class Scorer:
             self._loaded[kind] = embedder
         return self._loaded[kind]
 
+    def _load_all(self, networks: Sequence[str]) -> dict[str, ImageEmbedder]:
+        """Load `networks`, those not loaded yet side by side in threads: building a model is mostly
+        single-threaded random initialisation (then overwritten by the checkpoint), so on 2+ cores
+        both networks are ready in about the time of the larger one (start-up to the first image)."""
+        todo = [k for k in networks if k not in self._loaded]
+        if len(todo) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(todo), thread_name_prefix="dreambench-load") as pool:
+                list(pool.map(self._load, todo))
+        return {k: self._load(k) for k in networks}
+
     @property
     def dino(self) -> ImageEmbedder:
         """The DINO embedder, loaded on first use (once per Scorer)."""
@@ -257,7 +269,7 @@ class Scorer:
         paths = {r.sha256: Path(r.path) for r in refs}
         missing = [s for s in shas if any(s not in found[k] for k in networks)]
         if missing:
-            embedders = {k: self._load(k) for k in networks}
+            embedders = self._load_all(networks)
             plan = _batch_plan(missing, found, networks, self.batch_size)
             for kind, batch, pixels in self._prefetched(plan, embedders, paths):
                 vectors = embedders[kind].embed_pixels(pixels)

@@ -94,6 +94,8 @@ def load_ip_adapter_pipeline(config: IPAdapter.Config, device: str) -> LoadedIPA
     The adapter's files are located (and checked against the base model) first, so a missing or
     mismatched adapter is a one-line BenchError before any weights are read.
     """
+    from diffusers.utils import logging as d_logging
+
     base_folder, base = locate_base_model(config.base_model, config.base_revision, device)
     files = adapter_files(config)
     folder, adapter = locate_ip_adapter(
@@ -102,8 +104,6 @@ def load_ip_adapter_pipeline(config: IPAdapter.Config, device: str) -> LoadedIPA
     check_fits(folder, files, base_folder, repr(config.adapter))
     model = load_base_model(config.base_model, config.base_revision, device)
     pipe = model.pipeline()
-    from diffusers.utils import logging as d_logging
-
     verbosity = d_logging.get_verbosity()
     # load_ip_adapter casts the UNet to its own dtype and warns that no module asked to stay fp32.
     d_logging.set_verbosity_error()

@@ -66,6 +66,7 @@ def test_embedder_id_key_is_filesystem_safe_stable_and_unique() -> None:
         EmbedderId("timm", "ViT-S/8", base.weights, base.sha256),
         EmbedderId("timm", "ViT-S/16", "smoke:seed0", base.sha256),
         EmbedderId("timm", "ViT-S/16", base.weights, "1" * 64),
+        EmbedderId("timm", "ViT-S/16", base.weights, base.sha256, "bf16"),
     ]
     keys = [v.key for v in variants]
     assert len(set(keys)) == len(keys)
@@ -78,6 +79,7 @@ def test_embedder_id_key_is_filesystem_safe_stable_and_unique() -> None:
         "arch": "ViT-S/16",
         "weights": "hub:timm/vit_small_patch16_224.dino@abc",
         "sha256": "0" * 64,
+        "precision": "fp32",
     }
 
 

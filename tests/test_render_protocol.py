@@ -16,7 +16,7 @@ from dreambench.errors import BenchError
 from dreambench.leaderboard.compatibility import check_comparable
 from dreambench.leaderboard.results import RunResults
 from dreambench.leaderboard.table import DOUBLE_DAGGER, build_leaderboard
-from dreambench.method import RunContext
+from dreambench.method import MethodHandle, RunContext
 from dreambench.presets import RUN_PRESETS, get_run_preset, render_record
 from dreambench.reference_impl.base_method import BaseModel
 from dreambench.reference_impl.dreambooth import DreamBooth
@@ -75,7 +75,7 @@ def test_no_sampler_field_is_left_in_a_method_config() -> None:
 
 def test_render_record_hashes_the_protocol_and_enters_the_run_identity() -> None:
     method = built(DreamBooth, "smoke")
-    record = render_record("smoke", 1, method)
+    record = render_record("smoke", 1, MethodHandle(method))
     protocol = render_protocol_for("smoke").with_images_per_prompt(1)
     assert record == {"protocol": protocol.record(), "deviation": None}
     assert record["protocol"]["sha256"] == protocol.sha256 != render_protocol_for("smoke").sha256
@@ -85,17 +85,17 @@ def test_render_record_hashes_the_protocol_and_enters_the_run_identity() -> None
         method="dreambooth", method_preset="smoke", method_config={}, preset="smoke", metric_preset="smoke",
         prompt_set={}, images_per_prompt=1, base_seed=0, dataset={}, render_protocol=record,
     )
-    other = dataclasses.replace(base, render_protocol=render_record("diffusers", 1, built(DreamBooth, "diffusers")))
+    other = dataclasses.replace(base, render_protocol=render_record("diffusers", 1, MethodHandle(built(DreamBooth, "diffusers"))))
     assert base.hash != other.hash
     # The real-images ceiling renders nothing: no protocol to record.
-    assert render_record("smoke", 1, RealImages(RealImages.PRESETS["default"])) is None
+    assert render_record("smoke", 1, MethodHandle(RealImages(RealImages.PRESETS["default"]))) is None
 
 
 def test_a_method_sampler_that_disagrees_with_the_preset_is_refused() -> None:
     method = built(DreamBooth, "smoke")
     method.sampler = SamplerSettings(scheduler="pndm", steps=8, resolution=TINY_RESOLUTION)
     with pytest.raises(BenchError, match="renders with .*pndm.* but preset 'smoke' records"):
-        render_record("smoke", 4, method)
+        render_record("smoke", 4, MethodHandle(method))
 
 
 class Distilled(BaseModel):
@@ -108,13 +108,13 @@ class Distilled(BaseModel):
 def test_a_declared_deviation_is_applied_recorded_and_flagged() -> None:
     method = built(Distilled, "smoke")
     assert (method.sampler.steps, method.sampler.guidance, method.sampler.scheduler) == (4, 1.0, "ddim")
-    record = render_record("smoke", 4, method)
+    record = render_record("smoke", 4, MethodHandle(method))
     assert record["protocol"] == render_protocol_for("smoke").record()  # the preset's, unchanged
     assert record["deviation"]["fields"] == {"steps": 4, "guidance": 1.0}
     assert record["deviation"]["effective"]["sampler"]["steps"] == 4
 
     results = with_render(make_results(method="distilled"), record)
-    plain = with_render(make_results(method="dreambooth", config_hash="aaaa0000"), render_record("smoke", 4, built(DreamBooth, "smoke")))
+    plain = with_render(make_results(method="dreambooth", config_hash="aaaa0000"), render_record("smoke", 4, MethodHandle(built(DreamBooth, "smoke"))))
     board = build_leaderboard([RunResults(path_for(results), results), RunResults(path_for(plain), plain)])
     labels = {e.run.method: e.marked_label for e in board.entries}
     assert labels["distilled"].endswith(DOUBLE_DAGGER) and not labels["dreambooth"].endswith(DOUBLE_DAGGER)
@@ -142,7 +142,7 @@ def with_render(results: dict[str, Any], record: dict[str, Any] | None) -> dict[
 
 
 def test_leaderboard_refuses_rows_with_different_render_protocols() -> None:
-    smoke = render_record("smoke", 4, built(DreamBooth, "smoke"))
+    smoke = render_record("smoke", 4, MethodHandle(built(DreamBooth, "smoke")))
     a = with_render(make_results(method="dreambooth"), smoke)
     b = with_render(make_results(method="dreambooth-lora", config_hash="bbbb0000"), smoke)
     check_comparable([RunResults(path_for(a), a), RunResults(path_for(b), b)])  # same protocol: fine
@@ -151,7 +151,7 @@ def test_leaderboard_refuses_rows_with_different_render_protocols() -> None:
     c = with_render(b, {"protocol": pndm.record(), "deviation": None})
     with pytest.raises(BenchError, match=r"render_protocol \(sampler.scheduler 'ddim' vs 'pndm'\) differs"):
         check_comparable([RunResults(path_for(a), a), RunResults(path_for(c), c)])
-    fewer = with_render(b, render_record("smoke", 1, built(DreamBooth, "smoke")))
+    fewer = with_render(b, render_record("smoke", 1, MethodHandle(built(DreamBooth, "smoke"))))
     with pytest.raises(BenchError, match=r"render_protocol \(images_per_prompt 4 vs 1\)"):
         check_comparable([RunResults(path_for(a), a), RunResults(path_for(fewer), fewer)])
     # The real-images ceiling renders nothing and sits beside any protocol.

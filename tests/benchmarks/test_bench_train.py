@@ -119,10 +119,11 @@ def test_one_subject_end_to_end(benchmark, dog: Subject, tmp_path: Path) -> None
     prompts = [p.format(method.identifier(dog)) for p in PROMPTS]
 
     def one_subject() -> int:
-        method.prepare(dog, tmp_path / f"round{next(counter)}")
+        workdir = tmp_path / f"round{next(counter)}"
+        method.prepare(dog, workdir)
         n = 0
         for chunk in range(2):  # the runner renders in chunks of 50
-            n += len(method.generate(prompts * 2, list(range(chunk * 50, chunk * 50 + 50))))
+            n += len(method.generate(dog, workdir, prompts * 2, list(range(chunk * 50, chunk * 50 + 50))))
         method.release()
         return n
 
