@@ -31,8 +31,9 @@ Optional members (the harness uses the default when a method does not define one
     (loads one model for all subjects), or no subject information at all (baselines). Shown in
     every leaderboard table.
 ``setup(context: RunContext) -> None`` / ``teardown() -> None`` (default: nothing)
-    Run level: called once before the first subject (load a shared model, open an API client)
-    and once at the end, also when a subject or the run failed.
+    Run level: called once before the first subject, in each process that runs subjects and
+    after ``check_ready`` (load a shared model, open an API client), and once at the end, also
+    when a subject or the run failed. A Ray driver that only checks and records never sets up.
 ``check_ready() -> None`` (default: nothing)
     Raise a one-line ``BenchError`` when the method cannot run at all (e.g. its base model is not
     downloaded); called before anything is written.

@@ -119,12 +119,15 @@ def _construct(name: str, build: Callable[[], Any]) -> Any:
         raise BenchError(f"method {name!r}: {first}") from None
 
 
-def create_method(name: str, preset: str, overrides: Mapping[str, Any], context: RunContext) -> MethodHandle:
-    """Build a method from its name, a preset and user overrides (validated), and set it up.
+def create_method(
+    name: str, preset: str, overrides: Mapping[str, Any], context: RunContext | None = None
+) -> MethodHandle:
+    """Build a method from its name, a preset and user overrides (validated).
 
     Methods with ``Config``/``PRESETS`` are built as ``cls(config)``; plain classes get the
-    overrides as keyword arguments, checked against their signature first. Then the run-level
-    ``setup(context)`` hook runs (see dreambench.method).
+    overrides as keyword arguments, checked against their signature first. With ``context`` the
+    run-level ``setup(context)`` hook runs too (dreambench.method); the runner instead sets a
+    method up where its subjects run, after ``check_ready``.
     """
     cls = resolve_method_class(name)
     if _has_config(cls):
@@ -142,5 +145,6 @@ def create_method(name: str, preset: str, overrides: Mapping[str, Any], context:
         converted = {k: convert_argument(v, hints[k], k, name) if k in hints else v for k, v in overrides.items()}
         instance = _construct(name, lambda: cls(**converted))
     handle = MethodHandle(instance)
-    handle.setup(context)
+    if context is not None:
+        handle.setup(context)
     return handle

@@ -512,6 +512,7 @@ class SubjectWorker:
         self.spec = spec
         self._method = method
         self._scorer = scorer
+        self._set_up = False
 
     @property
     def method(self) -> MethodHandle:
@@ -520,16 +521,24 @@ class SubjectWorker:
 
             # Built from the class path, not the name: a `module:Class` plugin has no registry entry.
             self._method = create_method(
-                self.spec.config.method_class, self.spec.config.method_preset, self.spec.method_args,
-                run_context(self.spec),
+                self.spec.config.method_class, self.spec.config.method_preset, self.spec.method_args
             )
         return self._method
 
+    def ready_method(self) -> MethodHandle:
+        """The method, set up for the run (``setup(context)``) in the process that runs subjects:
+        a Ray driver that only checks and records never loads the method's models."""
+        method = self.method
+        if not self._set_up:
+            method.setup(run_context(self.spec))
+            self._set_up = True
+        return method
+
     def close(self) -> None:
-        """The method's run-level teardown (once per worker, also after failures)."""
-        if self._method is not None:
-            method, self._method = self._method, None
-            method.teardown()
+        """The method's run-level teardown (once per worker that set it up, also after failures)."""
+        if self._set_up and self._method is not None:
+            self._set_up = False
+            self._method.teardown()
 
     @property
     def scorer(self) -> Scorer:
@@ -561,7 +570,7 @@ class SubjectWorker:
     def __call__(self, subject: Subject, progress: RunProgress) -> dict[str, Any]:
         rd = RunDir(self.spec.run_dir)
         self._check_scoring()
-        return run_subject(rd, self.method, self.scorer, subject, self.spec, progress)
+        return run_subject(rd, self.ready_method(), self.scorer, subject, self.spec, progress)
 
 
 def _format_bytes(n: int) -> str:

@@ -136,7 +136,10 @@ def _build(folder: Path, seed: int) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(folder, safe_serialization=True)
+    from dreambench.reference_impl.base_model import quiet_loading  # imports this module
+
+    with quiet_loading():  # no progress bars on stderr: a run's errors stay one line
+        pipe.save_pretrained(folder, safe_serialization=True)
     # save_pretrained rewrites tokenizer/ in transformers' own format; put the SD-style files back
     # next to it so the folder reads like a real Stable Diffusion checkout.
     write_clip_tokenizer(folder / "tokenizer")  # the real CLIP BPE vocabulary, as SD v1 uses

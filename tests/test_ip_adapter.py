@@ -219,7 +219,8 @@ def test_missing_hub_weights_fail_before_anything_is_written(
     prompts.write_text(json.dumps(ONE_PROMPT))
     out = tmp_path / "runs"
     code = _run(
-        prompts, dreambench_data, out, "dog", "--preset", "dreambooth", "--method-args", "base_model=tiny"
+        prompts, dreambench_data, out, "dog", "--preset", "smoke", "--method-preset", "paper",
+        "--method-args", "base_model=tiny",
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err, err

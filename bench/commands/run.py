@@ -59,7 +59,6 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     from dreambench.errors import BenchError
     from dreambench.executors import executor_class
     from dreambench.hyperparams import parse_method_args
-    from dreambench.method import RunContext
     from dreambench.metrics.scorer import Scorer
     from dreambench.presets import get_run_preset
     from dreambench.registry import create_method, method_preset_for, resolve_method_class
@@ -77,14 +76,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     subjects, dataset_info = subjects_from_args(args)
     prompt_set = load_prompt_set(args.prompts)
     method_preset = method_preset_for(resolve_method_class(args.method), method_preset)
-    context = RunContext(
-        device=device,
-        seed=args.seed,
-        keep_weights=args.keep_weights,
-        method_preset=method_preset,
-        run_preset=preset.name,
-    )
-    method = create_method(args.method, method_preset, method_args, context)
+    method = create_method(args.method, method_preset, method_args)
     scorer = Scorer(
         preset.metric_preset,
         device=device,
