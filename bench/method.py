@@ -52,7 +52,9 @@ Optional members (the harness uses the default when a method does not define one
     The render protocol belongs to the run preset and is the same for every method. A method whose
     rendering intrinsically differs (a distilled model's steps, images made elsewhere) declares
     ``{"reason": "...", <sampler fields it changes>...}``; it is recorded in results.json and
-    flagged in every table.
+    flagged in every table. When the deviation follows from the method's config (its base model's
+    native resolution), the constructor sets it as an instance attribute; the harness reads the
+    instance.
 ``sampler`` (default: not exposed)
     The sampler settings the method renders with, when it exposes them; the harness refuses a run
     whose method renders with anything but the recorded protocol.
@@ -181,7 +183,8 @@ class MethodHandle:
 
     @property
     def render_deviation(self) -> Any:
-        return getattr(type(self.method), "render_deviation", None)
+        # The instance's (set from its config) or else the class attribute.
+        return getattr(self.method, "render_deviation", None)
 
     @property
     def sampler(self) -> Any:

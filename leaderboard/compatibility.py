@@ -15,7 +15,9 @@ compared.
 Embedders are special: the smoke metric preset scores with seeded random-weight models, so a smoke
 run and a real run differ in embedder id by design. That is allowed (every such row is marked
 uncalibrated) and reported by `embedder_notes`. Two *calibrated* runs with different embedders
-(e.g. DINO ViT-S/16 vs ViT-S/8) measure different things under the same name: refused.
+(e.g. DINO ViT-S/16 vs ViT-S/8) measure different things under the same name: refused. The scoring
+precision is not part of this check: a bf16 row is shown beside fp32 ones with its § mark
+(`bench compare`, a gate, refuses across precisions).
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def check_comparable(runs: list[RunResults]) -> None:
             for key in _METRIC_FIELDS:
                 if key in spec_a and key in spec_b and spec_a[key] != spec_b[key]:
                     raise _refusal(a, b, f"metrics.{metric}.{key}", spec_a[key], spec_b[key])
-            emb_a, emb_b = a.embedder_ids.get(metric), b.embedder_ids.get(metric)
+            # Networks and weights, not precision: a bf16 row is marked in the tables, not refused.
+            emb_a, emb_b = a.network_ids.get(metric), b.network_ids.get(metric)
             if a.calibrated and b.calibrated and emb_a and emb_b and emb_a != emb_b:
                 raise _refusal(a, b, f"metrics.{metric}.embedder", emb_a, emb_b)
         # CLIP-T with the identifier kept in the text is another metric; only matters where both
@@ -95,8 +98,8 @@ def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def embedder_notes(runs: list[RunResults]) -> list[str]:
     """A note naming the metrics whose embedder differs across runs (allowed: see module docstring)."""
-    metrics = sorted({m for run in runs for m in run.embedder_ids})
-    differing = [m for m in metrics if len({r.embedder_ids[m] for r in runs if m in r.embedder_ids}) > 1]
+    metrics = sorted({m for run in runs for m in run.network_ids})
+    differing = [m for m in metrics if len({r.network_ids[m] for r in runs if m in r.network_ids}) > 1]
     if not differing:
         return []
     return [

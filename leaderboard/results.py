@@ -114,6 +114,16 @@ class RunResults:
         }
 
     @property
+    def network_ids(self) -> dict[str, str]:
+        """`embedder_ids` without the precision: which networks and weights made the figures. The
+        leaderboard puts runs side by side on this (a reduced-precision row is marked, not refused)."""
+        return {
+            name: json.dumps({k: v for k, v in spec["embedder"].items() if k != "precision"}, sort_keys=True)
+            for name, spec in self.metrics.items()
+            if spec.get("embedder") is not None
+        }
+
+    @property
     def subjects(self) -> dict[str, dict[str, Any]]:
         """Subject name -> its entry (kind, class_noun, dino, clip_i, clip_t, per_prompt, ...)."""
         return self.raw["subjects"]

@@ -1,21 +1,24 @@
-"""Base models: find and load a Stable Diffusion (v1.x / v2.x layout) model through diffusers.
+"""Base models: find and load a Stable Diffusion (v1.x / v2.x or SDXL layout) model through diffusers.
 
 A base-model reference is one of:
 
 * ``"tiny"`` — the embedded, randomly initialised tiny model (reference_impl/tiny_model.py), built
   on first use under the dreambench cache. Uncalibrated: for smoke runs and tests only.
+* ``"tiny-sdxl"`` — the embedded, randomly initialised tiny Stable Diffusion XL
+  (reference_impl/tiny_sdxl.py): two text encoders, SDXL's UNet conditioning. Uncalibrated.
 * ``"random:sd15"`` (optionally ``"random:sd15:seed=N"``) — Stable Diffusion 1.5's real
   architecture with seeded random weights (reference_impl/random_model.py), built on first use on
   the machine that runs it, nothing downloaded. Uncalibrated: real-scale timings, noise images.
 * a local folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
-  ``text_encoder/``, ``tokenizer/``, ``scheduler/``).
-* a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``. The local
+  ``text_encoder/``, ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/``, ``tokenizer_2/``).
+* a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``
+  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0). The local
   Hugging Face cache is tried first (``local_files_only``); only if the model is missing there and
   the hub is reachable (``HF_HUB_OFFLINE`` unset) are the needed files downloaded (fp32
-  safetensors of unet/vae/text_encoder plus configs — not the 4-7 GB single-file checkpoints).
+  safetensors of unet/vae/text encoder(s) plus configs — not the single-file checkpoints).
 
-``load_base_model`` returns the components (unet, vae, text encoder, tokenizer, the scheduler's
-config) and a ``description`` dict for provenance: source, id, revision, resolved path, a cache
+``load_base_model`` returns the components (unet, vae, text encoder, tokenizer — and for SDXL the
+second text encoder and tokenizer —, the scheduler's config) and a ``description`` dict for provenance: source, id, revision, resolved path, a cache
 ``key`` (used by the class-prior and latent caches) and ``calibrated`` (False for the tiny and the
 random models; ``is_calibrated(ref)`` says the same without locating the model).
 """
@@ -42,17 +45,33 @@ from dreambench.reference_impl.random_model import (
     provenance,
 )
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
+from dreambench.reference_impl.tiny_sdxl import TINY_SDXL_ID, ensure_tiny_sdxl
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from diffusers import (
+        AutoencoderKL,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # The repository's commit as pinned by several public projects (e.g. reproducibility manifests that
 # resolve stable-diffusion-v1-5/stable-diffusion-v1-5 and its predecessor runwayml/stable-diffusion-v1-5
 # to this snapshot). The mirror kept the original history, so the hash is the same for both ids.
 SD15_REVISION = "451f4fe16113bff5a5d2269ed5ad43b0592e9a14"
+
+SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
+# The repository's commit as pinned by public reproducibility manifests and model registries that
+# resolve stabilityai/stable-diffusion-xl-base-1.0 (e.g. .../tree/462165984030d82259a11f4367a4eed129e94a7b/,
+# the snapshot folder name in the Hugging Face cache).
+SDXL_REVISION = "462165984030d82259a11f4367a4eed129e94a7b"
+
+# The pipeline class (model_index.json ``_class_name``) of each supported layout.
+SD_PIPELINE = "StableDiffusionPipeline"
+SDXL_PIPELINE = "StableDiffusionXLPipeline"
 
 # What a Stable Diffusion v1/v2 training+sampling run needs from the hub (fp32 safetensors only).
 _HUB_FILES = [
@@ -61,6 +80,10 @@ _HUB_FILES = [
     "tokenizer/*",
     "text_encoder/config.json",
     "text_encoder/model.safetensors",
+    # SDXL's second text encoder and tokenizer (absent from SD 1.x/2.x repositories: nothing to fetch).
+    "tokenizer_2/*",
+    "text_encoder_2/config.json",
+    "text_encoder_2/model.safetensors",
     "vae/config.json",
     "vae/diffusion_pytorch_model.safetensors",
     "unet/config.json",
@@ -71,7 +94,12 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass
 class Components:
-    """A loaded Stable Diffusion model, as separate components (fp32, on ``device``)."""
+    """A loaded Stable Diffusion (or SDXL) model, as separate components (fp32, on ``device``).
+
+    ``text_encoder_2`` / ``tokenizer_2`` are set for SDXL only (``is_sdxl``); ``pipeline_options``
+    holds the pipeline's own config from model_index.json that changes pixels
+    (SDXL: ``force_zeros_for_empty_prompt``).
+    """
 
     folder: Path
     unet: UNet2DConditionModel
@@ -80,17 +108,42 @@ class Components:
     tokenizer: CLIPTokenizer
     scheduler_config: dict[str, Any]
     description: dict[str, Any] = field(default_factory=dict)
+    text_encoder_2: CLIPTextModelWithProjection | None = None
+    tokenizer_2: CLIPTokenizer | None = None
+    pipeline_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_sdxl(self) -> bool:
+        """True for an SDXL model (two text encoders, text_time UNet conditioning)."""
+        return self.text_encoder_2 is not None
 
     def pipeline(
         self, unet: UNet2DConditionModel | None = None, text_encoder: CLIPTextModel | None = None
-    ) -> StableDiffusionPipeline:
-        """A ``StableDiffusionPipeline`` over these components (optionally a fine-tuned unet / text encoder).
+    ) -> StableDiffusionPipeline | StableDiffusionXLPipeline:
+        """A ``StableDiffusionPipeline`` (``StableDiffusionXLPipeline`` for SDXL) over these
+        components (optionally a fine-tuned unet / text encoder).
 
-        No safety checker: the benchmark scores raw samples (a blacked-out image would corrupt the
-        DINO/CLIP scores), as in the DreamBooth evaluation.
+        No safety checker and no invisible watermark: the benchmark scores raw samples (a
+        blacked-out or watermarked image would change the DINO/CLIP scores), as in the DreamBooth
+        evaluation.
         """
         from diffusers import PNDMScheduler, StableDiffusionPipeline
 
+        if self.is_sdxl:
+            from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+            return StableDiffusionXLPipeline(
+                vae=self.vae,
+                text_encoder=text_encoder if text_encoder is not None else self.text_encoder,
+                text_encoder_2=self.text_encoder_2,
+                tokenizer=self.tokenizer,
+                tokenizer_2=self.tokenizer_2,
+                unet=unet if unet is not None else self.unet,
+                # SDXL base 1.0 ships an Euler scheduler; render() replaces it with the protocol's.
+                scheduler=EulerDiscreteScheduler.from_config(self.scheduler_config),
+                force_zeros_for_empty_prompt=bool(self.pipeline_options.get("force_zeros_for_empty_prompt", True)),
+                add_watermarker=False,
+            )
         return StableDiffusionPipeline(
             vae=self.vae,
             text_encoder=text_encoder if text_encoder is not None else self.text_encoder,
@@ -136,8 +189,8 @@ def _folder_key(folder: Path) -> str:
 
 
 def is_calibrated(ref: str) -> bool:
-    """False for the random-weight base models (``tiny``, ``random:...``): their figures mean nothing."""
-    return ref != TINY_MODEL_ID and not is_random_spec(ref)
+    """False for the random-weight base models (``tiny``, ``tiny-sdxl``, ``random:...``): their figures mean nothing."""
+    return ref not in (TINY_MODEL_ID, TINY_SDXL_ID) and not is_random_spec(ref)
 
 
 def locate_base_model(
@@ -145,8 +198,8 @@ def locate_base_model(
 ) -> tuple[Path, dict[str, Any]]:
     """Resolve a base-model reference to a local diffusers folder and its description dict.
 
-    ``revision`` applies to hub ids only; None or "" means ``SD15_REVISION`` for ``SD15_REPO`` and
-    "main" for any other id (the description records which). ``device`` is where a ``random:``
+    ``revision`` applies to hub ids only; None or "" means ``SD15_REVISION`` for ``SD15_REPO``,
+    ``SDXL_REVISION`` for ``SDXL_REPO`` and "main" for any other id (the description records which). ``device`` is where a ``random:``
     model not built yet draws its weights (``"auto"``: CUDA when available); other references
     ignore it.
     """
@@ -163,11 +216,11 @@ def locate_base_model(
             "initialised_on": record["initialised_on"],
             "calibrated": False,
         }
-    if ref == TINY_MODEL_ID:
-        folder = ensure_tiny_model(seed=0)
+    if ref in (TINY_MODEL_ID, TINY_SDXL_ID):
+        folder = ensure_tiny_model(seed=0) if ref == TINY_MODEL_ID else ensure_tiny_sdxl(seed=0)
         return folder, {
             "source": "tiny",
-            "id": TINY_MODEL_ID,
+            "id": ref,
             "revision": folder.name,
             "path": str(folder),
             "key": folder.name,
@@ -190,9 +243,10 @@ def locate_base_model(
         }
     if not _HUB_ID.match(ref):
         raise BenchError(
-            f"base model {ref!r} is neither 'tiny', 'random:sd15', an existing folder, nor a hub id like {SD15_REPO!r}"
+            f"base model {ref!r} is neither 'tiny', 'tiny-sdxl', 'random:sd15', an existing folder, "
+            f"nor a hub id like {SD15_REPO!r} or {SDXL_REPO!r}"
         )
-    revision = revision or (SD15_REVISION if ref == SD15_REPO else "main")
+    revision = revision or {SD15_REPO: SD15_REVISION, SDXL_REPO: SDXL_REVISION}.get(ref, "main")
     folder = _hub_snapshot(ref, revision)
     return folder, {
         "source": "hub",
@@ -243,24 +297,41 @@ def quiet_loading() -> Iterator[None]:
             d_logging.enable_progress_bar()
 
 
+def pipeline_class(folder: Path, ref: str) -> str:
+    """The layout of the diffusers folder ``folder``: ``SD_PIPELINE`` or ``SDXL_PIPELINE``.
+
+    Read from model_index.json (a folder without one is taken as SD 1.x/2.x, unet + one text
+    encoder); any other pipeline (the SDXL refiner, transformer models) is a one-line BenchError.
+    """
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        return SD_PIPELINE
+    index = json.loads(index_path.read_text())
+    name = index.get("_class_name", "")
+    if name == SDXL_PIPELINE and index.get("text_encoder") and index.get("text_encoder_2"):
+        return SDXL_PIPELINE
+    if "text_encoder_2" in index or "transformer" in index:
+        raise BenchError(
+            f"base model {ref!r} is a {name or 'non-SD'} layout; supported: Stable Diffusion 1.x/2.x "
+            f"({SD_PIPELINE}) and SDXL base ({SDXL_PIPELINE} with both text encoders)"
+        )
+    return SD_PIPELINE
+
+
 def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") -> Components:
-    """Load unet, vae, text encoder and tokenizer of ``ref`` (see the module docstring) onto ``device``.
+    """Load unet, vae, text encoder(s) and tokenizer(s) of ``ref`` (see the module docstring) onto ``device``.
 
     All weights are fp32 (trainable copies must be fp32, as diffusers' DreamBooth script requires);
     methods cast frozen parts down themselves. Raises BenchError for a missing or unsupported model.
     """
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     folder, description = locate_base_model(ref, revision, device)
-    index_path = folder / "model_index.json"
-    if index_path.is_file():
-        index = json.loads(index_path.read_text())
-        if "text_encoder_2" in index or "transformer" in index:
-            raise BenchError(
-                f"base model {ref!r} is a {index.get('_class_name', 'non-SD1/2')} layout; supported: Stable Diffusion 1.x/2.x (unet + one CLIP text encoder)"
-            )
+    sdxl = pipeline_class(folder, ref) == SDXL_PIPELINE
+    text_encoder_2 = tokenizer_2 = None
+    pipeline_options: dict[str, Any] = {}
     try:
         with quiet_loading():
             unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32)
@@ -269,13 +340,26 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
                 folder, subfolder="text_encoder", dtype=torch.float32
             )
             tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+            if sdxl:
+                # train_dreambooth_lora_sdxl.py loads text_encoder_2 as CLIPTextModelWithProjection
+                # (its pooled, projected output is the UNet's text_embeds input).
+                text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
+                    folder, subfolder="text_encoder_2", dtype=torch.float32
+                )
+                tokenizer_2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
+                index = json.loads((folder / "model_index.json").read_text())
+                pipeline_options["force_zeros_for_empty_prompt"] = bool(
+                    index.get("force_zeros_for_empty_prompt", True)
+                )
         scheduler_config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BenchError(
             f"base model {ref!r} at {folder} could not be loaded ({first}); re-download it or use --preset smoke"
         ) from None
-    for module in (unet, vae, text_encoder):
+    for module in (unet, vae, text_encoder, text_encoder_2):
+        if module is None:
+            continue
         module.to(device)
         module.eval()
         module.requires_grad_(False)
@@ -287,6 +371,9 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
         tokenizer=tokenizer,
         scheduler_config={k: v for k, v in scheduler_config.items() if not k.startswith("_")},
         description=description,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tokenizer_2,
+        pipeline_options=pipeline_options,
     )
 
 

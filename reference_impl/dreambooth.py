@@ -35,6 +35,8 @@ from dreambench.atomic import atomic_write_json
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_method import ModelSettings, require_sampler
 from dreambench.reference_impl.base_model import (
+    SD_PIPELINE,
+    SDXL_PIPELINE,
     Components,
     autocast_dtype,
     free_memory,
@@ -164,13 +166,29 @@ class DreamBooth:
         self.device = context.device
         self.seed = context.seed
         self.keep_weights = context.keep_weights
-        self.sampler = method_sampler(context, type(self))
+        # The instance: a method's render deviation may depend on its base model (SDXL, lora.py).
+        self.sampler = method_sampler(context, self)
+
+    # Whether the method trains on an SDXL base (reference_impl/lora.py does; full fine-tuning and
+    # Textual Inversion are SD 1.x/2.x only here).
+    supports_sdxl = False
 
     def check_ready(self) -> None:
-        """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
-        from dreambench.reference_impl.base_model import locate_base_model
+        """Fail now, before a run writes anything, if the base model cannot be found or is an SDXL
+        the method does not support (one line)."""
+        from dreambench.reference_impl.base_model import locate_base_model, pipeline_class
 
-        locate_base_model(self.config.base_model, self.config.base_revision)
+        folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)
+        self._check_family(pipeline_class(folder, self.config.base_model))
+
+    def _check_family(self, layout: str) -> None:
+        from dreambench.reference_impl.base_model import SDXL_PIPELINE
+
+        if layout == SDXL_PIPELINE and not self.supports_sdxl:
+            raise BenchError(
+                f"method {self.name} does not train SDXL bases (base_model={self.config.base_model!r}); "
+                "use dreambooth-lora for SDXL, or a Stable Diffusion 1.x/2.x base"
+            )
 
     def identifier(self, subject: Subject) -> str:
         tokenizer = self._get_tokenizer() if self.config.identifier == RARE_SCHEME else None
@@ -185,6 +203,7 @@ class DreamBooth:
             return
         # 1: base model; 2-5: identifier, data, training, saving (the per-method hook).
         base = load_base_model(self.config.base_model, self.config.base_revision, self.device)
+        self._check_family(SDXL_PIPELINE if base.is_sdxl else SD_PIPELINE)
         identifier, data, result = self._train_and_save(base, subject, workdir / WEIGHTS_DIR)
         # 6: the done marker, written last.
         atomic_write_json(
@@ -321,11 +340,12 @@ def build_training_data(
     from dreambench.reference_impl.latent_cache import encode_images
 
     instance_prompt = format_prompt(config.instance_prompt, identifier, subject.class_noun)
-    instance = encode_images(
-        base.vae, [load_image(p) for p in subject.image_paths], sampler.resolution, device
-    )
+    images = [load_image(p) for p in subject.image_paths]
+    instance = encode_images(base.vae, images, sampler.resolution, device)
+    # Original (height, width) of each image: SDXL's micro-conditioning (reference_impl/sdxl.py).
+    sizes = tuple((image.height, image.width) for image in images)
     if not config.prior_preservation:
-        return TrainingData(instance=instance, instance_prompt=instance_prompt)
+        return TrainingData(instance=instance, instance_prompt=instance_prompt, instance_sizes=sizes)
     class_prompt = format_prompt(config.class_prompt, identifier, subject.class_noun)
     spec = PriorSpec.create(
         base.description["key"],
@@ -345,6 +365,7 @@ def build_training_data(
         classes=classes,
         class_prompt=class_prompt,
         prior_loss_weight=config.prior_loss_weight,
+        instance_sizes=sizes,
     )
 
 

@@ -12,6 +12,12 @@ noise schedule, loss) and differs only where it is faster for the same result:
   step; latents are still *sampled* from them at each step, as the script does.
 * Text embeddings are computed once when the text encoder is frozen (the script's
   ``--pre_compute_text_embeddings``).
+* SDXL bases (``Components.is_sdxl``) are conditioned as diffusers'
+  ``train_dreambooth_lora_sdxl.py`` conditions them (reference_impl/sdxl.py): both text encoders'
+  penultimate hidden states, ``text_encoder_2``'s pooled embedding and the micro-conditioning
+  ``time_ids`` (original size, crop top-left, target size) of each instance image, precomputed
+  once; a class (prior) row gets the time ids of the instance example it is paired with, as the
+  script's ``collate_fn`` does. The text encoders stay frozen on SDXL.
 * On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires; fp16 with a
   GradScaler), fused AdamW,
   SDPA attention (diffusers' default processor), optional 8-bit Adam (bitsandbytes), gradient
@@ -122,6 +128,9 @@ class TrainingData:
     class_prompt: str = ""
     instance_prompts: tuple[str, ...] = ()
     prior_loss_weight: float = 1.0
+    # (height, width) of each instance image as read from disk, before resizing: SDXL's
+    # micro-conditioning ("original_size"); unused for SD 1.x/2.x.
+    instance_sizes: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -257,17 +266,33 @@ def train_dreambooth(
     instance_prompts = list(data.instance_prompts) or [data.instance_prompt]
     n_prompts = len(instance_prompts)
     prompts = instance_prompts + ([data.class_prompt] if data.classes is not None else [])
-    ids = base.tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=base.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids.to(device)
     frozen_embeddings = None
-    if not train_text:
-        with torch.no_grad():
-            frozen_embeddings = text_encoder(ids)[0]
+    # SDXL only: pooled text embeddings (rows as above) and per-instance-image time ids.
+    pooled_embeddings = time_ids = None
+    if base.is_sdxl:
+        from dreambench.reference_impl.sdxl import encode_prompts, micro_conditioning
+
+        if train_text:
+            raise BenchError("training the text encoders of an SDXL base is not supported; expected them frozen")
+        if len(data.instance_sizes) != len(data.instance):
+            raise BenchError(
+                f"SDXL training needs the original size of each of the {len(data.instance)} instance images; "
+                f"got {len(data.instance_sizes)}"
+            )
+        frozen_embeddings, pooled_embeddings = encode_prompts(base, prompts, device)
+        factor = 2 ** (len(base.vae.config.block_out_channels) - 1)
+        time_ids = micro_conditioning(data.instance_sizes, data.instance.mean.shape[-1] * factor).to(device)
+    else:
+        ids = base.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=base.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(device)
+        if not train_text:
+            with torch.no_grad():
+                frozen_embeddings = text_encoder(ids)[0]
 
     # 5. Latent posteriors (cached by the caller) and the data order.
     instance = data.instance.to(device)
@@ -320,7 +345,16 @@ def train_dreambooth(
             embeddings = (
                 frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]
             )
-            pred = unet_forward(noisy, timesteps, embeddings).sample
+            if pooled_embeddings is None:
+                pred = unet_forward(noisy, timesteps, embeddings).sample
+            else:
+                # Each row's time ids: its instance image's; a class row shares its pair's (collate_fn).
+                pairs = (items % len(instance)).to(device)
+                added = {
+                    "text_embeds": pooled_embeddings[rows],
+                    "time_ids": time_ids[torch.cat([pairs, pairs]) if classes is not None else pairs],
+                }
+                pred = unet_forward(noisy, timesteps, embeddings, added_cond_kwargs=added).sample
 
         # 10. Loss = instance MSE + lambda * prior MSE; stop at once if it is not finite.
         loss = prior_preservation_loss(pred, target, bsz, data.prior_loss_weight)

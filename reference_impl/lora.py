@@ -13,7 +13,17 @@ the done marker, rendering. Per subject, ``prepare``:
 3. saves them in diffusers' LoRA format, ``weights/pytorch_lora_weights.safetensors`` (with the peft
    config as adapter metadata), which stock ``pipe.load_lora_weights(weights_dir)`` loads.
 
-``generate`` renders with the adapter active (unfused). LoRA is not part of the DreamBooth paper,
+``generate`` renders with the adapter active (unfused).
+
+SDXL: with an SDXL base (``base_model=stabilityai/stable-diffusion-xl-base-1.0``, a local SDXL
+folder, or the embedded ``tiny-sdxl``; the ``sdxl`` preset follows diffusers'
+examples/dreambooth/README_sdxl.md) the same adapters train through the same trainer, conditioned
+as ``train_dreambooth_lora_sdxl.py`` conditions (reference_impl/sdxl.py); the file is saved through
+``StableDiffusionXLPipeline.save_lora_weights`` and loads with its stock ``load_lora_weights``. The
+method then renders, trains and samples its class priors at SDXL's native resolution, declared as
+its ``render_deviation`` (docs/METHODS.md).
+
+LoRA is not part of the DreamBooth paper,
 so the ``paper`` preset is the paper's data side (identifier, prompts, class images) trained with
 the diffusers LoRA recipe (see ``PRESETS``); like every method it renders with the run preset's
 sampler.
@@ -29,10 +39,12 @@ from typing import TYPE_CHECKING
 from dreambench.atomic import fsync_directory, remove_entry, temp_name
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_method import require_sampler
-from dreambench.reference_impl.base_model import Components, load_base_model
+from dreambench.reference_impl.base_model import SDXL_REPO, Components, load_base_model
 from dreambench.reference_impl.checked_settings import at_least
 from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data
 from dreambench.reference_impl.identifier import choose_identifier
+from dreambench.reference_impl.render import SamplerSettings
+from dreambench.reference_impl.sdxl import sdxl_render_deviation
 
 if TYPE_CHECKING:
     import torch
@@ -57,6 +69,7 @@ class DreamBoothLoRA(DreamBooth):
 
     name = "dreambooth-lora"
     weights_marker = LORA_WEIGHTS_FILE
+    supports_sdxl = True
 
     @dataclass(frozen=True)
     class Config(DreamBooth.Config):
@@ -99,6 +112,50 @@ class DreamBoothLoRA(DreamBooth):
     PRESETS["paper"] = Config(
         **{**asdict(DreamBooth.PRESETS["paper"]), "train_steps": 500, "learning_rate": 1e-4}
     )
+    # SDXL base 1.0, as diffusers' examples/dreambooth/README_sdxl.md trains it
+    # (https://github.com/huggingface/diffusers/blob/main/examples/dreambooth/README_sdxl.md):
+    # --pretrained_model_name_or_path=stabilityai/stable-diffusion-xl-base-1.0
+    # --instance_prompt="a photo of sks dog" --resolution=1024 --train_batch_size=1
+    # --gradient_accumulation_steps=4 --learning_rate=1e-4 --lr_scheduler=constant
+    # --lr_warmup_steps=0 --max_train_steps=500 --seed=0, no prior preservation ("without using
+    # prior-preservation, we observed decent results", README_sdxl.md "Notes"). Batch 1 x 4
+    # accumulated micro-batches = one step over 4 examples: train_batch_size=4 (each loss term is a
+    # mean over equal-size micro-batches, so the gradient is the same mean). From
+    # train_dreambooth_lora_sdxl.py's argparse defaults: --rank=4 (lora_alpha = rank),
+    # --adam_weight_decay=1e-04 (not train_dreambooth.py's 1e-2), betas (0.9, 0.999), eps 1e-8,
+    # --max_grad_norm=1.0, and for prior preservation when switched on (prior_preservation=true)
+    # --num_class_images=100, --prior_loss_weight=1.0; class prompt in the README's style.
+    # Resolution: the model's native 1024 px (render_deviation). mixed_precision: the README's
+    # fp16 needs madebyollin/sdxl-vae-fp16-fix (SDXL's VAE overflows in fp16); bf16 autocast keeps
+    # fp32's range with the stock VAE (docs/METHODS.md, known deviations).
+    PRESETS["sdxl"] = Config(
+        base_model=SDXL_REPO,
+        identifier="sks",
+        instance_prompt="a photo of {identifier} {class_noun}",
+        class_prompt="a photo of {class_noun}",
+        prior_preservation=False,
+        num_class_images=100,
+        prior_loss_weight=1.0,
+        train_steps=500,
+        learning_rate=1e-4,
+        train_batch_size=4,
+        adam_weight_decay=1e-4,
+        lora_rank=4,
+        mixed_precision="bf16",
+    )
+
+    def __init__(
+        self,
+        config: Config,
+        device: str = "auto",
+        seed: int = 0,
+        keep_weights: bool = False,
+        sampler: SamplerSettings | None = None,
+    ) -> None:
+        super().__init__(config, device=device, seed=seed, keep_weights=keep_weights, sampler=sampler)
+        # On an SDXL base the method renders at SDXL's native resolution, not the preset's (which
+        # is SD 1.x's): declared per instance, since it follows from the configured base model.
+        self.render_deviation = sdxl_render_deviation(config.base_model, config.base_revision or None)
 
     def _train_and_save(
         self, base: Components, subject: Subject, weights_dir: Path
@@ -119,7 +176,7 @@ class DreamBoothLoRA(DreamBooth):
             subject_name=subject.name,
             trainable=adapters,
         )
-        save_lora(weights_dir, base.unet)
+        save_lora(weights_dir, base.unet, sdxl=base.is_sdxl)
         return identifier, data, result
 
     def _load_trained(self, workdir: Path) -> Components:
@@ -195,14 +252,15 @@ def add_lora(unet: UNet2DConditionModel, rank: int, seed: int) -> list[torch.nn.
     return params
 
 
-def save_lora(weights_dir: Path, unet: UNet2DConditionModel) -> None:
+def save_lora(weights_dir: Path, unet: UNet2DConditionModel, sdxl: bool = False) -> None:
     """Write ``weights_dir/pytorch_lora_weights.safetensors`` in diffusers' format, atomically.
 
     As train_dreambooth_lora.py: ``convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))``
-    through ``StableDiffusionLoraLoaderMixin.save_lora_weights``, plus the peft config as adapter
-    metadata (so rank and alpha load exactly).
+    through ``StableDiffusionLoraLoaderMixin.save_lora_weights`` (``sdxl``: through
+    ``StableDiffusionXLPipeline.save_lora_weights``, as train_dreambooth_lora_sdxl.py), plus the
+    peft config as adapter metadata (so rank and alpha load exactly). Keys: ``unet.<module>.lora.{down,up}.weight``.
     """
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
@@ -215,7 +273,7 @@ def save_lora(weights_dir: Path, unet: UNet2DConditionModel) -> None:
     tmp = weights_dir / temp_name("lora-save")
     tmp.mkdir()
     try:
-        StableDiffusionPipeline.save_lora_weights(
+        (StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline).save_lora_weights(
             str(tmp), unet_lora_layers=layers, unet_lora_adapter_metadata=metadata, safe_serialization=True
         )
         os.replace(tmp / LORA_WEIGHTS_FILE, weights_dir / LORA_WEIGHTS_FILE)

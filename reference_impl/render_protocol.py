@@ -17,7 +17,9 @@ in 4 steps without guidance, say), as a class attribute::
     render_deviation = {"reason": "LCM-distilled: 4 steps, no guidance", "steps": 4, "guidance": 1.0}
 
 whose other keys are ``SamplerSettings`` fields. It is applied on top of the preset's protocol,
-recorded beside it and flagged in every table. None of the built-in methods declares one.
+recorded beside it and flagged in every table. A deviation that depends on the method's config
+is an instance attribute set when the method is built: ``dreambooth-lora`` on an SDXL base
+declares SDXL's native resolution (reference_impl/sdxl.py); on SD 1.x it declares none.
 """
 
 from __future__ import annotations
@@ -133,9 +135,11 @@ def deviation_fields(deviation: Mapping[str, Any] | None, method: str) -> dict[s
     return fields
 
 
-def method_sampler(context: Any, method_cls: type) -> SamplerSettings:
+def method_sampler(context: Any, method: Any) -> SamplerSettings:
     """The sampler a built-in method renders with in a run: the run preset's protocol
     (``context.run_preset``, from the run-level ``setup(context)``) with the method's declared
-    ``render_deviation`` applied. The one place a method resolves its protocol."""
+    ``render_deviation`` applied. ``method`` is the method class, or the instance when the
+    deviation depends on its config (dreambooth-lora on an SDXL base). The one place a method
+    resolves its protocol."""
     protocol = render_protocol_for(context.run_preset)
-    return protocol.with_deviation(getattr(method_cls, "render_deviation", None), method_cls.name).sampler
+    return protocol.with_deviation(getattr(method, "render_deviation", None), method.name).sampler

@@ -241,3 +241,17 @@ def test_device_for_other_machines_is_checked_by_name_only(monkeypatch: pytest.M
         device_from_args("cuda:1")
     with pytest.raises(BenchError, match="unknown --device 'tpu0'"):
         device_from_args("tpu0", runs_here=False)
+
+
+def test_fetch_below_a_regular_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("x")
+    line = one_line_error(
+        capsys, ["dataset", "fetch", "--data", str(blocker / "dreambooth"), "--no-progress"]
+    )
+    assert str(blocker) in line and "is a file, not a folder" in line
+
+
+def test_methods_with_an_unknown_method_preset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_line_error(capsys, ["methods", "dreambooth", "--method-preset", "papr"])
+    assert "'papr'" in line and "paper" in line and "smoke" in line

@@ -98,7 +98,7 @@ def test_scores_of_another_identity_are_recomputed(
 
 
 def test_bf16_is_its_own_identity_marked_and_never_compared_with_fp32(
-    timm_run: tuple[Path, Path], dreambench_data: Path, capsys: pytest.CaptureFixture[str]
+    timm_run: tuple[Path, Path], dreambench_data: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out, timm_dir = timm_run
     before = {p for p in out.iterdir() if p.is_dir()}
@@ -123,6 +123,17 @@ def test_bf16_is_its_own_identity_marked_and_never_compared_with_fp32(
     code = main(["compare", str(timm_dir), str(bf16_dir)])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "scoring precision differs (fp32 vs bf16)" in lines[0]
+
+    # As calibrated runs (real weights) too: shown side by side with the mark, never refused for it.
+    calibrated = []
+    for run_dir in (timm_dir, bf16_dir):
+        copy = tmp_path / "calibrated" / run_dir.name
+        copy.mkdir(parents=True)
+        (copy / "results.json").write_text(json.dumps({**_results(run_dir), "calibrated": True}))
+        calibrated.append(copy)
+    assert main(["leaderboard", *map(str, calibrated), "--format", "md"]) == 0
+    table = capsys.readouterr().out
+    assert f"{bf16_label}§" in table and f"{fp32_label}§" not in table
 
 
 def test_scoring_identity_changes_the_run_config_hash() -> None:

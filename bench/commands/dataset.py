@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
+
+from dreambench.commands.output_path import check_output_path
 
 
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +47,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     from dreambench.dataset.location import requested_data_dir
 
     dest, _ = requested_data_dir(args.data)
+    check_output_path(Path(dest), "--data", folder=True)
     root = fetch_dataset(dest, progress=not args.no_progress)
     sys.stderr.write(f"dataset ready at {root}\n")
     return 0

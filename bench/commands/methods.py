@@ -40,6 +40,13 @@ def run(args: argparse.Namespace) -> int:
             "hyperparameters": method_hyperparameters(cls, args.method_preset),
             "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         }
+    # A method with one preset uses it for every run (registry.method_preset_for); the others
+    # must know the preset asked for, or the table would show another preset's defaults.
+    known = sorted({p for info in listing.values() if len(info["presets"]) > 1 for p in info["presets"]})
+    if known and args.method_preset not in known:
+        from dreambench.errors import did_you_mean
+
+        raise did_you_mean(args.method_preset, known, "method preset")
     if args.json:
         json.dump(listing, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
