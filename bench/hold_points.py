@@ -6,10 +6,12 @@ that reaches ``<point>`` writes its pid to ``<marker path>`` and waits until ``<
 exists (or forever, until the test kills it). Without the variable a hold point costs one
 dictionary lookup.
 
-Points (bench/atomic.py), each after the temp entry is written and before it is renamed into place:
-``atomic-write:<final file name>`` (e.g. ``atomic-write:0-0.png``, a run's first image, with the
-run directory locked) and ``atomic-directory:<final folder name>`` (e.g. ``atomic-directory:weights``,
-the fine-tuned weights).
+Points in the package (bench/atomic.py), each after the temp entry is written and before it is
+renamed into place: ``atomic-write:<final file name>`` (e.g. ``atomic-write:0-0.png``, a run's first
+image, with the run directory locked) and ``atomic-directory:<final folder name>`` (e.g.
+``atomic-directory:weights``, the fine-tuned weights). Test code adds its own, e.g.
+``slow-noise-generate:<subject>`` (tests/fault_methods.py) and ``train-step:<n>`` (a trainer
+``after_step`` hook in tests/test_fault_tolerance.py).
 """
 
 from __future__ import annotations

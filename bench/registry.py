@@ -101,13 +101,20 @@ def method_hyperparameters(cls: type, preset: str) -> dict[str, Any]:
     }
 
 
-def method_preset_for(cls: type, preset: str) -> str:
-    """The preset a method is built from: a method with a single preset (zero-shot baselines,
-    simple plugins) uses it for every run; one without ``Config`` has the preset "none"."""
+def method_preset_for(cls: type, preset: str, explicit: bool = False) -> str:
+    """The preset a method is built from: the run preset's method preset, except that a method
+    with a single preset (zero-shot baselines, simple plugins) uses it for every run; one without
+    ``Config`` has the preset "none". A preset the user named (``explicit``) must exist."""
     if not _has_config(cls):
+        if explicit:
+            raise BenchError(f"--method-preset {preset!r}: method {cls.name!r} has no presets (no Config)")
         return "none"
     presets = cls.PRESETS
-    return next(iter(presets)) if len(presets) == 1 else preset
+    if explicit and preset not in presets:
+        raise did_you_mean(preset, presets, f"preset for method {cls.name!r}")
+    if len(presets) == 1:
+        return next(iter(presets))
+    return preset
 
 
 def _construct(name: str, build: Callable[[], Any]) -> Any:

@@ -255,3 +255,11 @@ def test_fetch_below_a_regular_file_is_one_line(tmp_path: Path, capsys: pytest.C
 def test_methods_with_an_unknown_method_preset_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     line = one_line_error(capsys, ["methods", "dreambooth", "--method-preset", "papr"])
     assert "'papr'" in line and "paper" in line and "smoke" in line
+
+
+def test_run_with_an_unknown_method_preset_is_one_line_even_for_a_one_preset_method(
+    tmp_path: Path, dreambench_data: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "runs"
+    line = one_line_error(capsys, _run_argv(out, dreambench_data, prompts, "--method-preset", "nope"))
+    assert "'nope'" in line and "default" in line and not out.exists()

@@ -75,7 +75,9 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     method_args = parse_method_args(args.method_args)
     subjects, dataset_info = subjects_from_args(args)
     prompt_set = load_prompt_set(args.prompts)
-    method_preset = method_preset_for(resolve_method_class(args.method), method_preset)
+    method_preset = method_preset_for(
+        resolve_method_class(args.method), method_preset, explicit=args.method_preset is not None
+    )
     method = create_method(args.method, method_preset, method_args)
     scorer = Scorer(
         preset.metric_preset,
