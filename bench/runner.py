@@ -47,6 +47,7 @@ from dreambench.metrics.aggregate import (
     summarize_subject_images,
 )
 from dreambench.metrics.embedder import DEFAULT_PRECISION
+from dreambench.metrics.presets import PAIRINGS
 from dreambench.metrics.scorer import ImageRef, Scorer
 from dreambench.progress import RunProgress
 from dreambench.run_lock import run_lock
@@ -160,7 +161,11 @@ def _score_images(
         )
     refs = [ImageRef(path=rd.images_dir(subject.name) / r["file"], sha256=r["sha256"]) for r in images]
     scores = scorer.score_generated(
-        _real_refs(subject), refs, [r["prompt"] for r in images], identifiers.pop()
+        _real_refs(subject),
+        refs,
+        [r["prompt"] for r in images],
+        identifiers.pop(),
+        positions=[(int(r["prompt_idx"]), int(r["sample_idx"])) for r in images],
     )
     rows = [
         {
@@ -349,7 +354,9 @@ def run_subject(
         with measure_stage(device) as score_cost:
             rows = _score_images(rd, scorer, subject, images)
         rd.record_cost(name, score=score_cost)
-    summary = summarize_subject_images(rows, len(subject.image_paths))
+    # One pair per generated image under a paired pairing (dreambench-plus), n_real pairs otherwise.
+    pairs_per_image = 1 if scorer.preset.pairing == "paired-source" else len(subject.image_paths)
+    summary = summarize_subject_images(rows, pairs_per_image)
     if spec.optional_metrics:
         optional = _optional_scores(rd, scorer, subject, images, pres_rows, spec)
         add_optional_metrics(
@@ -715,7 +722,11 @@ def _execute(
         "protocol": {
             "images_per_prompt": config.images_per_prompt,
             "base_seed": config.base_seed,
-            "pairing": "all (generated, real) pairs; real-images: distinct real-real pairs",
+            "pairing": PAIRINGS[worker.scorer.preset.pairing],
+            # The metric preset's conventions (metrics/presets.py): the leaderboard refuses to mix
+            # protocols; the source cites where the preset's choices come from.
+            "metric_protocol": worker.scorer.preset.protocol,
+            "metric_source": worker.scorer.preset.source,
             "clip_t_text": metrics_info["clip_t"]["text"],
             "aggregation": "mean over subjects (pooled all-pairs mean as *_all_pairs)",
             **(

@@ -18,6 +18,12 @@ uncalibrated) and reported by `embedder_notes`. Two *calibrated* runs with diffe
 (e.g. DINO ViT-S/16 vs ViT-S/8) measure different things under the same name: refused. The scoring
 precision is not part of this check: a bf16 row is shown beside fp32 ones with its § mark
 (`bench compare`, a gate, refuses across precisions).
+
+Metric presets: runs scored under different metric protocols (`protocol.metric_protocol`:
+"dreambooth", "dinov2", "dinov2-b", "dreambench-plus"; metrics/presets.py) use other networks,
+pairings or scales under the same metric names: refused, calibrated or not. A preset and its smoke
+twin share a protocol (the smoke row is marked uncalibrated). A results file written before the
+protocol was recorded was scored under the DreamBooth conventions.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ def check_comparable(runs: list[RunResults]) -> None:
         for key in _PROMPT_SET_FIELDS:
             if a.prompt_set[key] != b.prompt_set[key]:
                 raise _refusal(a, b, f"prompt_set.{key}", a.prompt_set[key], b.prompt_set[key])
+        if metric_protocol(a) != metric_protocol(b):
+            raise _refusal(
+                a,
+                b,
+                f"metric preset protocol (run.metric_preset {_metric_preset(a)!r} vs {_metric_preset(b)!r})",
+                metric_protocol(a),
+                metric_protocol(b),
+            )
         render_a, render_b = render_protocol(a), render_protocol(b)
         if render_a is not None and render_b is not None and render_a["sha256"] != render_b["sha256"]:
             field = f"render_protocol ({_protocol_diff(render_a, render_b)})"
@@ -61,6 +75,16 @@ def check_comparable(runs: list[RunResults]) -> None:
         has_clip_t = a.overall["clip_t"] is not None and b.overall["clip_t"] is not None
         if has_clip_t and text_a is not None and text_b is not None and text_a != text_b:
             raise _refusal(a, b, "protocol.clip_t_text", text_a, text_b)
+
+
+def metric_protocol(run: RunResults) -> str:
+    """The metric conventions a run was scored under (metrics/presets.py `MetricPreset.protocol`);
+    "dreambooth" for results written before it was recorded (the only conventions then)."""
+    return str((run.raw.get("protocol") or {}).get("metric_protocol", "dreambooth"))
+
+
+def _metric_preset(run: RunResults) -> str:
+    return str(run.raw["run"].get("metric_preset", "?"))
 
 
 def render_protocol(run: RunResults) -> dict[str, Any] | None:
@@ -111,6 +135,6 @@ def embedder_notes(runs: list[RunResults]) -> list[str]:
 def _refusal(a: RunResults, b: RunResults, field: str, value_a: object, value_b: object) -> BenchError:
     return BenchError(
         f"cannot compare {a.run_dir} and {b.run_dir}: {field} differs ({value_a!r} vs {value_b!r}); "
-        "put only runs rendered with the same protocol and scored with the same prompt set and metric "
-        "versions in one leaderboard"
+        "put only runs rendered with the same protocol and scored with the same prompt set, metric "
+        "preset and metric versions in one leaderboard"
     )

@@ -53,8 +53,9 @@ NOT_APPLICABLE = "n/a"
 FAILED = "failed"
 ABSENT = "—"
 # Optional metrics (paper, Table 3), shown only when some run computed them.
-OPTIONAL_METRICS = ("pres", "div")
-OPTIONAL_TITLES = {"pres": "PRES ↓", "div": "DIV"}
+# Shown where some run has them: DINOv2 (the dreambench-plus metric preset), PRES and DIV.
+OPTIONAL_METRICS = ("dinov2", "pres", "div")
+OPTIONAL_TITLES = {"dinov2": "DINOv2", "pres": "PRES ↓", "div": "DIV"}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 METRICS: tuple[str, ...] = ("dino", "clip_i", "clip_t")
+# Image metrics only some metric presets compute (dreambench-plus's DINOv2): summarised like METRICS
+# where the rows have them, absent otherwise.
+PRESET_METRICS: tuple[str, ...] = ("dinov2",)
 # Computed only on request (PRES, DIV): absent from a subject that did not compute them.
 OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
 
@@ -42,7 +45,8 @@ def summarize_subject_images(rows: Sequence[Mapping[str, Any]], n_real: int) -> 
 
     Returns ``{metric: mean, "per_prompt": {idx: {metric: mean}}, "pair_counts": {metric: pairs}}``
     where pair_counts weigh the subject in the pooled all-pairs mean: n_images * n_real for the
-    image-image metrics, n_images for CLIP-T.
+    image-image metrics, n_images for CLIP-T. Under a pairing with one real image per generated
+    image (dreambench-plus) the caller passes ``n_real=1``.
     """
     if not rows:
         raise ValueError("no image rows to summarize")
@@ -51,33 +55,40 @@ def summarize_subject_images(rows: Sequence[Mapping[str, Any]], n_real: int) -> 
     by_prompt: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         by_prompt[int(row["prompt_idx"])].append(row)
-    for metric in METRICS:
+    metrics = (*METRICS, *(m for m in PRESET_METRICS if all(row.get(m) is not None for row in rows)))
+    for metric in metrics:
         values = [row[metric] for row in rows if row.get(metric) is not None]
         out[metric] = _mean(values) if values else None
     out["per_prompt"] = {
-        str(p): {m: (_mean([r[m] for r in group]) if group[0].get(m) is not None else None) for m in METRICS}
+        str(p): {m: (_mean([r[m] for r in group]) if group[0].get(m) is not None else None) for m in metrics}
         for p, group in sorted(by_prompt.items())
     }
     out["pair_counts"] = {"dino": len(rows) * n_real, "clip_i": len(rows) * n_real, "clip_t": len(rows)}
+    out["pair_counts"].update({m: len(rows) * n_real for m in metrics if m in PRESET_METRICS})
     return out
 
 
 def summarize_real_pairs(scores: Mapping[str, float], n_real: int) -> dict[str, Any]:
     """Per-subject figures for the real-images ceiling: distinct-pair means, CLIP-T does not apply."""
     n_pairs = n_real * (n_real - 1) // 2
-    return {
+    out: dict[str, Any] = {
         "dino": scores["dino"],
         "clip_i": scores["clip_i"],
         "clip_t": None,
         "pair_counts": {"dino": n_pairs, "clip_i": n_pairs, "clip_t": 0},
     }
+    for metric in PRESET_METRICS:
+        if scores.get(metric) is not None:
+            out[metric] = scores[metric]
+            out["pair_counts"][metric] = n_pairs
+    return out
 
 
 def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Mean over subjects and pooled all-pairs mean of each metric (``None`` where it doesn't apply)."""
     out: dict[str, Any] = {"n_subjects": len(subjects)}
     subjects = dict(sorted(subjects.items()))
-    optional = [m for m in OPTIONAL_METRICS if any(m in s for s in subjects.values())]
+    optional = [m for m in (*PRESET_METRICS, *OPTIONAL_METRICS) if any(m in s for s in subjects.values())]
     for metric in (*METRICS, *optional):
         present = [s for s in subjects.values() if s.get(metric) is not None]
         if metric in optional:

@@ -8,9 +8,11 @@ The transformers state dicts use the key names of the checkpoints published on t
 (facebook/dino-vits16, openai/clip-vit-base-patch32): `from_pretrained` of every supported
 transformers version maps those names onto its own modules.
 
-    timm_dino_to_hf(state_dict)  -> state dict for transformers ViTModel (DINO ViT-S/16)
+    timm_dino_to_hf(state_dict)  -> state dict for transformers ViTModel (DINO ViT-S/16, ViT-S/8)
+    timm_dinov2_to_hf(state_dict) -> state dict for transformers Dinov2Model (DINOv2 ViT-S/14, ViT-B/14)
     open_clip_to_hf(state_dict)  -> state dict for transformers CLIPModel (OpenAI ViT-B/32)
-    write_hf_dino_folder(timm_file, dst), write_hf_clip_folder(open_clip_file, dst)
+    write_hf_dino_folder(timm_file, dst[, patch_size]), write_hf_dinov2_folder(timm_file, dst, arch),
+    write_hf_clip_folder(open_clip_file, dst)
         -> a save_pretrained-style folder (config.json, model.safetensors[, tokenizer files])
 """
 
@@ -75,6 +77,40 @@ def timm_dino_to_hf(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def timm_dinov2_to_hf(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """timm `vit_*_patch14_dinov2.lvd142m` state dict -> transformers `Dinov2Model` state dict (the
+    key names of facebook/dinov2-small / -base). DINOv2's mask token is used only in training and
+    timm drops it; it is written as zeros so that transformers loads a complete checkpoint."""
+    sd = dict(state_dict)
+    cls_token = sd.pop("cls_token")
+    out: StateDict = {
+        "embeddings.cls_token": cls_token,
+        "embeddings.mask_token": torch.zeros(1, cls_token.shape[-1], dtype=cls_token.dtype),
+        "embeddings.position_embeddings": sd.pop("pos_embed"),
+        "embeddings.patch_embeddings.projection.weight": sd.pop("patch_embed.proj.weight"),
+        "embeddings.patch_embeddings.projection.bias": sd.pop("patch_embed.proj.bias"),
+        "layernorm.weight": sd.pop("norm.weight"),
+        "layernorm.bias": sd.pop("norm.bias"),
+    }
+    for i in range(_layer_count(sd, "blocks.")):
+        src, dst = f"blocks.{i}.", f"encoder.layer.{i}."
+        out[f"{dst}layer_scale1.lambda1"] = sd.pop(f"{src}ls1.gamma")
+        out[f"{dst}layer_scale2.lambda1"] = sd.pop(f"{src}ls2.gamma")
+        for kind in ("weight", "bias"):
+            q, k, v = _split_qkv(sd.pop(f"{src}attn.qkv.{kind}"))
+            out[f"{dst}attention.attention.query.{kind}"] = q
+            out[f"{dst}attention.attention.key.{kind}"] = k
+            out[f"{dst}attention.attention.value.{kind}"] = v
+            out[f"{dst}attention.output.dense.{kind}"] = sd.pop(f"{src}attn.proj.{kind}")
+            out[f"{dst}norm1.{kind}"] = sd.pop(f"{src}norm1.{kind}")
+            out[f"{dst}norm2.{kind}"] = sd.pop(f"{src}norm2.{kind}")
+            out[f"{dst}mlp.fc1.{kind}"] = sd.pop(f"{src}mlp.fc1.{kind}")
+            out[f"{dst}mlp.fc2.{kind}"] = sd.pop(f"{src}mlp.fc2.{kind}")
+    if sd:
+        raise ValueError(f"unconverted timm DINOv2 keys: {sorted(sd)[:5]}")
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def _open_clip_tower(sd: StateDict, src: str, dst: str, layers: int) -> StateDict:
     out: StateDict = {}
     for i in range(layers):
@@ -134,8 +170,9 @@ def open_clip_to_hf(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return {k: v.contiguous() for k, v in out.items()}
 
 
-def hf_dino_config() -> object:
-    """transformers `ViTConfig` of DINO ViT-S/16 (layer-norm eps 1e-6 as in the original DINO / timm)."""
+def hf_dino_config(patch_size: int = 16) -> object:
+    """transformers `ViTConfig` of DINO ViT-S/16 or ViT-S/8 (`patch_size`; layer-norm eps 1e-6 as in
+    the original DINO / timm)."""
     from transformers import ViTConfig
 
     return ViTConfig(
@@ -145,10 +182,35 @@ def hf_dino_config() -> object:
         intermediate_size=1536,
         hidden_act="gelu",
         image_size=224,
-        patch_size=16,
+        patch_size=patch_size,
         num_channels=3,
         qkv_bias=True,
         layer_norm_eps=1e-6,
+    )
+
+
+# DINOv2 widths (facebookresearch/dinov2 hubconf.py: vit_small / vit_base, patch 14, 518 px, LayerScale 1e-5).
+DINOV2_WIDTHS: dict[str, tuple[int, int]] = {"DINOv2 ViT-S/14": (384, 6), "DINOv2 ViT-B/14": (768, 12)}
+
+
+def hf_dinov2_config(arch: str) -> object:
+    """transformers `Dinov2Config` of `arch` (a key of DINOV2_WIDTHS), as facebook/dinov2-small / -base."""
+    from transformers import Dinov2Config
+
+    hidden, heads = DINOV2_WIDTHS[arch]
+    return Dinov2Config(
+        hidden_size=hidden,
+        num_hidden_layers=12,
+        num_attention_heads=heads,
+        mlp_ratio=4,
+        hidden_act="gelu",
+        image_size=518,
+        patch_size=14,
+        num_channels=3,
+        qkv_bias=True,
+        layer_norm_eps=1e-6,
+        layerscale_value=1.0,
+        use_swiglu_ffn=False,
     )
 
 
@@ -237,12 +299,24 @@ def write_folder_atomically(dst: Path, fill: Callable[[Path], None]) -> Path:
     return dst
 
 
-def write_hf_dino_folder(timm_file: Path, dst: Path) -> Path:
-    """Convert a timm DINO ViT-S/16 weights file into a transformers folder `dst` (config + safetensors)."""
+def write_hf_dino_folder(timm_file: Path, dst: Path, patch_size: int = 16) -> Path:
+    """Convert a timm DINO ViT-S/16 (or ViT-S/8: `patch_size=8`) weights file into a transformers
+    folder `dst` (config + safetensors)."""
 
     def fill(tmp: Path) -> None:
-        hf_dino_config().save_pretrained(str(tmp))
+        hf_dino_config(patch_size).save_pretrained(str(tmp))
         save_state_dict_file(timm_dino_to_hf(load_state_dict_file(timm_file)), tmp / "model.safetensors")
+
+    return write_folder_atomically(dst, fill)
+
+
+def write_hf_dinov2_folder(timm_file: Path, dst: Path, arch: str) -> Path:
+    """Convert a timm DINOv2 weights file of `arch` ("DINOv2 ViT-S/14" | "DINOv2 ViT-B/14") into a
+    transformers folder `dst` (config + safetensors)."""
+
+    def fill(tmp: Path) -> None:
+        hf_dinov2_config(arch).save_pretrained(str(tmp))
+        save_state_dict_file(timm_dinov2_to_hf(load_state_dict_file(timm_file)), tmp / "model.safetensors")
 
     return write_folder_atomically(dst, fill)
 

@@ -5,7 +5,17 @@
     dreambooth-hf  the same weights through the transformers backends
     smoke          the same architectures with seeded random weights: offline, fast to set up,
                    every number UNCALIBRATED (for tests and pipeline checks only)
+    dinov2         DINO computed with DINOv2 ViT-S/14 (timm vit_small_patch14_dinov2.lvd142m), CLIP-I /
+                   CLIP-T and the all-pairs protocol as in `dreambooth` (the variant many 2024-2026
+                   papers report); `dinov2-b`: the same with DINOv2 ViT-B/14
+    dreambench-plus  DreamBench++'s evaluation code: DINO v1 ViT-S/8 ("dino") and DINOv2 ViT-S/14
+                   ("dinov2"), CLIP ViT-B/32, cosine x 100, each generated image against ONE paired
+                   real image (see PAIRINGS), identifier removed from the CLIP-T text
+    <name>-smoke   every preset above except `dreambooth-hf` has a smoke twin: the same architectures,
+                   preprocessing and conventions with seeded random weights (UNCALIBRATED)
 
+A preset's `protocol` names its conventions: runs of different protocols measure different things
+and the leaderboard refuses to put them side by side (a preset and its smoke twin share one).
 Other papers' conventions (x100, identifier kept, other backbones) belong here as named presets,
 never as silent defaults. Importing this module is cheap (no torch).
 """
@@ -21,9 +31,35 @@ from dreambench.metrics.weights import WeightsSource
 # Bump a version whenever a metric's definition or preprocessing changes: the leaderboard refuses to
 # put side by side runs whose metric versions differ.
 METRIC_VERSIONS: dict[str, int] = {"dino": 1, "clip_i": 1, "clip_t": 1, "pres": 1, "div": 1}
+# Metrics only some presets compute (dreambench-plus's second DINO network); kept apart so that the
+# identity of the presets without them is unchanged.
+EXTRA_METRIC_VERSIONS: dict[str, int] = {"dinov2": 1}
 
 DINO_ARCH = "ViT-S/16"
 CLIP_ARCH = "ViT-B/32"
+# Other image-similarity backbones some papers use for the DINO metric (metrics/dino.py: DINO_VARIANTS).
+DINO_S8_ARCH = "ViT-S/8"
+DINOV2_S14_ARCH = "DINOv2 ViT-S/14"
+DINOV2_B14_ARCH = "DINOv2 ViT-B/14"
+# Architecture -> the network name its weights are resolved under (metrics/weights.py PINNED_HUB).
+WEIGHTS_KINDS: dict[str, str] = {
+    DINO_ARCH: "dino",
+    DINO_S8_ARCH: "dino-s8",
+    DINOV2_S14_ARCH: "dinov2-s14",
+    DINOV2_B14_ARCH: "dinov2-b14",
+    CLIP_ARCH: "clip",
+}
+# How a generated image meets the subject's real images (DINO, CLIP-I, and DINOv2 where scored).
+PAIRINGS: dict[str, str] = {
+    # The DreamBooth paper: every generated image against every real image of its subject.
+    "all-pairs": "all (generated, real) pairs; real-images: distinct real-real pairs",
+    # DreamBench++ pairs each generated image with the one reference image it was generated from.
+    # DreamBench subjects have 4-6 real images and no such mapping, so it is defined here: the
+    # generated image (prompt_idx p, sample_idx s) is paired with real image number (p + s) mod n_real
+    # of the subject, real images in file-name order. Every real image serves about equally often.
+    "paired-source": "one pair per generated image: (p, s) with real image (p + s) mod n_real in "
+    "file-name order; real-images: distinct real-real pairs",
+}
 # `backend` override accepted by the Scorer -> (dino backend, clip backend).
 BACKEND_OVERRIDES: dict[str, tuple[str, str]] = {
     "native": ("timm", "open_clip"),
@@ -41,6 +77,13 @@ class EmbedderSpec:
     arch: str
     source: WeightsSource
 
+    @property
+    def weights_kind(self) -> str:
+        """The network name the weights are resolved under ("dino", "dinov2-s14", "clip", ...)."""
+        if self.arch not in WEIGHTS_KINDS:
+            raise BenchError(f"unknown embedder arch {self.arch!r}; valid: {', '.join(WEIGHTS_KINDS)}")
+        return WEIGHTS_KINDS[self.arch]
+
     def as_dict(self) -> dict[str, str]:
         return {"backend": self.backend, "arch": self.arch, "source": self.source.describe()}
 
@@ -52,6 +95,10 @@ class MetricPreset:
     calibrated: False when the numbers carry no meaning (random weights); reports must say so.
     clip_t_keep_identifier: keep the rare identifier token in the CLIP-T text (default: removed).
     scale: multiplies every reported cosine (1.0 = raw cosine in [-1, 1]; 100.0 = some papers' x100).
+    dinov2: a second DINO-type network, reported as its own metric "dinov2" (DreamBench++), or None.
+    pairing: a key of PAIRINGS.
+    protocol: the conventions' name; the leaderboard refuses to mix protocols.
+    source: the file the preset's choices come from (repo, path, URL).
     """
 
     name: str
@@ -61,13 +108,34 @@ class MetricPreset:
     clip: EmbedderSpec
     clip_t_keep_identifier: bool = False
     scale: float = 1.0
+    dinov2: EmbedderSpec | None = None
+    pairing: str = "all-pairs"
+    protocol: str = "dreambooth"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.pairing not in PAIRINGS:
+            raise BenchError(f"unknown pairing {self.pairing!r}; valid: {', '.join(PAIRINGS)}")
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """The embedder slots this preset scores with: ("dino", "clip") and "dinov2" where it has one."""
+        return ("dino", "clip", "dinov2") if self.dinov2 is not None else ("dino", "clip")
+
+    def spec(self, network: str) -> EmbedderSpec:
+        """The embedder of slot `network` ("dino" | "clip" | "dinov2")."""
+        specs = {"dino": self.dino, "clip": self.clip, "dinov2": self.dinov2}
+        found = specs.get(network)
+        if found is None:
+            raise did_you_mean(network, self.networks, f"embedder of metric preset {self.name!r}")
+        return found
 
     def with_backend(self, backend: str) -> MetricPreset:
         """The same preset run through other backends ("native" = timm + open_clip, or "transformers")."""
         if backend not in BACKEND_OVERRIDES:
             raise did_you_mean(backend, BACKEND_OVERRIDES, "metric backend")
         dino_backend, clip_backend = BACKEND_OVERRIDES[backend]
-        if self.dino.source.kind == "path" or self.clip.source.kind == "path":
+        if any(self.spec(n).source.kind == "path" for n in self.networks):
             raise BenchError(
                 f"metric preset {self.name!r} loads weights from local paths: its backend is fixed"
             )
@@ -75,6 +143,7 @@ class MetricPreset:
             self,
             dino=dataclasses.replace(self.dino, backend=dino_backend),
             clip=dataclasses.replace(self.clip, backend=clip_backend),
+            dinov2=None if self.dinov2 is None else dataclasses.replace(self.dinov2, backend=dino_backend),
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -84,10 +153,44 @@ class MetricPreset:
             "calibrated": self.calibrated,
             "dino": self.dino.as_dict(),
             "clip": self.clip.as_dict(),
+            **({"dinov2": self.dinov2.as_dict()} if self.dinov2 is not None else {}),
             "clip_t_keep_identifier": self.clip_t_keep_identifier,
             "scale": self.scale,
+            "pairing": self.pairing,
+            "protocol": self.protocol,
+            "source": self.source,
             "metric_versions": dict(METRIC_VERSIONS),
         }
+
+
+def smoke_twin(preset: MetricPreset) -> MetricPreset:
+    """`preset` with every network on seeded random weights: same architectures, preprocessing and
+    conventions (so the same protocol), numbers UNCALIBRATED."""
+    smoke = WeightsSource.smoke(0)
+    return dataclasses.replace(
+        preset,
+        name=f"{preset.name}-smoke",
+        description=f"{preset.name} with seeded random weights: pipeline checks, numbers UNCALIBRATED",
+        calibrated=False,
+        dino=dataclasses.replace(preset.dino, source=smoke),
+        clip=dataclasses.replace(preset.clip, source=smoke),
+        dinov2=None if preset.dinov2 is None else dataclasses.replace(preset.dinov2, source=smoke),
+    )
+
+
+# Sources of the presets' choices (cited in the README's preset table and docs/RESULTS.md).
+DREAMBOOTH_SOURCE = "Ruiz et al., DreamBooth (arXiv:2208.12242), section 4.1: https://arxiv.org/abs/2208.12242"
+DINOV2_SOURCE = (
+    "facebookresearch/dinov2 (weights; hubconf.py dinov2_vits14 / dinov2_vitb14), preprocessing from the "
+    "transformers checkpoints facebook/dinov2-small / facebook/dinov2-base (preprocessor_config.json: "
+    "BitImageProcessor, shortest edge 256 bicubic, center crop 224, ImageNet mean/std): "
+    "https://github.com/facebookresearch/dinov2/blob/main/hubconf.py"
+)
+DREAMBENCH_PLUS_SOURCE = (
+    "yuangpeng/dreambench_plus dreambench_plus/metrics/dino_score.py, dreambench_plus/metrics/clip_score.py, "
+    "dreambench_plus/generate_images.py: "
+    "https://github.com/yuangpeng/dreambench_plus/blob/main/dreambench_plus/metrics/dino_score.py"
+)
 
 
 METRIC_PRESETS: dict[str, MetricPreset] = {
@@ -97,6 +200,7 @@ METRIC_PRESETS: dict[str, MetricPreset] = {
         calibrated=True,
         dino=EmbedderSpec("timm", DINO_ARCH, WeightsSource.pinned()),
         clip=EmbedderSpec("open_clip", CLIP_ARCH, WeightsSource.pinned()),
+        source=DREAMBOOTH_SOURCE,
     ),
     "dreambooth-hf": MetricPreset(
         name="dreambooth-hf",
@@ -104,6 +208,7 @@ METRIC_PRESETS: dict[str, MetricPreset] = {
         calibrated=True,
         dino=EmbedderSpec("transformers", DINO_ARCH, WeightsSource.pinned()),
         clip=EmbedderSpec("transformers", CLIP_ARCH, WeightsSource.pinned()),
+        source=DREAMBOOTH_SOURCE,
     ),
     "smoke": MetricPreset(
         name="smoke",
@@ -111,8 +216,44 @@ METRIC_PRESETS: dict[str, MetricPreset] = {
         calibrated=False,
         dino=EmbedderSpec("timm", DINO_ARCH, WeightsSource.smoke(0)),
         clip=EmbedderSpec("open_clip", CLIP_ARCH, WeightsSource.smoke(0)),
+        source=DREAMBOOTH_SOURCE,
     ),
 }
+_NEW_PRESETS = (
+    MetricPreset(
+        name="dinov2",
+        description="DINO with DINOv2 ViT-S/14 (CLS token, 256 -> 224 bicubic), CLIP ViT-B/32, all pairs, raw cosine",
+        calibrated=True,
+        dino=EmbedderSpec("timm", DINOV2_S14_ARCH, WeightsSource.pinned()),
+        clip=EmbedderSpec("open_clip", CLIP_ARCH, WeightsSource.pinned()),
+        protocol="dinov2",
+        source=DINOV2_SOURCE,
+    ),
+    MetricPreset(
+        name="dinov2-b",
+        description="DINO with DINOv2 ViT-B/14 (CLS token, 256 -> 224 bicubic), CLIP ViT-B/32, all pairs, raw cosine",
+        calibrated=True,
+        dino=EmbedderSpec("timm", DINOV2_B14_ARCH, WeightsSource.pinned()),
+        clip=EmbedderSpec("open_clip", CLIP_ARCH, WeightsSource.pinned()),
+        protocol="dinov2-b",
+        source=DINOV2_SOURCE,
+    ),
+    MetricPreset(
+        name="dreambench-plus",
+        description="DreamBench++ code: DINO v1 ViT-S/8 + DINOv2 ViT-S/14 + CLIP ViT-B/32, x100, one paired real image",
+        calibrated=True,
+        dino=EmbedderSpec("timm", DINO_S8_ARCH, WeightsSource.pinned()),
+        clip=EmbedderSpec("transformers", CLIP_ARCH, WeightsSource.pinned()),
+        dinov2=EmbedderSpec("transformers", DINOV2_S14_ARCH, WeightsSource.pinned()),
+        scale=100.0,
+        pairing="paired-source",
+        protocol="dreambench-plus",
+        source=DREAMBENCH_PLUS_SOURCE,
+    ),
+)
+for _preset in _NEW_PRESETS:
+    METRIC_PRESETS[_preset.name] = _preset
+    METRIC_PRESETS[f"{_preset.name}-smoke"] = smoke_twin(_preset)
 
 DEFAULT_METRIC_PRESET = "dreambooth"
 

@@ -4,7 +4,7 @@ The runner calls exactly this:
 
     scorer = Scorer("dreambooth", device="auto")
     scorer.metrics_info()                                   # versions, conventions, embedder ids
-    scorer.score_generated(real, generated, prompts, identifier)  # one dict per generated image
+    scorer.score_generated(real, generated, prompts, identifier, positions)  # one dict per generated image
     scorer.score_real_pairs(real)                           # the real-images ceiling of one subject
 
 Weights are resolved (and hashed) lazily, once per Scorer; a network is loaded only when some
@@ -47,6 +47,7 @@ from dreambench.metrics.functions import (
 )
 from dreambench.metrics.presets import (
     DEFAULT_METRIC_PRESET,
+    EXTRA_METRIC_VERSIONS,
     METRIC_VERSIONS,
     EmbedderSpec,
     MetricPreset,
@@ -61,11 +62,31 @@ if TYPE_CHECKING:
     from dreambench.metrics.lpips_net import LpipsNet
     from dreambench.metrics.weights import ResolvedWeights
 
-DEFINITIONS = {
-    "dino": "mean over all (generated, real) pairs of the cosine of DINO ViT-S/16 CLS embeddings",
-    "clip_i": "mean over all (generated, real) pairs of the cosine of CLIP ViT-B/32 image embeddings",
-    "clip_t": "cosine of the CLIP ViT-B/32 embeddings of the generated image and its prompt",
+# How each pairing is worded in a metric's definition (results.json "metrics.<name>.definition").
+_PAIRING_WORDS = {
+    "all-pairs": "mean over all (generated, real) pairs",
+    "paired-source": "per generated image, with its one paired real image (PAIRINGS)",
 }
+
+
+def _network_words(arch: str) -> str:
+    return arch if arch.startswith("DINOv2") else f"DINO {arch}"
+
+
+def metric_definitions(preset: MetricPreset) -> dict[str, str]:
+    """The definition of each image metric under `preset` (networks and pairing named)."""
+    pairs = _PAIRING_WORDS[preset.pairing]
+    out = {
+        "dino": f"{pairs} of the cosine of {_network_words(preset.dino.arch)} CLS embeddings",
+        "clip_i": f"{pairs} of the cosine of CLIP {preset.clip.arch} image embeddings",
+        "clip_t": f"cosine of the CLIP {preset.clip.arch} embeddings of the generated image and its prompt",
+    }
+    if preset.dinov2 is not None:
+        out["dinov2"] = f"{pairs} of the cosine of {_network_words(preset.dinov2.arch)} CLS embeddings"
+    return out
+
+
+DEFINITIONS = metric_definitions(get_metric_preset(DEFAULT_METRIC_PRESET))
 # Metrics computed only when asked for (`bench run --metrics ...pres,div`): they cost extra renders
 # (PRES) or an extra network (DIV).
 OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
@@ -130,23 +151,24 @@ class Scorer:
             from dreambench.metrics.weights import resolve_weights
 
             spec = self._spec(kind)
-            self._resolved[kind] = resolve_weights(kind, spec.backend, spec.source)
+            self._resolved[kind] = resolve_weights(spec.weights_kind, spec.backend, spec.source)
         return self._resolved[kind]
 
     def _spec(self, kind: str) -> EmbedderSpec:
-        return {"dino": self.preset.dino, "clip": self.preset.clip}[kind]
+        return self.preset.spec(kind)
 
     def _embedder_class(self, kind: str) -> type:
         from dreambench.metrics.clip import CLIP_BACKENDS
         from dreambench.metrics.dino import DINO_BACKENDS
 
         spec = self._spec(kind)
-        backends = {"dino": DINO_BACKENDS, "clip": CLIP_BACKENDS}[kind]
+        backends = CLIP_BACKENDS if kind == "clip" else DINO_BACKENDS
         if spec.backend not in backends:
             raise did_you_mean(spec.backend, backends, f"{kind} backend")
         embedder_cls = backends[spec.backend]
-        if embedder_cls.arch != spec.arch:
-            raise BenchError(f"{kind} arch {spec.arch!r} is not supported; valid: {embedder_cls.arch}")
+        archs = embedder_cls.archs if hasattr(embedder_cls, "archs") else (embedder_cls.arch,)
+        if spec.arch not in archs:
+            raise BenchError(f"{kind} arch {spec.arch!r} is not supported; valid: {', '.join(archs)}")
         return embedder_cls
 
     def embedder_id(self, kind: str) -> EmbedderId:
@@ -157,20 +179,34 @@ class Scorer:
         return EmbedderId(spec.backend, spec.arch, weights.tag, weights.sha256, self.precision)
 
     def identity(self) -> dict[str, Any]:
-        """Every scoring input that can change a figure: metric preset, conventions, metric
-        versions, precision and both embedder ids (backend, arch, weights tag and sha256).
+        """Every scoring input that can change a figure: metric preset, conventions (scale, CLIP-T
+        text, pairing, protocol), metric versions, precision and every embedder id (backend, arch,
+        weights tag and sha256).
 
         It is part of the run's identity (RunConfig.scoring) and, as `identity_key()`, stamped on
         every scores.jsonl row: finished scores are reused only under the identity they were made with.
         """
-        return {
+        identity: dict[str, Any] = {
             "metric_preset": self.preset.name,
             "precision": self.precision,
             "scale": self.preset.scale,
             "clip_t_keep_identifier": self.preset.clip_t_keep_identifier,
-            "metric_versions": dict(METRIC_VERSIONS),
-            "embedders": {kind: self.embedder_id(kind).as_dict() for kind in ("dino", "clip")},
+            "metric_versions": self._metric_versions(),
+            "embedders": {kind: self.embedder_id(kind).as_dict() for kind in self.preset.networks},
         }
+        # Conventions at their DreamBooth values are left out, so that identities (and the run
+        # directories they name) made before other conventions existed stay the same.
+        if self.preset.pairing != "all-pairs":
+            identity["pairing"] = self.preset.pairing
+        if self.preset.protocol != "dreambooth":
+            identity["protocol"] = self.preset.protocol
+        return identity
+
+    def _metric_versions(self) -> dict[str, int]:
+        versions = dict(METRIC_VERSIONS)
+        if self.preset.dinov2 is not None:
+            versions["dinov2"] = EXTRA_METRIC_VERSIONS["dinov2"]
+        return versions
 
     def identity_key(self) -> str:
         """16 hex digits of sha256 over the canonical JSON of `identity()`."""
@@ -198,8 +234,14 @@ class Scorer:
 
     def _load(self, kind: str) -> ImageEmbedder:
         if kind not in self._loaded:
+            # The DINO-type classes load several architectures; CLIP has one.
+            arch = {} if kind == "clip" else {"arch": self._spec(kind).arch}
             embedder = self._embedder_class(kind).load(
-                self._weights(kind), device=self.device, batch_size=self.batch_size, precision=self.precision
+                self._weights(kind),
+                device=self.device,
+                batch_size=self.batch_size,
+                precision=self.precision,
+                **arch,
             )
             if embedder.id != self.embedder_id(kind):
                 raise RuntimeError(
@@ -241,14 +283,18 @@ class Scorer:
         scale = self.preset.scale
         convention = "raw cosine in [-1, 1]" if scale == 1.0 else f"cosine x {scale:g}"
         networks = {"dino": "dino", "clip_i": "clip", "clip_t": "clip"}
+        if self.preset.dinov2 is not None:
+            networks["dinov2"] = "dinov2"
+        definitions = metric_definitions(self.preset)
+        versions = self._metric_versions()
         info: dict[str, dict] = {}
         for name, kind in networks.items():
             info[name] = {
-                "version": METRIC_VERSIONS[name],
+                "version": versions[name],
                 "higher_is_better": True,
                 "convention": convention,
                 "embedder": self.embedder_id(kind).as_dict(),
-                "definition": DEFINITIONS[name],
+                "definition": definitions[name],
             }
         info["clip_t"]["text"] = (
             "identifier kept" if self.preset.clip_t_keep_identifier else "identifier removed"
@@ -260,7 +306,7 @@ class Scorer:
     def _image_embeddings(
         self, refs: Sequence[ImageRef], networks: tuple[str, ...] = ("dino", "clip")
     ) -> tuple[np.ndarray, ...]:
-        """Embeddings of `refs` by each of `networks` (DINO (N, 384), CLIP (N, 512)), in `refs` order."""
+        """Embeddings of `refs` by each of `networks` (DINO (N, 384), CLIP (N, 512), ...), in `refs` order."""
         if not refs:
             raise BenchError("no images to score")
         caches = {k: EmbeddingCache(self.embedder_id(k)) for k in networks}
@@ -339,13 +385,18 @@ class Scorer:
         generated: Sequence[ImageRef],
         prompts: Sequence[str],
         identifier: str,
-    ) -> list[dict[str, float]]:
-        """One dict per generated image, in order:
+        positions: Sequence[tuple[int, int]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One dict per generated image, in order. Pairing "all-pairs" (the DreamBooth paper):
 
         dino   = mean_j cos(DINO(gen_i), DINO(real_j))    (mean over all real images of the subject)
         clip_i = mean_j cos(CLIP(gen_i), CLIP(real_j))
         clip_t = cos(CLIP(gen_i), CLIP_text(clip_t_text(prompt_i, identifier)))
-        each multiplied by the preset's scale (1.0: raw cosine in [-1, 1]).
+
+        Pairing "paired-source" (DreamBench++): dino / clip_i (and dinov2) are the cosine with the
+        one real image `paired_source_index(positions[i], len(real))`, whose file name the row
+        records as "paired_with". `positions`: (prompt_idx, sample_idx) of each generated image,
+        required for that pairing. Every figure is multiplied by the preset's scale (1.0: raw cosine).
         """
         if len(prompts) != len(generated):
             raise BenchError(
@@ -355,18 +406,30 @@ class Scorer:
             raise BenchError("no real images to compare the generated images with")
         if not generated:
             return []
-        real_dino, real_clip = self._image_embeddings(real)
-        gen_dino, gen_clip = self._image_embeddings(generated)
+        networks = self.preset.networks
+        real_emb = dict(zip(networks, self._image_embeddings(real, networks)))
+        gen_emb = dict(zip(networks, self._image_embeddings(generated, networks)))
         texts = [clip_t_text(p, identifier, self.preset.clip_t_keep_identifier) for p in prompts]
         text_emb = self._text_embeddings(texts)
         scale = self.preset.scale
-        dino = per_image_mean_cosine(gen_dino, real_dino) * scale
-        clip_i = per_image_mean_cosine(gen_clip, real_clip) * scale
-        clip_t = paired_cosine(gen_clip, text_emb) * scale
-        return [
-            {"dino": float(d), "clip_i": float(c), "clip_t": float(t)}
-            for d, c, t in zip(dino, clip_i, clip_t)
-        ]
+        image_metrics = {"dino": "dino", "clip_i": "clip", **({"dinov2": "dinov2"} if "dinov2" in networks else {})}
+        extra: list[dict[str, Any]] = [{} for _ in generated]
+        if self.preset.pairing == "paired-source":
+            if positions is None or len(positions) != len(generated):
+                raise BenchError(
+                    f"metric preset {self.preset.name!r} pairs each image with one real image: "
+                    "give the (prompt_idx, sample_idx) of every generated image"
+                )
+            index = [paired_source_index(p, s, len(real)) for p, s in positions]
+            figures = {
+                m: paired_cosine(gen_emb[k], real_emb[k][index]) * scale for m, k in image_metrics.items()
+            }
+            extra = [{"paired_with": Path(real[k].path).name} for k in index]
+        else:
+            figures = {m: per_image_mean_cosine(gen_emb[k], real_emb[k]) * scale for m, k in image_metrics.items()}
+        figures["clip_t"] = paired_cosine(gen_emb["clip"], text_emb) * scale
+        order = ("dino", "clip_i", "clip_t", *(m for m in image_metrics if m not in ("dino", "clip_i")))
+        return [{**{m: float(figures[m][i]) for m in order}, **extra[i]} for i in range(len(generated))]
 
     @property
     def lpips(self) -> LpipsNet:
@@ -423,12 +486,24 @@ class Scorer:
         """The real-images ceiling of one subject: mean cosine over distinct real-real pairs (i < j)."""
         if len(real) < 2:
             raise BenchError(f"need at least 2 real images for real-pair scores, got {len(real)}")
-        real_dino, real_clip = self._image_embeddings(real)
+        networks = self.preset.networks
+        emb = dict(zip(networks, self._image_embeddings(real, networks)))
         scale = self.preset.scale
-        return {
-            "dino": distinct_pairs_mean_cosine(real_dino) * scale,
-            "clip_i": distinct_pairs_mean_cosine(real_clip) * scale,
+        out = {
+            "dino": distinct_pairs_mean_cosine(emb["dino"]) * scale,
+            "clip_i": distinct_pairs_mean_cosine(emb["clip"]) * scale,
         }
+        if "dinov2" in emb:
+            out["dinov2"] = distinct_pairs_mean_cosine(emb["dinov2"]) * scale
+        return out
+
+
+def paired_source_index(prompt_idx: int, sample_idx: int, n_real: int) -> int:
+    """The real image (index in the subject's file-name order) that the generated image
+    (prompt_idx, sample_idx) is paired with under "paired-source" (metrics/presets.py PAIRINGS)."""
+    if n_real < 1:
+        raise BenchError("no real images to pair the generated images with")
+    return (prompt_idx + sample_idx) % n_real
 
 
 def _batch_plan(

@@ -29,7 +29,13 @@ from dreambench.errors import BenchError
 SOURCE_KINDS = ("pinned", "smoke", "path")
 # Backends that load a save_pretrained folder; every other backend loads a single weights file.
 FOLDER_BACKENDS = frozenset({"transformers"})
-ENV_VARS = {"dino": "DREAMBENCH_DINO_WEIGHTS", "clip": "DREAMBENCH_CLIP_WEIGHTS"}
+ENV_VARS = {
+    "dino": "DREAMBENCH_DINO_WEIGHTS",
+    "dino-s8": "DREAMBENCH_DINO_S8_WEIGHTS",
+    "dinov2-s14": "DREAMBENCH_DINOV2_S14_WEIGHTS",
+    "dinov2-b14": "DREAMBENCH_DINOV2_B14_WEIGHTS",
+    "clip": "DREAMBENCH_CLIP_WEIGHTS",
+}
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,27 @@ PINNED_HUB: dict[tuple[str, str], HubWeights] = {
         "abe3b354cb6a9b6f146096b14a4a9d7eecbcb4bd",
         ("model.safetensors", "pytorch_model.bin"),
         required_files=("config.json",),
+    ),
+    # DINO v1 ViT-S/8 (DreamBench++'s "DINOv1": torch.hub facebookresearch/dino dino_vits8; timm's
+    # and transformers' checkpoints hold the same weights).
+    ("dino-s8", "timm"): HubWeights(
+        "timm/vit_small_patch8_224.dino", "main", ("model.safetensors", "pytorch_model.bin")
+    ),
+    ("dino-s8", "transformers"): HubWeights(
+        "facebook/dino-vits8", "main", ("model.safetensors", "pytorch_model.bin"), required_files=("config.json",)
+    ),
+    # DINOv2 (facebookresearch/dinov2 LVD-142M weights), timm's and transformers' checkpoints.
+    ("dinov2-s14", "timm"): HubWeights(
+        "timm/vit_small_patch14_dinov2.lvd142m", "main", ("model.safetensors", "pytorch_model.bin")
+    ),
+    ("dinov2-s14", "transformers"): HubWeights(
+        "facebook/dinov2-small", "main", ("model.safetensors", "pytorch_model.bin"), required_files=("config.json",)
+    ),
+    ("dinov2-b14", "timm"): HubWeights(
+        "timm/vit_base_patch14_dinov2.lvd142m", "main", ("model.safetensors", "pytorch_model.bin")
+    ),
+    ("dinov2-b14", "transformers"): HubWeights(
+        "facebook/dinov2-base", "main", ("model.safetensors", "pytorch_model.bin"), required_files=("config.json",)
     ),
     ("clip", "open_clip"): HubWeights(
         "timm/vit_base_patch32_clip_224.openai",
@@ -158,6 +185,16 @@ def _check_pair(kind: str, backend: str) -> None:
         raise BenchError(f"unknown embedder {kind}/{backend}; valid: {valid}")
 
 
+# The function that turns a timm / open_clip file of each network into a transformers folder.
+_HF_CONVERTERS = {
+    "dino": "write_hf_dino_folder",
+    "dino-s8": "write_hf_dino_folder(file, dst, patch_size=8)",
+    "dinov2-s14": "write_hf_dinov2_folder(file, dst, 'DINOv2 ViT-S/14')",
+    "dinov2-b14": "write_hf_dinov2_folder(file, dst, 'DINOv2 ViT-B/14')",
+    "clip": "write_hf_clip_folder",
+}
+
+
 def _weights_in_folder(folder: Path, names: tuple[str, ...]) -> Path:
     for name in names:
         if (folder / name).is_file():
@@ -175,7 +212,7 @@ def _local(kind: str, backend: str, path: Path, origin: str) -> ResolvedWeights:
         if not (folder / "config.json").is_file():
             raise BenchError(
                 f"{origin}: backend {backend!r} needs a save_pretrained folder with config.json, got {path}; "
-                f"convert a timm/open_clip file with dreambench.metrics.convert.write_hf_{kind}_folder"
+                f"convert a timm/open_clip file with dreambench.metrics.convert.{_HF_CONVERTERS[kind]}"
             )
         file = (
             path if path.is_file() else _weights_in_folder(folder, ("model.safetensors", "pytorch_model.bin"))
@@ -229,7 +266,8 @@ def _from_hub(kind: str, backend: str, hub: HubWeights) -> ResolvedWeights:
 
 
 def resolve_weights(kind: str, backend: str, source: WeightsSource) -> ResolvedWeights:
-    """Resolve `source` for network `kind` ("dino" | "clip") run by `backend` to local weights."""
+    """Resolve `source` for network `kind` (a key of ENV_VARS: "dino", "dinov2-s14", "clip", ...)
+    run by `backend` to local weights."""
     _check_pair(kind, backend)
     if source.kind == "smoke":
         from dreambench.metrics.smoke_weights import ensure_smoke_weights

@@ -81,7 +81,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
             f"warning: ignoring {path}: not <prompt_idx>-<sample_idx>.png within the prompt set\n"
         )
     scorer = Scorer(
-        preset.metric_preset,
+        args.metric_preset or preset.metric_preset,
         device=device,
         backend=args.embedder_backend,
         clip_t_keep_identifier=True if args.clip_t_keep_identifier else None,

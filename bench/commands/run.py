@@ -80,7 +80,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     )
     method = create_method(args.method, method_preset, method_args)
     scorer = Scorer(
-        preset.metric_preset,
+        args.metric_preset or preset.metric_preset,
         device=device,
         backend=args.embedder_backend,
         clip_t_keep_identifier=True if args.clip_t_keep_identifier else None,

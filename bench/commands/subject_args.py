@@ -8,6 +8,7 @@ from typing import Any
 from dreambench.dataset.subject import KINDS, Subject
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import DEFAULT_PRECISION, SCORING_PRECISIONS
+from dreambench.metrics.presets import METRIC_PRESETS
 from dreambench.presets import RUN_PRESETS
 
 
@@ -48,6 +49,14 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--preset", default="dreambooth", choices=sorted(RUN_PRESETS), help="run preset (default: dreambooth)"
+    )
+    parser.add_argument(
+        "--metric-preset",
+        default=None,
+        metavar="NAME",
+        help="score with this metric preset instead of the run preset's: "
+        + ", ".join(METRIC_PRESETS)
+        + " (README: metric presets; part of the run's identity)",
     )
     parser.add_argument(
         "--embedder-backend",
