@@ -697,9 +697,9 @@ def _execute(
     if not worker.scorer.calibrated:
         reasons.append(f"metric preset {config.metric_preset!r} uses seeded random-weight embedders")
     if not worker.method.calibrated:
-        reasons.append(
-            f"method {config.method!r} ran on random-weight models ({config.method_preset} preset)"
-        )
+        base = config.method_config.get("base_model")
+        where = f"base_model={base}" if base else f"{config.method_preset} preset"
+        reasons.append(f"method {config.method!r} ran on random-weight models ({where})")
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": {
