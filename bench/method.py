@@ -48,7 +48,7 @@ Optional members (the harness uses the default when a method does not define one
 ``scores_real_pairs: bool`` (default False)
     True only for the real-images ceiling: the harness scores real-real pairs and never calls
     ``generate``.
-``render_deviation: dict | None`` (class attribute, default None)
+``render_deviation: dict | None`` (attribute, default None)
     The render protocol belongs to the run preset and is the same for every method. A method whose
     rendering intrinsically differs (a distilled model's steps, images made elsewhere) declares
     ``{"reason": "...", <sampler fields it changes>...}``; it is recorded in results.json and

@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
+from dreambench.errors import BenchError
 from dreambench.metrics.embedder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PRECISION,
@@ -48,7 +49,6 @@ from dreambench.metrics.embedder import (
     pixels,
     resolve_device,
 )
-from dreambench.errors import BenchError
 from dreambench.metrics.presets import DINO_ARCH, DINO_S8_ARCH, DINOV2_B14_ARCH, DINOV2_S14_ARCH
 from dreambench.metrics.weights import ResolvedWeights, require_complete_load
 

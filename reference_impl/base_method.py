@@ -64,7 +64,63 @@ def require_sampler(sampler: SamplerSettings | None, method: str) -> SamplerSett
     return sampler
 
 
-class BaseModel:
+class DiffusersMethod:
+    """What every diffusers-based method shares (base-model, dreambooth, dreambooth-lora,
+    textual-inversion, ip-adapter): construction from a checked Config, the run-level settings
+    from ``setup(context)`` (dreambench.method) and the base model's readiness check.
+
+    The keyword arguments are for using a method directly (tests, notebooks); the harness builds
+    it as ``cls(config)`` and hands device, seed, weights policy and the run preset's sampler to
+    ``setup``.
+    """
+
+    name: str
+    config: ModelSettings
+    _model: Components | None = None
+
+    def __init__(
+        self,
+        config: ModelSettings,
+        device: str = "auto",
+        seed: int = 0,
+        keep_weights: bool = False,
+        sampler: SamplerSettings | None = None,
+    ) -> None:
+        # Every field's type and range was checked when the config was built (Config.__post_init__).
+        self.config = config
+        self.device = resolve_device(device)
+        self.seed = seed
+        self.keep_weights = keep_weights
+        # The run preset's sampler (evaluation images and class priors), handed over by setup().
+        self.sampler = sampler
+        # Read by the harness: results on random-weight models (tiny, random:...) are uncalibrated.
+        self.calibrated = is_calibrated(config.base_model)
+        # A rendering deviation that follows from the configured model (e.g. SDXL's native size).
+        self.render_deviation = self._declared_render_deviation()
+
+    # A deviation intrinsic to a method class (dreambench.method); subclasses whose deviation
+    # depends on their configuration override _declared_render_deviation instead.
+    render_deviation: dict[str, object] | None = None
+
+    def _declared_render_deviation(self) -> dict[str, object] | None:
+        return type(self).render_deviation
+
+    def setup(self, context: RunContext) -> None:
+        """Run-level settings (dreambench.method): device, seed, weights policy, render protocol."""
+        if context.device != self.device:
+            self._model = None
+        self.device = context.device
+        self.seed = context.seed
+        self.keep_weights = context.keep_weights
+        # The instance: a method's render deviation may depend on its base model (SDXL, lora.py).
+        self.sampler = method_sampler(context, self)
+
+    def check_ready(self) -> None:
+        """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
+        locate_base_model(self.config.base_model, self.config.base_revision)
+
+
+class BaseModel(DiffusersMethod):
     """The un-personalised base model: the floor row of the leaderboard."""
 
     name = "base-model"
@@ -82,35 +138,6 @@ class BaseModel:
         # Embedded tiny model (uncalibrated).
         "smoke": Config(base_model=TINY_MODEL_ID, render_batch_size=50, mixed_precision="no"),
     }
-
-    def __init__(
-        self,
-        config: Config,
-        device: str = "auto",
-        seed: int = 0,
-        keep_weights: bool = False,
-        sampler: SamplerSettings | None = None,
-    ) -> None:
-        self.config = config
-        self.device = resolve_device(device)
-        self.seed = seed
-        self.keep_weights = keep_weights  # nothing is fine-tuned, so nothing to keep or delete
-        # The run preset's sampler, handed over by setup(); None until then.
-        self.sampler = sampler
-        self.calibrated = is_calibrated(config.base_model)  # tiny and random:... are not
-        self._model: Components | None = None
-
-    def setup(self, context: RunContext) -> None:
-        """Run-level settings (dreambench.method): the device, seed and render protocol to render with."""
-        if context.device != self.device:
-            self._model = None
-        self.device = context.device
-        self.seed = context.seed
-        self.sampler = method_sampler(context, type(self))
-
-    def check_ready(self) -> None:
-        """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
-        locate_base_model(self.config.base_model, self.config.base_revision)
 
     def prepare(self, subject: Subject, workdir: Path) -> None:
         """Nothing to train; records which base model renders (``workdir/base_model.json``) for provenance."""

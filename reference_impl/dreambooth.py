@@ -33,23 +33,20 @@ from typing import TYPE_CHECKING, Any
 
 from dreambench.atomic import atomic_write_json
 from dreambench.errors import BenchError
-from dreambench.reference_impl.base_method import ModelSettings, require_sampler
+from dreambench.reference_impl.base_method import DiffusersMethod, ModelSettings, require_sampler
 from dreambench.reference_impl.base_model import (
     SD_PIPELINE,
     SDXL_PIPELINE,
     Components,
     autocast_dtype,
     free_memory,
-    is_calibrated,
     load_base_model,
     load_tokenizer,
-    resolve_device,
 )
 from dreambench.reference_impl.checked_settings import at_least, non_empty, positive
 from dreambench.reference_impl.dreambooth_trainer import TrainSettings
 from dreambench.reference_impl.identifier import RARE_SCHEME, choose_identifier
 from dreambench.reference_impl.render import SamplerSettings, render
-from dreambench.reference_impl.render_protocol import method_sampler
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
 
 if TYPE_CHECKING:
@@ -57,7 +54,6 @@ if TYPE_CHECKING:
     from transformers import CLIPTokenizer
 
     from dreambench.dataset.subject import Subject
-    from dreambench.method import RunContext
     from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainResult
 
 WEIGHTS_DIR = "weights"
@@ -77,7 +73,7 @@ def format_prompt(template: str, identifier: str, class_noun: str) -> str:
     return " ".join(text.split())
 
 
-class DreamBooth:
+class DreamBooth(DiffusersMethod):
     """DreamBooth (full UNet fine-tuning, prior preservation) on a Stable Diffusion base model."""
 
     name = "dreambooth"
@@ -138,36 +134,11 @@ class DreamBooth:
         ),
     }
 
-    def __init__(
-        self,
-        config: Config,
-        device: str = "auto",
-        seed: int = 0,
-        keep_weights: bool = False,
-        sampler: SamplerSettings | None = None,
-    ) -> None:
-        # Every field's type and range was checked when the config was built (Config.__post_init__).
-        self.config = config
-        self.device = resolve_device(device)
-        self.seed = seed
-        self.keep_weights = keep_weights
-        # The run preset's sampler (evaluation images and class priors), handed over by setup().
-        self.sampler = sampler
-        # Read by the harness: results on the random-weight tiny model are labelled uncalibrated.
-        self.calibrated = is_calibrated(config.base_model)  # tiny and random:... are not
-        self._tokenizer: CLIPTokenizer | None = None
-        self._model: Components | None = None
-        self._workdir: Path | None = None
+    # Loaded on first use: the tokenizer (rare identifiers), the trained model and its workdir.
+    _tokenizer: CLIPTokenizer | None = None
+    _workdir: Path | None = None
 
     # -- Method protocol ---------------------------------------------------------------------
-
-    def setup(self, context: RunContext) -> None:
-        """Run-level settings (dreambench.method): device, seed, whether to keep the weights."""
-        self.device = context.device
-        self.seed = context.seed
-        self.keep_weights = context.keep_weights
-        # The instance: a method's render deviation may depend on its base model (SDXL, lora.py).
-        self.sampler = method_sampler(context, self)
 
     # Whether the method trains on an SDXL base (reference_impl/lora.py does; full fine-tuning and
     # Textual Inversion are SD 1.x/2.x only here).

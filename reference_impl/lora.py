@@ -43,7 +43,6 @@ from dreambench.reference_impl.base_model import SDXL_REPO, Components, load_bas
 from dreambench.reference_impl.checked_settings import at_least
 from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data
 from dreambench.reference_impl.identifier import choose_identifier
-from dreambench.reference_impl.render import SamplerSettings
 from dreambench.reference_impl.sdxl import sdxl_render_deviation
 
 if TYPE_CHECKING:
@@ -144,18 +143,10 @@ class DreamBoothLoRA(DreamBooth):
         mixed_precision="bf16",
     )
 
-    def __init__(
-        self,
-        config: Config,
-        device: str = "auto",
-        seed: int = 0,
-        keep_weights: bool = False,
-        sampler: SamplerSettings | None = None,
-    ) -> None:
-        super().__init__(config, device=device, seed=seed, keep_weights=keep_weights, sampler=sampler)
+    def _declared_render_deviation(self) -> dict[str, object] | None:
         # On an SDXL base the method renders at SDXL's native resolution, not the preset's (which
         # is SD 1.x's): declared per instance, since it follows from the configured base model.
-        self.render_deviation = sdxl_render_deviation(config.base_model, config.base_revision or None)
+        return sdxl_render_deviation(self.config.base_model, self.config.base_revision or None)
 
     def _train_and_save(
         self, base: Components, subject: Subject, weights_dir: Path

@@ -80,6 +80,78 @@ def test_clip_open_clip_and_transformers_agree_on_images_and_texts(images: list[
     _assert_inputs_are_told_apart(ta)
 
 
+def _dino_variant_weights(kind: str, arch: str, tmp: Path) -> dict[str, WeightsSource]:
+    """Local timm and transformers weights of one network, the latter converted from the former.
+
+    DINOv2's LayerScale starts at 1e-5, which would let random blocks hide a wrong conversion of
+    attention or MLP weights; the test file scales it to 0.5 so every block shapes the embedding."""
+    from dreambench.metrics.convert import (
+        load_state_dict_file,
+        save_state_dict_file,
+        write_hf_dino_folder,
+        write_hf_dinov2_folder,
+    )
+    from dreambench.metrics.smoke_weights import ensure_smoke_weights
+
+    state = load_state_dict_file(ensure_smoke_weights(kind, "timm"))
+    state = {k: torch.full_like(v, 0.5) if k.endswith((".ls1.gamma", ".ls2.gamma")) else v for k, v in state.items()}
+    timm_file = tmp / f"{kind}-timm.safetensors"
+    save_state_dict_file(state, timm_file)
+    if kind.startswith("dinov2"):
+        folder = write_hf_dinov2_folder(timm_file, tmp / f"{kind}-hf", arch)
+    else:
+        folder = write_hf_dino_folder(timm_file, tmp / f"{kind}-hf", patch_size=8)
+    return {"timm": WeightsSource.local(timm_file), "transformers": WeightsSource.local(folder)}
+
+
+@pytest.mark.parametrize(
+    ("kind", "arch"),
+    [("dino-s8", "ViT-S/8"), ("dinov2-s14", "DINOv2 ViT-S/14"), ("dinov2-b14", "DINOv2 ViT-B/14")],
+)
+def test_other_dino_networks_timm_and_transformers_agree(
+    images: list[Image.Image], tmp_path: Path, kind: str, arch: str
+) -> None:
+    sources = _dino_variant_weights(kind, arch, tmp_path)
+    embedders = {
+        backend: DINO_BACKENDS[backend].load(resolve_weights(kind, backend, source), device="cpu", arch=arch)
+        for backend, source in sources.items()
+    }
+    assert embedders["timm"].id.arch == embedders["transformers"].id.arch == arch
+    a, b = embedders["timm"].embed_images(images), embedders["transformers"].embed_images(images)
+    _assert_agree(a, b)
+    _assert_inputs_are_told_apart(a)
+
+
+def test_dinov2_position_resampling_is_transformers_own_rule(images: list[Image.Image], tmp_path: Path) -> None:
+    """Our once-at-load resampling of the 37x37 position grid to 16x16 gives what transformers'
+    Dinov2Model computes itself when handed 224 px pixels (the code DreamBench++ runs)."""
+    from transformers import Dinov2Model
+
+    sources = _dino_variant_weights("dinov2-s14", "DINOv2 ViT-S/14", tmp_path)
+    folder = resolve_weights("dinov2-s14", "transformers", sources["transformers"])
+    ours = DINO_BACKENDS["transformers"].load(folder, device="cpu", arch="DINOv2 ViT-S/14")
+    stock = Dinov2Model.from_pretrained(str(folder.path)).eval()
+    assert stock.config.image_size == 518  # interpolates in its forward pass
+    with torch.inference_mode():
+        cls = stock(pixel_values=ours.preprocess(images)).last_hidden_state[:, 0]
+    reference = torch.nn.functional.normalize(cls, dim=-1).numpy()
+    _assert_agree(ours.embed_images(images), reference)
+
+
+def test_timm_dinov2_conversion_maps_layer_scale_and_adds_the_mask_token() -> None:
+    from dreambench.metrics.convert import timm_dinov2_to_hf
+
+    sd = {k: v for k, v in _tiny_timm_dino().items()}
+    sd["blocks.0.ls1.gamma"], sd["blocks.0.ls2.gamma"] = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])
+    out = timm_dinov2_to_hf(sd)
+    assert out["encoder.layer.0.layer_scale1.lambda1"].tolist() == [1.0, 2.0]
+    assert out["encoder.layer.0.layer_scale2.lambda1"].tolist() == [3.0, 4.0]
+    assert out["encoder.layer.0.attention.attention.key.weight"].tolist() == [[4.0, 5.0], [6.0, 7.0]]
+    assert out["embeddings.mask_token"].shape == (1, 2) and not out["embeddings.mask_token"].any()
+    with pytest.raises(ValueError, match="unconverted timm DINOv2 keys"):
+        timm_dinov2_to_hf({**sd, "head.weight": torch.zeros(1)})
+
+
 def _tiny_timm_dino() -> dict[str, torch.Tensor]:
     """A one-block, width-2 state dict in timm's ViT layout (shapes only matter for the key mapping)."""
     sd = {

@@ -5,6 +5,7 @@ leaderboard's refusal to mix presets."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -21,7 +22,7 @@ from dreambench.leaderboard.compatibility import check_comparable
 from dreambench.leaderboard.results import load_results
 from dreambench.metrics.dino import DINO_BACKENDS
 from dreambench.metrics.presets import METRIC_PRESETS, get_metric_preset
-from dreambench.metrics.scorer import Scorer
+from dreambench.metrics.scorer import ImageRef, Scorer
 from dreambench.metrics.weights import WeightsSource, resolve_weights
 
 PROMPTS = {
@@ -114,7 +115,9 @@ def test_dreambench_plus_preset_pairs_each_image_with_one_source_and_scales_by_1
     assert metrics["clip_i"]["embedder"]["backend"] == "transformers"
     assert {m["convention"] for m in metrics.values()} == {"cosine x 100"}
     run_dir = Path(results["run"]["run_dir"])
-    rows = [json.loads(line) for line in (run_dir / "subjects" / "dog" / "scores.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (run_dir / "subjects" / "dog" / "scores.jsonl").read_text().splitlines()
+    ]
     real_paths = _real(dreambench_data)
     real_names = [p.name for p in real_paths]
     assert [r["paired_with"] for r in rows] == [
@@ -142,7 +145,9 @@ def test_leaderboard_refuses_to_mix_metric_presets(
     # Same conventions otherwise (raw cosine), both uncalibrated: only the preset differs.
     paper = Path(_eval(eval_inputs, dreambench_data, None, capsys)["run"]["run_dir"])
     dinov2 = Path(_eval(eval_inputs, dreambench_data, "dinov2-smoke", capsys)["run"]["run_dir"])
-    with pytest.raises(BenchError, match=r"metric preset protocol .*'smoke' vs 'dinov2-smoke'.*'dreambooth' vs 'dinov2'"):
+    with pytest.raises(
+        BenchError, match=r"metric preset protocol .*'smoke' vs 'dinov2-smoke'.*'dreambooth' vs 'dinov2'"
+    ):
         check_comparable([load_results(paper), load_results(dinov2)])
     # A second run of the same preset is comparable.
     twin = tmp_path / "again"
@@ -162,7 +167,14 @@ def test_unknown_metric_preset_is_one_line_with_the_valid_names(
     eval_inputs: dict[str, Path], dreambench_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["eval", str(eval_inputs["images"].parent), "--prompts", str(eval_inputs["prompts"])]
-    args += ["--data", str(dreambench_data), "--out", str(eval_inputs["root"] / "bad"), "--metric-preset", "dinov3"]
+    args += [
+        "--data",
+        str(dreambench_data),
+        "--out",
+        str(eval_inputs["root"] / "bad"),
+        "--metric-preset",
+        "dinov3",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "unknown metric preset 'dinov3'" in err and "dinov2" in err
@@ -203,12 +215,29 @@ def test_pinned_weights_missing_offline_name_the_hub_repo(monkeypatch: pytest.Mo
 
 
 def test_generated_image_rows_without_positions_are_refused_under_paired_source(tmp_path: Path) -> None:
-    from dreambench.metrics.scorer import ImageRef
-
     image = tmp_path / "a.png"
     Image.new("RGB", (32, 32), (10, 200, 30)).save(image)
-    import hashlib
-
     ref = ImageRef(image, hashlib.sha256(image.read_bytes()).hexdigest())
     with pytest.raises(BenchError, match="prompt_idx, sample_idx"):
         Scorer("dreambench-plus-smoke", device="cpu").score_generated([ref], [ref], ["a dog"], "")
+
+
+def test_readme_metric_preset_table_matches_the_code() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Metric presets", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `")
+    ]
+    assert sorted(row[0].strip("`") for row in rows) == sorted(METRIC_PRESETS)
+    for name, dino, clip, backends, pairing, scale, protocol, weights in rows:
+        preset = get_metric_preset(name.strip("`"))
+        assert dino.startswith(preset.dino.arch)
+        assert (preset.dinov2 is None) or (preset.dinov2.arch in dino)
+        assert clip == preset.clip.arch
+        assert {b.split(" ")[0] for b in backends.split(", ")} == {
+            preset.spec(n).backend for n in preset.networks
+        }
+        assert (pairing, scale, protocol) == (preset.pairing, f"×{preset.scale:g}", preset.protocol)
+        assert weights == ("pinned" if preset.calibrated else "smoke")

@@ -57,13 +57,16 @@ def scores(smoke_scorer: Scorer, real: list[ImageRef], generated: list[ImageRef]
 @pytest.mark.parametrize("name", sorted(METRIC_PRESETS))
 def test_metric_preset_contract(name: str) -> None:
     preset = get_metric_preset(name)
-    assert preset.name == name and preset.description
-    for kind, spec, backends in (("dino", preset.dino, DINO_BACKENDS), ("clip", preset.clip, CLIP_BACKENDS)):
+    assert preset.name == name and preset.description and preset.source and preset.protocol
+    for kind in preset.networks:
+        spec = preset.spec(kind)
+        backends = CLIP_BACKENDS if kind == "clip" else DINO_BACKENDS
         assert spec.backend in backends
-        assert spec.arch == backends[spec.backend].arch
+        cls = backends[spec.backend]
+        assert spec.arch in (cls.archs if kind != "clip" else (cls.arch,))
         if spec.source.kind == "pinned":
-            assert (kind, spec.backend) in PINNED_HUB
-    uses_smoke = "smoke" in (preset.dino.source.kind, preset.clip.source.kind)
+            assert (spec.weights_kind, spec.backend) in PINNED_HUB
+    uses_smoke = "smoke" in {preset.spec(k).source.kind for k in preset.networks}
     assert preset.calibrated is not uses_smoke
     assert preset.as_dict()["metric_versions"] == METRIC_VERSIONS
     hf = preset.with_backend("transformers")

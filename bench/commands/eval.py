@@ -50,6 +50,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     from dreambench.errors import BenchError
     from dreambench.external import ExternalImages, import_external, scan_external
     from dreambench.method import MethodHandle
+    from dreambench.metrics.presets import get_metric_preset
     from dreambench.metrics.scorer import Scorer
     from dreambench.presets import get_run_preset
     from dreambench.run_lock import run_lock
@@ -73,6 +74,8 @@ def execute(args: argparse.Namespace) -> RunOutcome:
             )
         args.subjects = ",".join(present)
     preset = get_run_preset(args.preset)
+    # Checked before any work: an unknown --metric-preset is one line naming the valid ones.
+    metric_preset = get_metric_preset(args.metric_preset or preset.metric_preset)
     subjects, dataset_info = subjects_from_args(args)
     prompt_set = load_prompt_set(args.prompts)
     layout = scan_external(images_dir, subjects, prompt_set, args.images_per_prompt)
@@ -81,7 +84,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
             f"warning: ignoring {path}: not <prompt_idx>-<sample_idx>.png within the prompt set\n"
         )
     scorer = Scorer(
-        args.metric_preset or preset.metric_preset,
+        metric_preset,
         device=device,
         backend=args.embedder_backend,
         clip_t_keep_identifier=True if args.clip_t_keep_identifier else None,

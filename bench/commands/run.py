@@ -59,6 +59,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     from dreambench.errors import BenchError
     from dreambench.executors import executor_class
     from dreambench.hyperparams import parse_method_args
+    from dreambench.metrics.presets import get_metric_preset
     from dreambench.metrics.scorer import Scorer
     from dreambench.presets import get_run_preset
     from dreambench.registry import create_method, method_preset_for, resolve_method_class
@@ -71,6 +72,8 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     check_output_path(Path(args.out), "--out", folder=True)
     device = device_from_args(args.device, runs_here=args.executor == "local")
     preset = get_run_preset(args.preset)
+    # Checked before any work: an unknown --metric-preset is one line naming the valid ones.
+    metric_preset = get_metric_preset(args.metric_preset or preset.metric_preset)
     method_preset = args.method_preset or preset.method_preset
     method_args = parse_method_args(args.method_args)
     subjects, dataset_info = subjects_from_args(args)
@@ -80,7 +83,7 @@ def execute(args: argparse.Namespace) -> RunOutcome:
     )
     method = create_method(args.method, method_preset, method_args)
     scorer = Scorer(
-        args.metric_preset or preset.metric_preset,
+        metric_preset,
         device=device,
         backend=args.embedder_backend,
         clip_t_keep_identifier=True if args.clip_t_keep_identifier else None,
