@@ -3,8 +3,8 @@
 A source is one of
   - pinned: the protocol's real weights for the backend, a hub repo at a pinned revision
     (`PINNED_HUB`). The offline Hugging Face cache is tried first; then, unless HF_HUB_OFFLINE=1,
-    a normal download. $DREAMBENCH_DINO_WEIGHTS / $DREAMBENCH_CLIP_WEIGHTS (a local file or
-    folder) replace the hub for that network.
+    a normal download. $DREAMBENCH_DINO_WEIGHTS / $DREAMBENCH_CLIP_WEIGHTS (and ENV_VARS for the
+    other networks; a local file or folder) replace the hub for that network.
   - smoke: seeded random init of the real architecture (metrics/smoke_weights.py), uncalibrated.
   - path: a local file or folder.
 
