@@ -625,11 +625,25 @@ def _execute(
     force: bool,
     progress_enabled: bool,
 ) -> RunOutcome:
-    config = spec.config
     rd = RunDir(spec.run_dir)
+    metrics_info = _check_before_writing(rd, spec, subjects, worker, force)
+    stamp = _write_run_files(rd, spec)
+    _clear_selected(rd, subjects, force)
+    _run_subjects(rd, subjects, worker, executor, progress_enabled)
+    summaries, failures = _collect_finished(rd, worker.scorer.identity_key())
+    results = _build_results(rd, spec, worker, metrics_info, summaries, failures, stamp)
+    _attach_intervals(results, spec.config.base_seed)
+    rd.write_json(rd.results_path, results)
+    return RunOutcome(run_dir=rd, results=results, failures=failures)
+
+
+def _check_before_writing(
+    rd: RunDir, spec: RunSpec, subjects: Sequence[Subject], worker: SubjectWorker, force: bool
+) -> dict[str, Any]:
+    """Everything that can refuse the run, before anything is written: the run directory's config,
+    the embedders' and the method's weights, disk space. Returns the metrics' description."""
+    config = spec.config
     rd.check_config(config.to_dict())
-    # Resolve the embedders' and the method's weights now: a missing-weights error comes before
-    # anything is written.
     metrics_info = worker.scorer.metrics_info()
     worker.method.check_ready()
     if spec.optional_metrics and not worker.method.scores_real_pairs:
@@ -638,19 +652,40 @@ def _execute(
         todo = [s for s in subjects if force or _missing_images(rd, s, spec.prompt_set, config)[2]]
         n_images = len(spec.prompt_set.object) * config.images_per_prompt
         check_disk_space(worker.method, todo, n_images, rd.root, spec.keep_weights)
+    return metrics_info
+
+
+def _write_run_files(rd: RunDir, spec: RunSpec) -> dict[str, Any]:
+    """Sweep what killed runs left, then write config.json and stamp.json; returns the stamp."""
     rd.sweep_all_temp_files()
-    rd.write_json(rd.config_path, config.to_dict())
+    rd.write_json(rd.config_path, spec.config.to_dict())
     stamp = make_stamp(spec.device)
     rd.write_json(rd.stamp_path, stamp)
+    return stamp
 
-    # A selected subject is done (or verified and reused) again now: until it finishes it has no
-    # row, so a kill cannot leave a row that no longer matches its files.
-    errors: list[BaseException] = []
+
+def _clear_selected(rd: RunDir, subjects: Sequence[Subject], force: bool) -> None:
+    """A selected subject is done (or verified and reused) again now: until it finishes it has no
+    row, so a kill cannot leave a row that no longer matches its files."""
     for subject in subjects:
         if force and rd.subject_dir(subject.name).exists():
             shutil.rmtree(rd.subject_dir(subject.name))
         (rd.subject_dir(subject.name) / ERROR_FILE).unlink(missing_ok=True)
         (rd.subject_dir(subject.name) / SUMMARY_FILE).unlink(missing_ok=True)
+
+
+def _run_subjects(
+    rd: RunDir,
+    subjects: Sequence[Subject],
+    worker: SubjectWorker,
+    executor: Executor | None,
+    progress_enabled: bool,
+) -> None:
+    """Hand the subjects to the executor; each outcome is written as it comes (summary.json or
+    error.txt). The same configuration problem for every subject is raised once instead."""
+    from dreambench.executors.local import LocalExecutor
+
+    errors: list[BaseException] = []
 
     def on_result(name: str, summary: dict[str, Any] | None, exc: BaseException | None, trace: str) -> None:
         if exc is None:
@@ -663,22 +698,20 @@ def _execute(
         atomic_write_text(rd.subject_dir(name) / ERROR_FILE, f"{failure}\n\n{trace}")
         progress.log(f"[red]{name} failed:[/red] {failure}")
 
-    from dreambench.executors.local import LocalExecutor
-
     with RunProgress(len(subjects), enabled=progress_enabled) as progress:
         (executor or LocalExecutor()).run(worker, list(subjects), progress, on_result)
     if errors and len(errors) == len(subjects) and all(isinstance(e, BenchError) for e in errors):
-        if (
-            len({str(e) for e in errors}) == 1
-        ):  # the same configuration problem for every subject: say it once
+        if len({str(e) for e in errors}) == 1:
             for subject in subjects:
                 (rd.subject_dir(subject.name) / ERROR_FILE).unlink(missing_ok=True)
             raise errors[0]
 
+
+def _collect_finished(rd: RunDir, scoring_key: str) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(summaries, failures) of the subject folders on disk, scored under this run's identity."""
     summaries, failures, damaged = _finished_subjects(rd)
     # A subject scored under another identity (embedders, weights, precision) is left out, never
     # relabelled with this run's ids; selecting it again rescores it.
-    scoring_key = worker.scorer.identity_key()
     for name in [n for n, s in summaries.items() if s.get("scoring") != scoring_key]:
         del summaries[name]
         print(
@@ -692,7 +725,10 @@ def _execute(
             f"rerun with --subjects {name} to rebuild it from the subject's files",
             file=sys.stderr,
         )
+    return summaries, failures
 
+
+def _uncalibrated_reasons(config: RunConfig, worker: SubjectWorker) -> list[str]:
     reasons = []
     if not worker.scorer.calibrated:
         reasons.append(f"metric preset {config.metric_preset!r} uses seeded random-weight embedders")
@@ -700,6 +736,21 @@ def _execute(
         base = config.method_config.get("base_model")
         where = f"base_model={base}" if base else f"{config.method_preset} preset"
         reasons.append(f"method {config.method!r} ran on random-weight models ({where})")
+    return reasons
+
+
+def _build_results(
+    rd: RunDir,
+    spec: RunSpec,
+    worker: SubjectWorker,
+    metrics_info: dict[str, Any],
+    summaries: dict[str, dict[str, Any]],
+    failures: dict[str, str],
+    stamp: dict[str, Any],
+) -> dict[str, Any]:
+    """results.json (docs/RESULTS.md), before the bootstrap intervals are attached."""
+    config = spec.config
+    reasons = _uncalibrated_reasons(config, worker)
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run": {
@@ -740,7 +791,7 @@ def _execute(
         # compare` refuses to compare across precisions. identity_key: on every scores.jsonl row.
         "scoring": {
             "precision": worker.scorer.precision,
-            "identity_key": scoring_key,
+            "identity_key": worker.scorer.identity_key(),
             "batch_size": worker.scorer.batch_size,
         },
         "subjects": summaries,
@@ -751,6 +802,4 @@ def _execute(
         "cost": summarize_costs({k: valid_stage_costs(v.get("cost")) for k, v in summaries.items()}),
         "stamp": stamp,
     }
-    _attach_intervals(results, config.base_seed)
-    rd.write_json(rd.results_path, results)
-    return RunOutcome(run_dir=rd, results=results, failures=failures)
+    return results
