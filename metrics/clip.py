@@ -16,20 +16,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torchvision import transforms
 
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PRECISION,
-    EmbedderId,
-    check_precision,
+    TorchImageEmbedder,
     embed_in_batches,
-    inference_context,
-    normalized_rows,
-    pixels,
-    resolve_device,
 )
 from dreambench.metrics.presets import CLIP_ARCH
 from dreambench.metrics.weights import ResolvedWeights, require_complete_load
@@ -52,10 +46,10 @@ def clip_transform() -> transforms.Compose:
     )
 
 
-class _ClipEmbedder:
-    """Shared batching for both backends; subclasses implement the two towers."""
+class _ClipEmbedder(TorchImageEmbedder):
+    """Both backends: the shared image path (TorchImageEmbedder) plus the text tower; subclasses
+    implement the two towers. Rows are the projected embeddings (512-d for ViT-B/32)."""
 
-    backend: str
     arch = CLIP_ARCH
     tokenizer: object
 
@@ -67,37 +61,10 @@ class _ClipEmbedder:
         batch_size: int,
         precision: str = DEFAULT_PRECISION,
     ) -> None:
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
-        self.precision = check_precision(precision)
-        self.model = model.eval().to(self.device)
-        self.transform = clip_transform()
-        self.id = EmbedderId(self.backend, CLIP_ARCH, weights.tag, weights.sha256, self.precision)
-
-    def _image_features(self, batch: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        super().__init__(model, weights, device, batch_size, precision, CLIP_ARCH, clip_transform())
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
         raise NotImplementedError
-
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(N,) images -> (N, 3, 224, 224) float32 pixels on the CPU (safe to run in another thread)."""
-        return pixels(images, self.transform)
-
-    def embed_pixels(self, batch: torch.Tensor) -> np.ndarray:
-        """One preprocessed batch -> (N, 512) float32 unit rows, at the embedder's precision."""
-        with inference_context(self.device, self.precision):
-            return normalized_rows(self._image_features(batch.to(self.device)))
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(N,) images -> (N, 512) float32 unit rows (projected image embeddings)."""
-        return embed_in_batches(
-            images,
-            self.batch_size,
-            self.device,
-            lambda chunk: self._image_features(pixels(chunk, self.transform).to(self.device)),
-            self.precision,
-        )
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(N,) strings -> (N, 512) float32 unit rows (projected text embeddings, 77-token context)."""

@@ -28,26 +28,17 @@ Backends (`DINO_BACKENDS`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torchvision import transforms
 
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PRECISION,
-    EmbedderId,
-    check_precision,
-    embed_in_batches,
-    inference_context,
-    normalized_rows,
-    pixels,
-    resolve_device,
+    TorchImageEmbedder,
 )
 from dreambench.metrics.presets import DINO_ARCH, DINO_S8_ARCH, DINOV2_B14_ARCH, DINOV2_S14_ARCH
 from dreambench.metrics.weights import ResolvedWeights, require_complete_load
@@ -118,10 +109,10 @@ def dino_transform() -> transforms.Compose:
     )
 
 
-class _DinoEmbedder:
-    """Shared batching for both backends; subclasses load the network and pick the CLS token."""
+class _DinoEmbedder(TorchImageEmbedder):
+    """Both backends: the shared image path (TorchImageEmbedder); subclasses load the network and
+    pick the CLS token. Rows are CLS embeddings, L2-normalised (384-d for ViT-S)."""
 
-    backend: str
     # Every arch this class can load (a key of DINO_VARIANTS); `arch` is the one loaded.
     archs: tuple[str, ...] = tuple(DINO_VARIANTS)
 
@@ -134,35 +125,7 @@ class _DinoEmbedder:
         precision: str = DEFAULT_PRECISION,
         arch: str = DINO_ARCH,
     ) -> None:
-        self.arch = dino_variant(arch).arch
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
-        self.precision = check_precision(precision)
-        self.model = model.eval().to(self.device)
-        self.transform = dino_transform()
-        self.id = EmbedderId(self.backend, self.arch, weights.tag, weights.sha256, self.precision)
-
-    def _cls(self, batch: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """(N,) images -> (N, 3, 224, 224) float32 pixels on the CPU (safe to run in another thread)."""
-        return pixels(images, self.transform)
-
-    def embed_pixels(self, batch: torch.Tensor) -> np.ndarray:
-        """One preprocessed batch -> (N, width) float32 unit rows (384 for ViT-S), at the embedder's precision."""
-        with inference_context(self.device, self.precision):
-            return normalized_rows(self._cls(batch.to(self.device)))
-
-    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """(N,) images -> (N, width) float32, unit rows (CLS token, L2-normalised)."""
-        return embed_in_batches(
-            images,
-            self.batch_size,
-            self.device,
-            lambda chunk: self._cls(pixels(chunk, self.transform).to(self.device)),
-            self.precision,
-        )
+        super().__init__(model, weights, device, batch_size, precision, dino_variant(arch).arch, dino_transform())
 
 
 class TimmDinoEmbedder(_DinoEmbedder):
@@ -195,7 +158,7 @@ class TimmDinoEmbedder(_DinoEmbedder):
             load_checkpoint(model, str(Path(weights.path)), strict=True)
         return cls(model, weights, device, batch_size, precision, arch)
 
-    def _cls(self, batch: torch.Tensor) -> torch.Tensor:
+    def _image_features(self, batch: torch.Tensor) -> torch.Tensor:
         # forward_features ends with the final norm; token 0 is CLS (DINO's image descriptor).
         return self.model.forward_features(batch)[:, 0]
 
@@ -240,7 +203,7 @@ class TransformersDinoEmbedder(_DinoEmbedder):
             )
         return cls(model, weights, device, batch_size, precision, arch)
 
-    def _cls(self, batch: torch.Tensor) -> torch.Tensor:
+    def _image_features(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=batch).last_hidden_state[:, 0]
 
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from dreambench.metrics.weights import ResolvedWeights
+
 DEFAULT_BATCH_SIZE = 32
 DEVICES = ("auto", "cpu", "cuda")
 # Scoring arithmetic. fp32 is the protocol and the default everywhere; bf16 is an explicit fast mode
@@ -189,3 +191,51 @@ def pixels(images: Sequence[Image.Image], transform: Callable[[Image.Image], tor
     import torch
 
     return torch.stack([transform(im if im.mode == "RGB" else im.convert("RGB")) for im in images])
+
+
+class TorchImageEmbedder:
+    """What the DINO and CLIP embedders share: a torch model in eval mode on the device, the
+    preprocessing they own, batching and precision. Subclasses implement ``_image_features``
+    (a preprocessed batch on the device -> (N, D) features, not yet normalised)."""
+
+    backend: str
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        weights: ResolvedWeights,
+        device: str,
+        batch_size: int,
+        precision: str,
+        arch: str,
+        transform: Callable[[Image.Image], torch.Tensor],
+    ) -> None:
+        self.arch = arch
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.precision = check_precision(precision)
+        self.model = model.eval().to(self.device)
+        self.transform = transform
+        self.id = EmbedderId(self.backend, arch, weights.tag, weights.sha256, self.precision)
+
+    def _image_features(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """(N,) images -> (N, 3, H, W) float32 pixels on the CPU (safe to run in another thread)."""
+        return pixels(images, self.transform)
+
+    def embed_pixels(self, batch: torch.Tensor) -> np.ndarray:
+        """One preprocessed batch -> (N, D) float32 unit rows, at the embedder's precision."""
+        with inference_context(self.device, self.precision):
+            return normalized_rows(self._image_features(batch.to(self.device)))
+
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """(N,) images -> (N, D) float32 unit rows."""
+        return embed_in_batches(
+            images,
+            self.batch_size,
+            self.device,
+            lambda chunk: self._image_features(pixels(chunk, self.transform).to(self.device)),
+            self.precision,
+        )
