@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from dreambench.runner import RunOutcome
 
 _METRICS = (("dino", "DINO"), ("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"))
 
@@ -57,3 +60,8 @@ def finish(results: dict[str, Any], failures: dict[str, str], as_json: bool, qui
         )
         return 1
     return 0
+
+
+def finish_outcome(outcome: RunOutcome, args: Any) -> int:
+    """`finish` for a command's outcome, with its --json / --quiet options."""
+    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)

@@ -12,17 +12,18 @@ Both project into the same 512-d joint space; rows are L2-normalised.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from torchvision import transforms
+from PIL import Image
 
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PRECISION,
     TorchImageEmbedder,
+    center_crop_transform,
     embed_in_batches,
 )
 from dreambench.metrics.presets import CLIP_ARCH
@@ -34,16 +35,10 @@ CONTEXT_LENGTH = 77
 OPEN_CLIP_ARCH = "ViT-B-32-quickgelu"  # OpenAI CLIP ViT-B/32 was trained with QuickGELU
 
 
-def clip_transform() -> transforms.Compose:
-    """PIL RGB image -> (3, 224, 224) float tensor, CLIP's standard preprocessing."""
-    return transforms.Compose(
-        [
-            transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(CLIP_MEAN, CLIP_STD),
-        ]
-    )
+def clip_transform() -> Callable[[Image.Image], torch.Tensor]:
+    """PIL RGB image -> (3, 224, 224) float tensor, CLIP's standard preprocessing: Resize 224
+    (bicubic), CenterCrop 224, CLIP mean/std."""
+    return center_crop_transform(224, CLIP_MEAN, CLIP_STD)
 
 
 class _ClipEmbedder(TorchImageEmbedder):

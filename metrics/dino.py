@@ -28,17 +28,19 @@ Backends (`DINO_BACKENDS`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torchvision import transforms
+from PIL import Image
 
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_PRECISION,
     TorchImageEmbedder,
+    center_crop_transform,
 )
 from dreambench.metrics.presets import DINO_ARCH, DINO_S8_ARCH, DINOV2_B14_ARCH, DINOV2_S14_ARCH
 from dreambench.metrics.weights import ResolvedWeights, require_complete_load
@@ -97,16 +99,10 @@ def resample_position_embeddings(pos: torch.Tensor, grid: int) -> torch.Tensor:
     return torch.cat((cls_pos, patches.permute(0, 2, 3, 1).reshape(1, grid * grid, dim)), dim=1)
 
 
-def dino_transform() -> transforms.Compose:
-    """PIL RGB image -> (3, 224, 224) float tensor, the DreamBench DINO preprocessing."""
-    return transforms.Compose(
-        [
-            transforms.Resize(256, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+def dino_transform() -> Callable[[Image.Image], torch.Tensor]:
+    """PIL RGB image -> (3, 224, 224) float tensor, the DreamBench DINO preprocessing: Resize 256
+    (bicubic), CenterCrop 224, ImageNet mean/std."""
+    return center_crop_transform(256, IMAGENET_MEAN, IMAGENET_STD, crop=CROP)
 
 
 class _DinoEmbedder(TorchImageEmbedder):

@@ -193,6 +193,23 @@ def pixels(images: Sequence[Image.Image], transform: Callable[[Image.Image], tor
     return torch.stack([transform(im if im.mode == "RGB" else im.convert("RGB")) for im in images])
 
 
+def center_crop_transform(
+    resize: int, mean: tuple[float, float, float], std: tuple[float, float, float], crop: int = 224
+) -> Callable[[Image.Image], torch.Tensor]:
+    """PIL RGB image -> (3, crop, crop) float tensor: shorter side to ``resize`` (bicubic), centre
+    crop, to [0, 1], normalise. The DINO and CLIP preprocessings differ only in these numbers."""
+    from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.Resize(resize, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(crop),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
 class TorchImageEmbedder:
     """What the DINO and CLIP embedders share: a torch model in eval mode on the device, the
     preprocessing they own, batching and precision. Subclasses implement ``_image_features``

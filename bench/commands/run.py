@@ -47,10 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dreambench.summary import finish
+    from dreambench.summary import finish_outcome
 
-    outcome = execute(args)
-    return finish(outcome.results, outcome.failures, as_json=args.json, quiet=args.quiet)
+    return finish_outcome(execute(args), args)
 
 
 def execute(args: argparse.Namespace) -> RunOutcome:
