@@ -28,7 +28,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     *(col for m in METRICS for col in (m, f"{m}_ci_low", f"{m}_ci_high")),
     "failures",
     "error",
-    "scoring_precision",  # "fp32" (the protocol) or "bf16"; last, so earlier columns keep their place
+    "scoring_precision",  # "fp32" (the protocol) or "bf16"; after the others, so they keep their place
+    "base_model",
 )
 
 
@@ -59,6 +60,7 @@ def _base(entry: Entry, scope: str) -> dict[str, str]:
         "preset": entry.run.preset,
         "calibrated": "true" if entry.run.calibrated else "false",
         "scoring_precision": entry.run.scoring_precision,
+        "base_model": entry.run.base_model,
         "scope": scope,
     }
 

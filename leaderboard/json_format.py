@@ -63,6 +63,7 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
                 "run_dir": str(entry.run.run_dir),
                 "method": entry.run.method,
                 "kind": entry.run.method_kind,
+                "base_model": entry.run.base_model,
                 "preset": entry.run.preset,
                 "config_hash": entry.run.config_hash,
                 "calibrated": entry.run.calibrated,

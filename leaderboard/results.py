@@ -48,6 +48,13 @@ class RunResults:
         return str(self.raw["run"]["preset"])
 
     @property
+    def base_model(self) -> str:
+        """The diffusion model the method ran on (its ``base_model`` hyperparameter), or "-" for
+        methods without one (real-images, external images, plugins)."""
+        value = (self.raw["run"].get("method_config") or {}).get("base_model")
+        return str(value) if value else "-"
+
+    @property
     def method_kind(self) -> str:
         """finetune / encoder / none / external (dreambench.method); "unknown" in older files."""
         return str(self.raw["run"].get("method_kind", "unknown"))

@@ -184,7 +184,7 @@ class Leaderboard:
             *(METRIC_TITLES[m] for m in METRICS),
             *(OPTIONAL_TITLES[m] for m in optional),
         )
-        header += ("Subjects", "Calibrated", "Failures", "Run")
+        header += ("Subjects", "Calibrated", "Failures", "Base model", "Run")
         rows = tuple(
             (
                 e.marked_method,
@@ -195,6 +195,7 @@ class Leaderboard:
                 _count_text(e.overall.n_subjects),
                 "yes" if e.run.calibrated else "no",
                 str(len(e.run.failures)),
+                e.run.base_model,
                 e.run.run_dir.name,
             )
             for e in self.entries
@@ -208,6 +209,7 @@ class Leaderboard:
             True,
             False,
             True,
+            False,
             False,
         )
         return TextTable(f"Overall (mean over {self._scope('subjects')})", header, rows, numeric)

@@ -312,10 +312,13 @@ def test_calibrated_only_board_has_no_dagger(runs: list[RunResults]) -> None:
 def test_markdown(runs: list[RunResults]) -> None:
     text = render_markdown(build_leaderboard(runs))
     lines = text.splitlines()
-    assert "| Method | Kind | Preset | DINO | CLIP-I | CLIP-T | Subjects | Calibrated | Failures | Run |" in lines
-    assert "|---|---|---|---:|---:|---:|---:|---|---:|---|" in lines
+    assert (
+        "| Method | Kind | Preset | DINO | CLIP-I | CLIP-T | Subjects | Calibrated | Failures | Base model | Run |"
+        in lines
+    )
+    assert "|---|---|---|---:|---:|---:|---:|---|---:|---|---|" in lines
     smoke_row = next(line for line in lines if line.startswith(f"| dreambooth{DAGGER} | finetune | smoke |"))
-    assert smoke_row.endswith("| 3 | no | 1 | dreambooth-smoke-3f2a9c1e |")
+    assert smoke_row.endswith("| 3 | no | 1 | - | dreambooth-smoke-3f2a9c1e |")
     ceiling_row = next(line for line in lines if line.startswith("| real-images | finetune | default |"))
     assert "| n/a |" in ceiling_row
     assert "## Overall (mean over the 3 subjects common to all rows; intervals omitted)" in lines
@@ -324,7 +327,7 @@ def test_markdown(runs: list[RunResults]) -> None:
     # Every table row has as many cells as its header.
     for line in lines:
         if line.startswith("|"):
-            assert len(line.strip("|").split("|")) in {10, 7, 5}, line
+            assert len(line.strip("|").split("|")) in {11, 10, 7, 5}, line
     assert "## Cost (wall time of the stages that did work; peaks over the run)" in lines
     assert smoke_row.startswith("| dreambooth")
     cost_row = next(
