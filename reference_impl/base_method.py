@@ -119,6 +119,19 @@ class DiffusersMethod:
         """Fail now, before a run writes anything, if the base model cannot be found (one line)."""
         locate_base_model(self.config.base_model, self.config.base_revision)
 
+    def _render(self, model: Components, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
+        """``model`` under the run preset's sampler, as every diffusers method renders (render.py).
+        Every subclass Config has ``mixed_precision`` (BaseModel's own, or TrainSettings')."""
+        return render(
+            model.pipeline(),
+            prompts,
+            seeds,
+            require_sampler(self.sampler, self.name),
+            self.device,
+            batch_size=self.config.render_batch_size,
+            autocast_dtype=autocast_dtype(self.config.mixed_precision, self.device),  # type: ignore[attr-defined]
+        )
+
 
 class BaseModel(DiffusersMethod):
     """The un-personalised base model: the floor row of the leaderboard."""
@@ -154,15 +167,7 @@ class BaseModel(DiffusersMethod):
     ) -> list[Image.Image]:
         if self._model is None:
             self._model = load_base_model(self.config.base_model, self.config.base_revision, self.device)
-        return render(
-            self._model.pipeline(),
-            prompts,
-            seeds,
-            require_sampler(self.sampler, self.name),
-            self.device,
-            batch_size=self.config.render_batch_size,
-            autocast_dtype=autocast_dtype(self.config.mixed_precision, self.device),
-        )
+        return self._render(self._model, prompts, seeds)
 
     def release(self) -> None:
         self._model = None

@@ -46,7 +46,7 @@ from dreambench.reference_impl.base_model import (
 from dreambench.reference_impl.checked_settings import at_least, non_empty, positive
 from dreambench.reference_impl.dreambooth_trainer import TrainSettings
 from dreambench.reference_impl.identifier import RARE_SCHEME, choose_identifier
-from dreambench.reference_impl.render import SamplerSettings, render
+from dreambench.reference_impl.render import SamplerSettings
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
 
 if TYPE_CHECKING:
@@ -234,16 +234,7 @@ class DreamBooth(DiffusersMethod):
     def generate(
         self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
     ) -> list[Image.Image]:
-        model = self._get_trained_model(Path(workdir))
-        return render(
-            model.pipeline(),
-            prompts,
-            seeds,
-            require_sampler(self.sampler, self.name),
-            self.device,
-            batch_size=self.config.render_batch_size,
-            autocast_dtype=autocast_dtype(self.config.mixed_precision, self.device),
-        )
+        return self._render(self._get_trained_model(Path(workdir)), prompts, seeds)
 
     def release(self) -> None:
         self._model = None
