@@ -30,6 +30,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "error",
     "scoring_precision",  # "fp32" (the protocol) or "bf16"; after the others, so they keep their place
     "base_model",
+    "metric_preset",  # metrics/presets.py: embedders, pairing, scale (one per leaderboard)
 )
 
 
@@ -61,6 +62,7 @@ def _base(entry: Entry, scope: str) -> dict[str, str]:
         "calibrated": "true" if entry.run.calibrated else "false",
         "scoring_precision": entry.run.scoring_precision,
         "base_model": entry.run.base_model,
+        "metric_preset": entry.run.metric_preset or "",
         "scope": scope,
     }
 

@@ -13,7 +13,7 @@
       // figures are then means over "subjects" (the ones all runs scored), with "ci": null
   "runs": [                                                     // leaderboard order
     {"rank": 1, "label": "real-images", "run_dir": "runs/...", "method": ..., "preset": ...,
-     "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
+     "metric_preset": "dreambooth" | null, "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
      "overall": {"n_subjects": 30, "dino": {"value": 0.77, "ci": [lo, hi] | null}, ...},
      "live": {...} | null, "object": {...} | null,
      "subjects": {"dog6": {"kind": "live", "dino": {"value": ..., "ci": null}, ...}},
@@ -65,6 +65,7 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
                 "kind": entry.run.method_kind,
                 "base_model": entry.run.base_model,
                 "preset": entry.run.preset,
+                "metric_preset": entry.run.metric_preset,
                 "config_hash": entry.run.config_hash,
                 "calibrated": entry.run.calibrated,
                 "uncalibrated_reasons": entry.run.uncalibrated_reasons,

@@ -48,6 +48,12 @@ class RunResults:
         return str(self.raw["run"]["preset"])
 
     @property
+    def metric_preset(self) -> str | None:
+        """The metric preset that scored the run (metrics/presets.py); None in files that predate it."""
+        value = self.raw["run"].get("metric_preset")
+        return None if value is None else str(value)
+
+    @property
     def base_model(self) -> str:
         """The diffusion model the method ran on (its ``base_model`` hyperparameter), or "-" for
         methods without one (real-images, external images, plugins)."""

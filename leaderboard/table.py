@@ -22,6 +22,10 @@ Conventions, shared by every output format:
 - Runs whose method declared a deviation from the preset's render protocol carry a double dagger
   and the tables get a footnote naming the method, the fields and the reason.
 - Per-subject tables: a subject the run failed on is "failed"; one the run did not cover is "—".
+- The overall table names each row's run preset ("Preset": protocol, method hyperparameters,
+  render protocol) and metric preset ("Metrics": embedders, pairing, scale; metrics/presets.py).
+  Rows scored under different metric presets are refused, so "Metrics" is one name per table;
+  it is shown so that a table read on its own says which convention its numbers follow.
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ class Figure:
         return None if self.ci is None else (self.ci[1] - self.ci[0]) / 2
 
     def text(self) -> str:
-        """"0.612", "0.612 ± 0.021" (symmetric at 3 decimals) or "0.383 [-0.061, 0.712]"."""
+        """ "0.612", "0.612 ± 0.021" (symmetric at 3 decimals) or "0.383 [-0.061, 0.712]"."""
         if self.value is None:
             return NOT_APPLICABLE
         value = f"{self.value:.{DECIMALS}f}"
@@ -181,6 +185,7 @@ class Leaderboard:
             "Method",
             "Kind",
             "Preset",
+            "Metrics",
             *(METRIC_TITLES[m] for m in METRICS),
             *(OPTIONAL_TITLES[m] for m in optional),
         )
@@ -190,6 +195,7 @@ class Leaderboard:
                 e.marked_method,
                 e.run.method_kind,
                 e.run.preset,
+                e.run.metric_preset or ABSENT,
                 *(e.overall.figures[m].text() for m in METRICS),
                 *(e.overall.optional[m].text() if m in e.overall.optional else ABSENT for m in optional),
                 _count_text(e.overall.n_subjects),
@@ -201,6 +207,7 @@ class Leaderboard:
             for e in self.entries
         )
         numeric = (
+            False,
             False,
             False,
             False,
@@ -401,7 +408,9 @@ def _figures(section: dict[str, Any]) -> dict[str, Figure]:
 
 def _aggregate(section: dict[str, Any], default_n: int | None = None) -> Aggregate:
     n = section.get("n_subjects", default_n)
-    optional = {m: Figure(None if section[m] is None else float(section[m])) for m in OPTIONAL_METRICS if m in section}
+    optional = {
+        m: Figure(None if section[m] is None else float(section[m])) for m in OPTIONAL_METRICS if m in section
+    }
     return Aggregate(n_subjects=None if n is None else int(n), figures=_figures(section), optional=optional)
 
 

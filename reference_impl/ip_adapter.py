@@ -26,7 +26,9 @@ the tiny random adapter of the smoke preset goes through the same call.
 * **Prompts**: identifier "" so prompts read "a dog in the jungle": the subject comes from the
   image prompt only.
 * **Sampler**: the run preset's render protocol (reference_impl/render_protocol.py), as for
-  every method.
+  every method. On an SDXL base (the ``sdxl`` preset: SDXL base 1.0 with h94's
+  ``sdxl_models/ip-adapter_sdxl.safetensors``) it renders at SDXL's native size, declared as a
+  render deviation (reference_impl/sdxl.py), as dreambooth-lora on SDXL does.
 
 ``prepare`` trains nothing; it writes ``ip_adapter.json`` (base model, adapter files and sha256,
 reference images and their sha256, scale, combine rule) into the subject's prepare folder.
@@ -43,6 +45,7 @@ from dreambench.atomic import atomic_write_json
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_method import ModelSettings, require_sampler
 from dreambench.reference_impl.base_model import (
+    SDXL_REPO,
     Components,
     autocast_dtype,
     free_memory,
@@ -63,6 +66,7 @@ from dreambench.reference_impl.ip_adapter_weights import (
 )
 from dreambench.reference_impl.render import SamplerSettings, render
 from dreambench.reference_impl.render_protocol import method_sampler
+from dreambench.reference_impl.sdxl import sdxl_render_deviation
 from dreambench.reference_impl.tiny_ip_adapter import TINY_ADAPTER_ID
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
 
@@ -204,6 +208,18 @@ class IPAdapter:
         # example (https://huggingface.co/docs/diffusers/using-diffusers/ip_adapter; its text calls
         # 0.5 "a good balance", the code it runs uses 0.6).
         "diffusers": Config(scale=0.6),
+        # SDXL base 1.0 with h94/IP-Adapter's SDXL adapter: sdxl_models/ip-adapter_sdxl.safetensors
+        # and its OpenCLIP ViT-bigG/14 encoder in sdxl_models/image_encoder (the h94/IP-Adapter
+        # README's SDXL row; diffusers' guide loads it as load_ip_adapter("h94/IP-Adapter",
+        # subfolder="sdxl_models", weight_name="ip-adapter_sdxl.bin")). Scale 0.5: the same
+        # README "Best Practice" as `paper` (the guide's SDXL example code uses 0.6, as `diffusers`).
+        "sdxl": Config(
+            base_model=SDXL_REPO,
+            adapter_subfolder=PUBLISHED["sdxl"].subfolder,
+            weight_name=PUBLISHED["sdxl"].weight_name,
+            image_encoder_folder=PUBLISHED["sdxl"].image_encoder_folder,
+            scale=0.5,
+        ),
     }
 
     def __init__(self, config: Config) -> None:
@@ -211,13 +227,15 @@ class IPAdapter:
         self.device = "cpu"
         self.sampler: SamplerSettings | None = None  # the run preset's, handed over by setup()
         self.calibrated = is_calibrated(config.base_model) and config.adapter != TINY_ADAPTER_ID
+        # SDXL bases render at their native size (dreambench.method's render_deviation); None otherwise.
+        self.render_deviation = sdxl_render_deviation(config.base_model, config.base_revision or None)
         self._loaded: LoadedIPAdapter | None = None
 
     # -- run level -----------------------------------------------------------------------------
 
     def setup(self, context: RunContext) -> None:
         """Run level (dreambench.method): the render protocol, then base model + adapter, loaded once."""
-        self.sampler = method_sampler(context, type(self))
+        self.sampler = method_sampler(context, self)  # the instance: its deviation depends on the base
         device = resolve_device(context.device)
         if self._loaded is not None and self._loaded.device == device:
             return

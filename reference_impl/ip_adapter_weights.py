@@ -35,6 +35,7 @@ from dreambench.reference_impl.tiny_ip_adapter import (
     SD15_SUBFOLDER,
     SD15_WEIGHT_NAME,
     TINY_ADAPTER_ID,
+    TinyLayout,
     ensure_tiny_ip_adapter,
 )
 
@@ -148,7 +149,9 @@ def locate_ip_adapter(
     the tiny adapter is matched to; other references ignore them. ``revision`` "" means
     ``IP_ADAPTER_REVISION`` for ``IP_ADAPTER_REPO`` and "main" for other hub ids."""
     if ref == TINY_ADAPTER_ID:
-        folder = ensure_tiny_ip_adapter(base_folder, base_key)
+        folder = ensure_tiny_ip_adapter(
+            base_folder, base_key, layout=TinyLayout(files.weight_path, files.encoder_path)
+        )
         record = json.loads((folder / BUILD_RECORD).read_text())
         source, revision, calibrated = "tiny", f"build-{record['build_version']}-seed{record['seed']}", False
     elif Path(ref).expanduser().is_dir():
@@ -208,7 +211,7 @@ def check_fits(adapter_folder: Path, files: AdapterFiles, base_folder: Path, sho
         raise BenchError(
             f"IP-Adapter {shown_as} ({files.weight_path}) is for a UNet with cross-attention dim {context}, "
             f"the base model's is {unet_config.get('cross_attention_dim')}; for SDXL bases use "
-            f"adapter_subfolder={sdxl.subfolder} weight_name={sdxl.weight_name}"
+            f"--method-preset sdxl, or adapter_subfolder={sdxl.subfolder} weight_name={sdxl.weight_name}"
         )
     encoder_config = json.loads((adapter_folder / files.encoder_path / "config.json").read_text())
     projection = encoder_config.get("projection_dim")

@@ -1,18 +1,20 @@
 """A tiny random IP-Adapter in the published h94/IP-Adapter file layout, matched to a base model.
 
-``ensure_tiny_ip_adapter(base_folder, base_key, seed)`` builds (once) seeded random weights for
-the IP-Adapter of the base model in ``base_folder`` (a diffusers folder: the embedded tiny SD,
-``random:sd15``, ...) and saves them exactly as https://huggingface.co/h94/IP-Adapter lays out
-its SD 1.5 adapter::
+``ensure_tiny_ip_adapter(base_folder, base_key, seed, layout)`` builds (once) seeded random
+weights for the IP-Adapter of the base model in ``base_folder`` (a diffusers folder: the embedded
+tiny SD, ``tiny-sdxl``, ``random:sd15``, ...) and saves them exactly as
+https://huggingface.co/h94/IP-Adapter lays out its adapters, at the paths ``layout`` names (the
+SD 1.5 adapter's by default; ``sdxl_models/ip-adapter_sdxl.safetensors`` +
+``sdxl_models/image_encoder`` for the SDXL one)::
 
-    <cache_root>/models/tiny-ip-adapter-v<build>-seed<seed>-<base digest>/
+    <cache_root>/models/tiny-ip-adapter-v<build>-seed<seed>-<base and layout digest>/
         models/ip-adapter_sd15.safetensors    image_proj.* + ip_adapter.<n>.to_{k,v}_ip.weight
         models/image_encoder/                 CLIPVisionModelWithProjection (config.json, model.safetensors)
         dreambench_tiny_ip_adapter.json       build record, written last (the done marker)
 
-It is then loaded through the same ``pipe.load_ip_adapter(folder, subfolder="models",
-weight_name="ip-adapter_sd15.safetensors")`` call as the real weights (reference_impl/ip_adapter.py).
-Everything it produces is uncalibrated: the weights are random.
+It is then loaded through the same ``pipe.load_ip_adapter(folder, subfolder, weight_name,
+image_encoder_folder)`` call as the real weights (reference_impl/ip_adapter.py). Everything it
+produces is uncalibrated: the weights are random.
 
 Key names and shapes follow the original implementation
 (https://github.com/tencent-ailab/IP-Adapter, ip_adapter/ip_adapter.py): ``image_proj`` is its
@@ -23,7 +25,10 @@ LayerNorm(cross-attention dim)); ``ip_adapter`` is the state dict of
 (Linear(cross-attention dim -> the layer's width), no bias) when it is a cross-attention layer
 (``attn2``); self-attention processors hold no weights, hence the odd numbers 1, 3, ..., 31 for
 SD 1.5's 16 cross-attention layers. diffusers reads them back in the same order
-(``UNet2DConditionLoadersMixin._convert_ip_adapter_attn_to_diffusers``, diffusers/loaders/unet.py).
+(``UNet2DConditionLoadersMixin._convert_ip_adapter_attn_to_diffusers``, diffusers/loaders/unet.py,
+counts ``key_id`` 1, 3, 5, ... over the cross-attention processors). SDXL's UNet has the same
+attn1/attn2 alternation inside every transformer block, so its published file (70 cross-attention
+layers in SDXL base 1.0) follows the same numbering.
 
 The image encoder is a CLIP vision tower far smaller than the real one (OpenCLIP ViT-H/14,
 projection dim 1024): 32 px input, 8 px patches, 2 layers of width 32, projection dim 24 (not the
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -127,27 +133,42 @@ def random_ip_adapter_state_dict(
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
-def tiny_ip_adapter_folder(base_key: str, seed: int = 0) -> Path:
-    """Where ``ensure_tiny_ip_adapter`` keeps the adapter for the base model keyed ``base_key``."""
-    digest = hashlib.sha256(base_key.encode()).hexdigest()[:12]
+@dataclass(frozen=True)
+class TinyLayout:
+    """Where in the folder the tiny adapter's two parts go (relative paths, "/"-separated)."""
+
+    weight_path: str = f"{SD15_SUBFOLDER}/{SD15_WEIGHT_NAME}"
+    encoder_path: str = f"{SD15_SUBFOLDER}/{IMAGE_ENCODER_FOLDER}"
+
+
+SD15_LAYOUT = TinyLayout()
+
+
+def tiny_ip_adapter_folder(base_key: str, seed: int = 0, layout: TinyLayout = SD15_LAYOUT) -> Path:
+    """Where ``ensure_tiny_ip_adapter`` keeps the adapter for the base model keyed ``base_key``
+    in ``layout`` (another base model or layout gets another folder)."""
+    named = base_key if layout == SD15_LAYOUT else f"{base_key}\0{layout.weight_path}\0{layout.encoder_path}"
+    digest = hashlib.sha256(named.encode()).hexdigest()[:12]
     return cache_root() / "models" / f"tiny-ip-adapter-v{_BUILD_VERSION}-seed{seed}-{digest}"
 
 
-def ensure_tiny_ip_adapter(base_folder: Path, base_key: str, seed: int = 0) -> Path:
+def ensure_tiny_ip_adapter(
+    base_folder: Path, base_key: str, seed: int = 0, layout: TinyLayout = SD15_LAYOUT
+) -> Path:
     """Build the tiny IP-Adapter for the base model in ``base_folder`` unless it exists; return its folder.
 
     ``base_key`` is the base model's cache key (``locate_base_model``'s ``description["key"]``):
     another base model gets another folder. Built in a temporary sibling and renamed into place.
     """
-    folder = tiny_ip_adapter_folder(base_key, seed)
+    folder = tiny_ip_adapter_folder(base_key, seed, layout)
     if (folder / BUILD_RECORD).is_file():
         return folder
     with atomic_directory(folder, replace=False) as tmp:
-        _build(tmp, Path(base_folder), base_key, seed)
+        _build(tmp, Path(base_folder), base_key, seed, layout)
     return folder
 
 
-def _build(folder: Path, base_folder: Path, base_key: str, seed: int) -> None:
+def _build(folder: Path, base_folder: Path, base_key: str, seed: int, layout: TinyLayout) -> None:
     import torch
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file
@@ -162,11 +183,15 @@ def _build(folder: Path, base_folder: Path, base_key: str, seed: int) -> None:
         torch.manual_seed(seed)
         encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_IMAGE_ENCODER_CONFIG))
     with quiet_loading():
-        encoder.save_pretrained(folder / SD15_SUBFOLDER / IMAGE_ENCODER_FOLDER, safe_serialization=True)
+        encoder.save_pretrained(folder / layout.encoder_path, safe_serialization=True)
     state = random_ip_adapter_state_dict(unet, TINY_IMAGE_ENCODER_CONFIG["projection_dim"], seed + 1)
-    save_file({k: state[k] for k in published_keys(unet)}, str(folder / SD15_SUBFOLDER / SD15_WEIGHT_NAME))
+    weight_file = folder / layout.weight_path
+    weight_file.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: state[k] for k in published_keys(unet)}, str(weight_file))
     record = {
-        "model": "dreambench tiny IP-Adapter (random init, h94/IP-Adapter SD 1.5 layout)",
+        "model": "dreambench tiny IP-Adapter (random init, h94/IP-Adapter layout)",
+        "weight_file": layout.weight_path,
+        "image_encoder": layout.encoder_path,
         "base_model_key": base_key,
         "seed": seed,
         "build_version": _BUILD_VERSION,

@@ -64,13 +64,18 @@ def results_document(
             "method_preset": preset,
             "method_config": {},
             "preset": preset,
-            "metric_preset": "default" if calibrated else "smoke",
+            "metric_preset": "dreambooth" if calibrated else "smoke",
             "config_hash": config_hash,
             "run_dir": f"runs/{run_name}",
         },
         "calibrated": calibrated,
         "uncalibrated_reasons": [] if calibrated else [UNCALIBRATED_REASON],
-        "dataset": {"name": "dreambooth", "repo": "google/dreambooth", "commit": "4f887af", "manifest_sha256": "dd"},
+        "dataset": {
+            "name": "dreambooth",
+            "repo": "google/dreambooth",
+            "commit": "4f887af",
+            "manifest_sha256": "dd",
+        },
         "prompt_set": {"name": "dreambench", "version": prompt_version, "sha256": prompt_sha256},
         "protocol": {
             "images_per_prompt": images_per_prompt,
@@ -79,7 +84,12 @@ def results_document(
             "aggregation": "mean over subjects",
         },
         "metrics": {
-            m: {"version": metric_version, "higher_is_better": True, "convention": convention, "embedder": embedder}
+            m: {
+                "version": metric_version,
+                "higher_is_better": True,
+                "convention": convention,
+                "embedder": embedder,
+            }
             for m in METRICS
         },
         "subjects": subjects,

@@ -26,7 +26,7 @@ from dreambench.reference_impl.base_model import locate_base_model
 from dreambench.reference_impl.ip_adapter import IPAdapter, image_prompt_embeds
 from dreambench.reference_impl.ip_adapter_weights import AdapterFiles, locate_ip_adapter
 from dreambench.reference_impl.random_model import SD15_UNET_CONFIG
-from dreambench.reference_impl.tiny_ip_adapter import published_keys
+from dreambench.reference_impl.tiny_ip_adapter import cross_attention_layers, published_keys
 
 SMOKE = RunContext("cpu", run_preset="smoke")
 PROMPT = "a dog on the beach"
@@ -69,6 +69,9 @@ def test_published_key_names_for_sd15() -> None:
     expected = [f"image_proj.{k}" for k in ("proj.weight", "proj.bias", "norm.weight", "norm.bias")]
     expected += [f"ip_adapter.{n}.to_{kv}_ip.weight" for n in range(1, 32, 2) for kv in ("k", "v")]
     assert keys == expected
+    # The published file's header: ip_adapter.1.to_k_ip.weight [320, 768] (layer width, cross dim).
+    layers = cross_attention_layers(_unet(SD15_UNET_CONFIG))
+    assert layers[0][0] == 1 and layers[0][2:] == (320, 768)
 
 
 def test_tiny_adapter_has_the_published_layout_and_loads_through_stock_diffusers(method: IPAdapter) -> None:
@@ -219,8 +222,16 @@ def test_missing_hub_weights_fail_before_anything_is_written(
     prompts.write_text(json.dumps(ONE_PROMPT))
     out = tmp_path / "runs"
     code = _run(
-        prompts, dreambench_data, out, "dog", "--preset", "smoke", "--method-preset", "paper",
-        "--method-args", "base_model=tiny",
+        prompts,
+        dreambench_data,
+        out,
+        "dog",
+        "--preset",
+        "smoke",
+        "--method-preset",
+        "paper",
+        "--method-args",
+        "base_model=tiny",
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err, err
@@ -261,3 +272,102 @@ def test_bench_run_loads_once_for_every_subject_and_records_the_image_prompt(
         assert record["references"] == subject["images_consumed"]
         assert record["adapter"]["source"] == "tiny" and len(record["adapter"]["weight_sha256"]) == 64
         assert len(list((run_dir / "subjects" / name / "images").glob("*.png"))) == 1
+
+
+# SDXL base 1.0's UNet (stabilityai/stable-diffusion-xl-base-1.0, unet/config.json): 70
+# cross-attention layers (transformer depths 2 and 10 in the down path, 10 in the middle, 10 and 2
+# in the up path), cross-attention dim 2048.
+SDXL_UNET_CONFIG = {
+    "sample_size": 128,
+    "block_out_channels": [320, 640, 1280],
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "transformer_layers_per_block": [1, 2, 10],
+    "attention_head_dim": [5, 10, 20],
+    "cross_attention_dim": 2048,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+}
+
+
+def test_published_key_names_for_sdxl() -> None:
+    # h94/IP-Adapter sdxl_models/ip-adapter_sdxl.safetensors: the projection plus to_k_ip/to_v_ip of
+    # SDXL's 70 cross-attention layers, numbered 1, 3, ..., 139 as diffusers' loader counts them.
+    keys = published_keys(_unet(SDXL_UNET_CONFIG))
+    layers = [k for k in keys if k.endswith("to_k_ip.weight")]
+    assert layers == [f"ip_adapter.{n}.to_k_ip.weight" for n in range(1, 140, 2)]
+    assert len(keys) == 4 + 2 * 70
+    # Shapes as the published file's header lists them: ip_adapter.1.to_k_ip.weight [640, 2048],
+    # ip_adapter.101.to_k_ip.weight [1280, 2048] (width of the layer, cross-attention dim).
+    widths = {
+        index: (width, cross) for index, _, width, cross in cross_attention_layers(_unet(SDXL_UNET_CONFIG))
+    }
+    assert widths[1] == (640, 2048) and widths[101] == (1280, 2048)
+
+
+def test_sdxl_adapter_loads_through_stock_diffusers_and_runs_through_bench_run(
+    dreambench_data: Path, tmp_path: Path
+) -> None:
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0
+    from PIL import Image
+
+    from dreambench.reference_impl.tiny_sdxl import TINY_SDXL_ID, TINY_SDXL_RESOLUTION
+
+    prompts = tmp_path / "one.json"
+    prompts.write_text(json.dumps(ONE_PROMPT))
+    out = tmp_path / "runs"
+    overrides = f"base_model={TINY_SDXL_ID},adapter=tiny,mixed_precision=no,render_batch_size=1"
+    args = ("--preset", "smoke", "--method-preset", "sdxl", "--method-args", overrides)
+    assert _run(prompts, dreambench_data, out, "dog", *args) == 0
+
+    (run_dir,) = out.iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    config = results["run"]["method_config"]
+    assert (config["base_model"], config["adapter_subfolder"], config["weight_name"]) == (
+        TINY_SDXL_ID,
+        "sdxl_models",
+        "ip-adapter_sdxl.safetensors",
+    )
+    assert results["calibrated"] is False
+    deviation = results["render_protocol"]["deviation"]
+    assert deviation["fields"] == {"resolution": TINY_SDXL_RESOLUTION} and "SDXL" in deviation["reason"]
+    (image,) = (run_dir / "subjects" / "dog" / "images").glob("*.png")
+    assert Image.open(image).size == (TINY_SDXL_RESOLUTION, TINY_SDXL_RESOLUTION)
+    record = json.loads((run_dir / "subjects" / "dog" / "prepare" / "ip_adapter.json").read_text())
+    adapter = record["adapter"]
+    assert adapter["weight_file"] == "sdxl_models/ip-adapter_sdxl.safetensors"
+    assert adapter["image_encoder"] == "sdxl_models/image_encoder"
+
+    # The tiny adapter the run used, in the published SDXL layout, loads through stock diffusers.
+    folder = Path(adapter["path"])
+    state = load_file(folder / adapter["weight_file"])
+    pipe = StableDiffusionXLPipeline.from_pretrained(locate_base_model(TINY_SDXL_ID)[0])
+    pipe.load_ip_adapter(str(folder), subfolder="sdxl_models", weight_name="ip-adapter_sdxl.safetensors")
+    crossing = 0
+    for index, (name, processor) in enumerate(pipe.unet.attn_processors.items()):
+        if name.endswith("attn2.processor"):
+            crossing += 1
+            assert isinstance(processor, (IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0)), name
+            assert torch.equal(processor.to_k_ip[0].weight, state[f"ip_adapter.{index}.to_k_ip.weight"])
+    assert crossing == len([k for k in state if k.endswith("to_v_ip.weight")]) > 0
+    assert torch.equal(
+        pipe.unet.encoder_hid_proj.image_projection_layers[0].image_embeds.weight,
+        state["image_proj.proj.weight"],
+    )
+
+
+def test_sdxl_preset_names_the_published_sdxl_adapter_and_the_native_resolution() -> None:
+    sdxl = IPAdapter.PRESETS["sdxl"]
+    assert sdxl.base_model == "stabilityai/stable-diffusion-xl-base-1.0" and sdxl.scale == 0.5
+    assert (sdxl.adapter, sdxl.adapter_subfolder, sdxl.weight_name, sdxl.image_encoder_folder) == (
+        "h94/IP-Adapter",
+        "sdxl_models",
+        "ip-adapter_sdxl.safetensors",
+        "image_encoder",
+    )
+    method = IPAdapter(sdxl)  # nothing is loaded to build it
+    assert method.calibrated and method.render_deviation["resolution"] == 1024
+    assert IPAdapter(IPAdapter.PRESETS["paper"]).render_deviation is None

@@ -275,13 +275,15 @@ def test_build_leaderboard_orders_by_dino_and_labels(runs: list[RunResults]) -> 
     assert board.footnotes == (UNCALIBRATED_FOOTNOTE,)
 
     overall = board.overall_table()
-    assert overall.header[:6] == ("Method", "Kind", "Preset", "DINO", "CLIP-I", "CLIP-T")
+    assert overall.header[:7] == ("Method", "Kind", "Preset", "Metrics", "DINO", "CLIP-I", "CLIP-T")
     ceiling, calibrated, smoke = overall.rows
     # The smoke run failed on clock: every row's overall is its mean over the 3 common subjects,
     # without the runs' own intervals (tests/test_leaderboard_meaning.py covers the rest).
-    assert ceiling[3] == f"{mean([0.774, 0.784, 0.804]):.3f}" and ceiling[5] == "n/a"
-    assert calibrated[3] == f"{mean([0.6, 0.61, 0.63]):.3f}"
-    assert smoke[0] == f"dreambooth{DAGGER}" and smoke[1] == "finetune" and smoke[6:9] == ("3", "no", "1")
+    assert ceiling[4] == f"{mean([0.774, 0.784, 0.804]):.3f}" and ceiling[6] == "n/a"
+    assert calibrated[4] == f"{mean([0.6, 0.61, 0.63]):.3f}"
+    assert smoke[0] == f"dreambooth{DAGGER}" and smoke[1] == "finetune" and smoke[7:10] == ("3", "no", "1")
+    # Each row names its metric preset beside its run preset.
+    assert (calibrated[2:4], smoke[2:4]) == (("default", "dreambooth"), ("smoke", "smoke"))
 
     dino = board.subject_tables()[0]
     clock = next(row for row in dino.rows if row[0] == "clock")
@@ -313,11 +315,13 @@ def test_markdown(runs: list[RunResults]) -> None:
     text = render_markdown(build_leaderboard(runs))
     lines = text.splitlines()
     assert (
-        "| Method | Kind | Preset | DINO | CLIP-I | CLIP-T | Subjects | Calibrated | Failures | Base model | Run |"
+        "| Method | Kind | Preset | Metrics | DINO | CLIP-I | CLIP-T | Subjects | Calibrated | Failures | Base model | Run |"
         in lines
     )
-    assert "|---|---|---|---:|---:|---:|---:|---|---:|---|---|" in lines
-    smoke_row = next(line for line in lines if line.startswith(f"| dreambooth{DAGGER} | finetune | smoke |"))
+    assert "|---|---|---|---|---:|---:|---:|---:|---|---:|---|---|" in lines
+    smoke_row = next(
+        line for line in lines if line.startswith(f"| dreambooth{DAGGER} | finetune | smoke | smoke |")
+    )
     assert smoke_row.endswith("| 3 | no | 1 | - | dreambooth-smoke-3f2a9c1e |")
     ceiling_row = next(line for line in lines if line.startswith("| real-images | finetune | default |"))
     assert "| n/a |" in ceiling_row
@@ -325,9 +329,13 @@ def test_markdown(runs: list[RunResults]) -> None:
     assert UNCALIBRATED_FOOTNOTE in lines
     assert "## Per subject: CLIP-T" in lines and "## Live vs object subjects" in text
     # Every table row has as many cells as its header.
-    for line in lines:
+    widths: list[int] = []  # cell counts of the current table's lines
+    for line in [*lines, ""]:
         if line.startswith("|"):
-            assert len(line.strip("|").split("|")) in {11, 10, 7, 5}, line
+            widths.append(len(line.strip("|").split("|")))
+        elif widths:
+            assert len(set(widths)) == 1, widths
+            widths = []
     assert "## Cost (wall time of the stages that did work; peaks over the run)" in lines
     assert smoke_row.startswith("| dreambooth")
     cost_row = next(
@@ -444,7 +452,9 @@ def test_leaderboard_never_imports_torch() -> None:
         "'diffusers', 'PIL') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=1800)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=1800
+    )
     assert done.returncode == 0, done.stderr
 
 

@@ -42,8 +42,9 @@ def test_asymmetric_interval_in_every_rendered_table(tmp_path: Path) -> None:
     board = build_leaderboard([load_results(write_run(tmp_path, results))])
     text = render_markdown(board)
     assert "0.383 [-0.061, 0.712]" in text and "±" not in text
-    row = next(r for r in board.overall_table().rows if r[0] == "dreambooth")
-    assert row[3] == "0.383 [-0.061, 0.712]"
+    table = board.overall_table()
+    row = next(r for r in table.rows if r[0] == "dreambooth")
+    assert row[table.header.index("DINO")] == "0.383 [-0.061, 0.712]"
 
 
 # --- subjects common to all rows ----------------------------------------------------------------
@@ -69,9 +70,10 @@ def test_overall_is_compared_over_the_common_subjects(tmp_path: Path) -> None:
     rows = {row[0]: row for row in table.rows}
     # alpha's own overall (0.653, with its interval) would rank it first; over the common subjects
     # it scores 0.405 against beta's 0.505.
-    assert rows["alpha"][3] == "0.405" and rows["beta"][3] == "0.505"
+    dino, subjects = table.header.index("DINO"), table.header.index("Subjects")
+    assert rows["alpha"][dino] == "0.405" and rows["beta"][dino] == "0.505"
     assert [e.run.method for e in board.entries] == ["beta", "alpha"]
-    assert rows["alpha"][6] == rows["beta"][6] == "2"  # Subjects
+    assert rows["alpha"][subjects] == rows["beta"][subjects] == "2"
     assert "0.653" not in render_markdown(board)
     note = next(n for n in board.notes if "different subjects" in n)
     assert "(backpack, cat)" in note and "left out: alpha: clock, dog6" in note

@@ -75,24 +75,36 @@ def _embed(kind: str, backend: str, arch: str, paths: list[Path]) -> np.ndarray:
     return embedder.embed_images([load_image(p) for p in paths]).astype(np.float64)
 
 
-def test_dinov2_preset_runs_end_to_end_with_the_all_pairs_protocol(
-    eval_inputs: dict[str, Path], dreambench_data: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("preset", "kind", "arch", "protocol"),
+    [
+        ("dinov2-smoke", "dinov2-s14", "DINOv2 ViT-S/14", "dinov2"),
+        ("dinov2-b-smoke", "dinov2-b14", "DINOv2 ViT-B/14", "dinov2-b"),
+    ],
+)
+def test_dinov2_presets_run_end_to_end_with_the_all_pairs_protocol(
+    eval_inputs: dict[str, Path],
+    dreambench_data: Path,
+    capsys: pytest.CaptureFixture[str],
+    preset: str,
+    kind: str,
+    arch: str,
+    protocol: str,
 ) -> None:
-    results = _eval(eval_inputs, dreambench_data, "dinov2-smoke", capsys)
-    assert results["run"]["metric_preset"] == "dinov2-smoke"
+    results = _eval(eval_inputs, dreambench_data, preset, capsys)
+    assert results["run"]["metric_preset"] == preset
     assert results["calibrated"] is False
-    protocol = results["protocol"]
-    assert protocol["metric_protocol"] == "dinov2"
-    assert "facebookresearch/dinov2" in protocol["metric_source"]
-    assert protocol["pairing"].startswith("all (generated, real) pairs")
+    assert results["protocol"]["metric_protocol"] == protocol
+    assert "facebookresearch/dinov2" in results["protocol"]["metric_source"]
+    assert results["protocol"]["pairing"].startswith("all (generated, real) pairs")
     dino = results["metrics"]["dino"]
-    assert dino["embedder"]["arch"] == "DINOv2 ViT-S/14" and dino["embedder"]["backend"] == "timm"
+    assert dino["embedder"]["arch"] == arch and dino["embedder"]["backend"] == "timm"
     assert dino["convention"] == "raw cosine in [-1, 1]"
-    assert "DINOv2 ViT-S/14" in dino["definition"]
+    assert arch in dino["definition"]
     assert "dinov2" not in results["metrics"]  # one DINO network, reported as "dino"
     # Independent computation: all (generated, real) pairs, mean over them.
-    gen = _embed("dinov2-s14", "timm", "DINOv2 ViT-S/14", _generated(eval_inputs))
-    real = _embed("dinov2-s14", "timm", "DINOv2 ViT-S/14", _real(dreambench_data))
+    gen = _embed(kind, "timm", arch, _generated(eval_inputs))
+    real = _embed(kind, "timm", arch, _real(dreambench_data))
     expected = float((gen @ real.T).mean())
     subject = results["subjects"]["dog"]
     assert subject["dino"] == pytest.approx(expected, abs=1e-5)
