@@ -128,10 +128,12 @@ class RunResults:
 
     @property
     def network_ids(self) -> dict[str, str]:
-        """`embedder_ids` without the precision: which networks and weights made the figures. The
-        leaderboard puts runs side by side on this (a reduced-precision row is marked, not refused)."""
+        """`embedder_ids` without the arithmetic (precision and its recipe): which networks and
+        weights made the figures. The leaderboard puts runs side by side on this (a
+        reduced-precision row is marked, not refused)."""
+        arithmetic = ("precision", "recipe")
         return {
-            name: json.dumps({k: v for k, v in spec["embedder"].items() if k != "precision"}, sort_keys=True)
+            name: json.dumps({k: v for k, v in spec["embedder"].items() if k not in arithmetic}, sort_keys=True)
             for name, spec in self.metrics.items()
             if spec.get("embedder") is not None
         }

@@ -128,6 +128,14 @@ class TimmDinoEmbedder(_DinoEmbedder):
     backend = "timm"
 
     @classmethod
+    def import_backend(cls) -> None:
+        super().import_backend()
+        import timm  # noqa: F401
+        from timm.models import load_checkpoint  # noqa: F401
+
+        from dreambench.metrics.convert import load_state_dict_file  # noqa: F401
+
+    @classmethod
     def load(
         cls,
         weights: ResolvedWeights,
@@ -161,6 +169,11 @@ class TimmDinoEmbedder(_DinoEmbedder):
 
 class TransformersDinoEmbedder(_DinoEmbedder):
     backend = "transformers"
+
+    @classmethod
+    def import_backend(cls) -> None:
+        super().import_backend()
+        from transformers import Dinov2Model, ViTModel  # noqa: F401
 
     @classmethod
     def load(

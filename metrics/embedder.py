@@ -45,6 +45,9 @@ class EmbedderId:
     "file:/abs/path/model.safetensors" or "dir:/abs/path/folder". `sha256` is the hash of the weights
     file that was loaded, so two ids with the same tag but different bytes never collide.
     `precision` is one of SCORING_PRECISIONS: a bf16 embedding is another measurement than an fp32 one.
+    `recipe` names how a backend departs from plain autocast at that precision (open_clip at bf16:
+    "attention-fp32", see `OpenClipEmbedder`); "" (the usual case) is left out of the id's dict and
+    hash, so ids without one keep their keys.
     """
 
     backend: str
@@ -52,6 +55,7 @@ class EmbedderId:
     weights: str
     sha256: str
     precision: str = DEFAULT_PRECISION
+    recipe: str = ""
 
     @property
     def key(self) -> str:
@@ -67,7 +71,10 @@ class EmbedderId:
         return f"{readable[:40]}-{digest[:16]}{suffix}"
 
     def as_dict(self) -> dict[str, str]:
-        return asdict(self)
+        fields = asdict(self)
+        if not self.recipe:
+            del fields["recipe"]
+        return fields
 
 
 @runtime_checkable
@@ -233,7 +240,26 @@ class TorchImageEmbedder:
         self.precision = check_precision(precision)
         self.model = model.eval().to(self.device)
         self.transform = transform
-        self.id = EmbedderId(self.backend, arch, weights.tag, weights.sha256, self.precision)
+        recipe = type(self).precision_recipe(self.precision)
+        self.id = EmbedderId(self.backend, arch, weights.tag, weights.sha256, self.precision, recipe)
+
+    @classmethod
+    def precision_recipe(cls, precision: str) -> str:
+        """How this backend departs from plain autocast at ``precision`` ("" = it does not); part of
+        the embedder id, known before the model is loaded (``Scorer.embedder_id``)."""
+        return ""
+
+    @classmethod
+    def import_backend(cls) -> None:
+        """Import what ``load`` and the preprocessing import, in the calling thread.
+
+        The Scorer calls it for every network before loading them side by side in threads: two
+        threads importing torchvision / timm / open_clip / transformers at once can stop with
+        Python's ``_DeadlockError`` on their module locks (seen with timm and open_clip, whose
+        imports both reach torchvision). Subclasses extend it with their library.
+        """
+        import torch  # noqa: F401
+        from torchvision import transforms  # noqa: F401
 
     def _image_features(self, batch: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

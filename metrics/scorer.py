@@ -175,8 +175,8 @@ class Scorer:
         """The id of network `kind` ("dino" | "clip") without loading it (weights are resolved and hashed)."""
         spec = self._spec(kind)
         weights = self._weights(kind)
-        self._embedder_class(kind)
-        return EmbedderId(spec.backend, spec.arch, weights.tag, weights.sha256, self.precision)
+        recipe = self._embedder_class(kind).precision_recipe(self.precision)
+        return EmbedderId(spec.backend, spec.arch, weights.tag, weights.sha256, self.precision, recipe)
 
     def identity(self) -> dict[str, Any]:
         """Every scoring input that can change a figure: metric preset, conventions (scale, CLIP-T
@@ -257,6 +257,13 @@ class Scorer:
         todo = [k for k in networks if k not in self._loaded]
         if len(todo) > 1:
             from concurrent.futures import ThreadPoolExecutor
+
+            # Here, in this thread: the imports (two threads importing timm / open_clip /
+            # transformers at once can deadlock on Python's module locks) and the weights'
+            # resolution (a first smoke-weights build, one-time work) before the threads start.
+            for kind in todo:
+                self._embedder_class(kind).import_backend()
+                self._weights(kind)
 
             with ThreadPoolExecutor(len(todo), thread_name_prefix="dreambench-load") as pool:
                 list(pool.map(self._load, todo))

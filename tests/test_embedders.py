@@ -346,3 +346,41 @@ def test_embedding_cache_treats_damaged_files_as_misses(tmp_path: Path) -> None:
         cache.get("images", "not-a-sha")
     with pytest.raises(BenchError, match="unknown embedding kind"):
         cache.get("audio", sha)
+
+
+def test_open_clip_bf16_runs_its_attention_fused_in_fp32(
+    images: list[Image.Image], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_clip at bf16 (OpenClipEmbedder, recipe "attention-fp32"): the attention layers take
+    torch's fused fp32 path, the rest runs under bf16 autocast; the recipe is in the id, which the
+    Scorer knows before loading; the embeddings stay within bf16's deviation of fp32."""
+    import torch
+
+    from dreambench.metrics.scorer import Scorer
+
+    weights = resolve_weights("clip", "open_clip", WeightsSource.smoke())
+    fp32 = OpenClipEmbedder.load(weights, device="cpu")
+    bf16 = OpenClipEmbedder.load(weights, device="cpu", precision="bf16")
+    assert (bf16.id.precision, bf16.id.recipe) == ("bf16", "attention-fp32")
+    assert "recipe" not in fp32.id.as_dict() and bf16.id.as_dict()["recipe"] == "attention-fp32"
+    assert Scorer("smoke", precision="bf16").embedder_id("clip") == bf16.id
+    assert Scorer("smoke").embedder_id("clip") == fp32.id
+
+    fused: list[torch.dtype] = []
+    native = torch._native_multi_head_attention
+
+    def counting(query: torch.Tensor, *args: object, **kwargs: object) -> object:
+        fused.append(query.dtype)
+        return native(query, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "_native_multi_head_attention", counting)
+    batch = fp32.preprocess(images)
+    low = bf16.embed_pixels(batch)
+    assert fused and set(fused) == {torch.float32}  # every vision layer, fused, in fp32
+    fused.clear()
+    high = fp32.embed_pixels(batch)
+    assert len(fused) > 0  # fp32 takes the same fused path
+    cosine = np.sum(low * high, axis=1)
+    assert not np.array_equal(low, high) and float(np.max(1 - cosine)) < 1e-3
+    texts = bf16.embed_texts(["a photo of a dog", "a red clock"])
+    assert float(np.max(1 - np.sum(texts * fp32.embed_texts(["a photo of a dog", "a red clock"]), axis=1))) < 1e-3

@@ -231,3 +231,47 @@ def test_scale_and_identifier_conventions_come_from_the_preset(
     assert kept_scores[0]["clip_t"] != pytest.approx(scores[0]["clip_t"], abs=1e-6)
     assert kept_scores[0]["dino"] == scores[0]["dino"]
     np.testing.assert_array_equal([s["clip_i"] for s in kept_scores], [s["clip_i"] for s in scores])
+
+
+# A fresh interpreter: the Scorer loads its networks side by side in threads; every library they
+# import must already be imported when the threads start (two threads importing timm and open_clip
+# at once stopped with Python's _DeadlockError on torchvision's module lock).
+_IMPORTS_BEFORE_THREADS = """
+import concurrent.futures, sys
+seen = []
+class Spy(concurrent.futures.ThreadPoolExecutor):
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("thread_name_prefix") == "dreambench-load":  # not the libraries' own pools
+            seen.append({m for m in sys.argv[2].split(",") if m in sys.modules})
+        super().__init__(*args, **kwargs)
+concurrent.futures.ThreadPoolExecutor = Spy
+from dreambench.metrics.scorer import Scorer
+assert "torch" not in sys.modules and "timm" not in sys.modules  # nothing imported them yet
+scorer = Scorer(sys.argv[1], device="cpu")
+scorer._load_all(scorer.preset.networks)
+assert seen == [set(sys.argv[2].split(","))], seen
+"""
+
+
+@pytest.mark.parametrize(
+    ("preset", "modules"),
+    [
+        ("smoke", "torch,torchvision.transforms,timm,open_clip"),
+        (
+            "dreambench-plus-smoke",
+            "timm,transformers.models.dinov2.modeling_dinov2,transformers.models.clip.modeling_clip",
+        ),
+    ],
+)
+def test_networks_load_side_by_side_only_after_their_imports(preset: str, modules: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_BEFORE_THREADS, preset, modules],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
