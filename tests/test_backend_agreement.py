@@ -187,3 +187,74 @@ def test_timm_dino_conversion_splits_qkv_in_order_and_refuses_leftovers() -> Non
         timm_dino_to_hf({**_tiny_timm_dino(), "head.weight": torch.zeros(1)})
     with pytest.raises(KeyError):
         open_clip_to_hf({"visual.proj": torch.zeros(2, 2)})
+
+
+# The published preprocessor configs (preprocessor_config.json of facebook/dinov2-small and of
+# openai/clip-vit-base-patch32), the processors DreamBench++ and most papers run through transformers.
+DINOV2_SMALL_PREPROCESSOR = {
+    "crop_size": {"height": 224, "width": 224},
+    "do_center_crop": True,
+    "do_convert_rgb": True,
+    "do_normalize": True,
+    "do_rescale": True,
+    "do_resize": True,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_std": [0.229, 0.224, 0.225],
+    "resample": 3,
+    "rescale_factor": 1 / 255,
+    "size": {"shortest_edge": 256},
+}
+CLIP_B32_PREPROCESSOR = {
+    "crop_size": {"height": 224, "width": 224},
+    "do_center_crop": True,
+    "do_normalize": True,
+    "do_resize": True,
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "size": {"shortest_edge": 224},
+}
+
+
+def _pil_processors() -> tuple[type, type]:
+    """transformers' PIL-backed image processors: the only ones before transformers 5, kept there
+    beside the new default (a torchvision tensor backend) as ``*ImageProcessorPil``."""
+    try:
+        from transformers.models.bit.image_processing_pil_bit import BitImageProcessorPil
+        from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+    except ImportError:  # transformers < 5: the PIL processors are the plain classes
+        from transformers import BitImageProcessor as BitImageProcessorPil
+        from transformers import CLIPImageProcessor as CLIPImageProcessorPil
+    return BitImageProcessorPil, CLIPImageProcessorPil
+
+
+def test_preprocessing_is_transformers_pil_processors_bit_for_bit(images: list[Image.Image]) -> None:
+    """The DINO-type transform (shorter side 256 bicubic, centre crop 224, ImageNet mean/std; the
+    dinov2 and dreambench-plus presets' DINOv2, DreamBench++'s DINO v1) equals BitImageProcessor with
+    facebook/dinov2-small's config, and the CLIP transform equals CLIPImageProcessor with
+    openai/clip-vit-base-patch32's, pixel for pixel, on the dataset's photos (all square, as are
+    rendered images) and on a portrait crop.
+
+    One known difference, on some non-square images: when the resized long side minus 224 is odd,
+    the crop's offset is half-integer; torchvision (dreambench, timm, open_clip) rounds it half to
+    even, transformers floors it, so the two crops are one pixel apart (the landscape crop below:
+    801 x 600 -> 299 x 224 for CLIP, offset 37.5 -> 38 against 37)."""
+    from dreambench.metrics.clip import clip_transform
+    from dreambench.metrics.dino import dino_transform
+
+    landscape, portrait = images[0].crop((0, 100, 801, 700)), images[1].crop((50, 0, 650, 901))
+    photos = [*images, portrait, landscape]
+    bit, clip = _pil_processors()
+    for name, ours, theirs in (
+        ("dino", dino_transform(), bit(**DINOV2_SMALL_PREPROCESSOR)),
+        ("clip", clip_transform(), clip(**CLIP_B32_PREPROCESSOR)),
+    ):
+        mine = torch.stack([ours(im) for im in photos])
+        reference = theirs(photos, return_tensors="pt")["pixel_values"]
+        assert mine.shape == reference.shape == (len(photos), 3, 224, 224)
+        assert torch.equal(mine[:-1], reference[:-1]), name
+        if name == "dino":  # 801 x 600 -> 341 x 256: offset 58.5 rounds to 58 both ways
+            assert torch.equal(mine[-1], reference[-1])
+        else:  # offset 37.5: 38 against 37, the same pixels one column apart
+            assert not torch.equal(mine[-1], reference[-1])
+            assert torch.equal(mine[-1][..., :-1], reference[-1][..., 1:])
