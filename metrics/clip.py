@@ -114,7 +114,7 @@ class OpenClipEmbedder(_ClipEmbedder):
     whose bf16 input projection on the CPU is a batched matmul over a copied weight, 5x slower than
     fp32 for 5 images and slower than fp32 even for 32. With autocast off inside the attention
     (inputs cast to fp32, output cast back to the stream's dtype) it takes the fused fp32 path, and
-    bf16 scoring runs ViT-B/32 1.6-1.8x faster than fp32 instead of 0.2-0.8x
+    bf16 scoring runs ViT-B/32 1.4-1.7x faster than fp32 instead of 0.2-0.8x
     (tests/benchmarks/test_bench_embedders.py). The MLPs, projections and patch embedding stay bf16.
     """
 
@@ -129,11 +129,6 @@ class OpenClipEmbedder(_ClipEmbedder):
         super().import_backend()
         import open_clip  # noqa: F401
         from open_clip.factory import load_checkpoint  # noqa: F401
-
-    def _bf16_copy_parts(self) -> tuple[torch.nn.Module, ...]:
-        # The image tower only: open_clip's text tower takes its working dtype from its own MLP
-        # weights (TextTransformer.get_cast_dtype), so bf16 copies there would change the numbers.
-        return (self.model.visual,)
 
     @classmethod
     def load(
