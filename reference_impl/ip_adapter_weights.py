@@ -35,7 +35,6 @@ from dreambench.reference_impl.tiny_ip_adapter import (
     SD15_SUBFOLDER,
     SD15_WEIGHT_NAME,
     TINY_ADAPTER_ID,
-    TinyLayout,
     ensure_tiny_ip_adapter,
 )
 
@@ -150,7 +149,7 @@ def locate_ip_adapter(
     ``IP_ADAPTER_REVISION`` for ``IP_ADAPTER_REPO`` and "main" for other hub ids."""
     if ref == TINY_ADAPTER_ID:
         folder = ensure_tiny_ip_adapter(
-            base_folder, base_key, layout=TinyLayout(files.weight_path, files.encoder_path)
+            base_folder, base_key, weight_path=files.weight_path, encoder_path=files.encoder_path
         )
         record = json.loads((folder / BUILD_RECORD).read_text())
         source, revision, calibrated = "tiny", f"build-{record['build_version']}-seed{record['seed']}", False

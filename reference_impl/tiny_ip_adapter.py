@@ -1,9 +1,9 @@
 """A tiny random IP-Adapter in the published h94/IP-Adapter file layout, matched to a base model.
 
-``ensure_tiny_ip_adapter(base_folder, base_key, seed, layout)`` builds (once) seeded random
+``ensure_tiny_ip_adapter(base_folder, base_key, seed, weight_path, encoder_path)`` builds (once) seeded random
 weights for the IP-Adapter of the base model in ``base_folder`` (a diffusers folder: the embedded
 tiny SD, ``tiny-sdxl``, ``random:sd15``, ...) and saves them exactly as
-https://huggingface.co/h94/IP-Adapter lays out its adapters, at the paths ``layout`` names (the
+https://huggingface.co/h94/IP-Adapter lays out its adapters, at the paths it is given (the
 SD 1.5 adapter's by default; ``sdxl_models/ip-adapter_sdxl.safetensors`` +
 ``sdxl_models/image_encoder`` for the SDXL one)::
 
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -133,42 +132,47 @@ def random_ip_adapter_state_dict(
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
-@dataclass(frozen=True)
-class TinyLayout:
-    """Where in the folder the tiny adapter's two parts go (relative paths, "/"-separated)."""
-
-    weight_path: str = f"{SD15_SUBFOLDER}/{SD15_WEIGHT_NAME}"
-    encoder_path: str = f"{SD15_SUBFOLDER}/{IMAGE_ENCODER_FOLDER}"
+SD15_WEIGHT_PATH = f"{SD15_SUBFOLDER}/{SD15_WEIGHT_NAME}"
+SD15_ENCODER_PATH = f"{SD15_SUBFOLDER}/{IMAGE_ENCODER_FOLDER}"
 
 
-SD15_LAYOUT = TinyLayout()
-
-
-def tiny_ip_adapter_folder(base_key: str, seed: int = 0, layout: TinyLayout = SD15_LAYOUT) -> Path:
+def tiny_ip_adapter_folder(
+    base_key: str, seed: int = 0, weight_path: str = SD15_WEIGHT_PATH, encoder_path: str = SD15_ENCODER_PATH
+) -> Path:
     """Where ``ensure_tiny_ip_adapter`` keeps the adapter for the base model keyed ``base_key``
-    in ``layout`` (another base model or layout gets another folder)."""
-    named = base_key if layout == SD15_LAYOUT else f"{base_key}\0{layout.weight_path}\0{layout.encoder_path}"
+    with its files at ``weight_path`` / ``encoder_path`` (another base model or layout gets another
+    folder; the SD 1.5 layout keeps the name it always had)."""
+    sd15 = (weight_path, encoder_path) == (SD15_WEIGHT_PATH, SD15_ENCODER_PATH)
+    named = base_key if sd15 else f"{base_key}\0{weight_path}\0{encoder_path}"
     digest = hashlib.sha256(named.encode()).hexdigest()[:12]
     return cache_root() / "models" / f"tiny-ip-adapter-v{_BUILD_VERSION}-seed{seed}-{digest}"
 
 
 def ensure_tiny_ip_adapter(
-    base_folder: Path, base_key: str, seed: int = 0, layout: TinyLayout = SD15_LAYOUT
+    base_folder: Path,
+    base_key: str,
+    seed: int = 0,
+    weight_path: str = SD15_WEIGHT_PATH,
+    encoder_path: str = SD15_ENCODER_PATH,
 ) -> Path:
     """Build the tiny IP-Adapter for the base model in ``base_folder`` unless it exists; return its folder.
 
     ``base_key`` is the base model's cache key (``locate_base_model``'s ``description["key"]``):
-    another base model gets another folder. Built in a temporary sibling and renamed into place.
+    another base model gets another folder. ``weight_path`` / ``encoder_path`` are where the
+    adapter file and the image encoder go (``AdapterFiles.weight_path`` / ``encoder_path``). Built
+    in a temporary sibling and renamed into place.
     """
-    folder = tiny_ip_adapter_folder(base_key, seed, layout)
+    folder = tiny_ip_adapter_folder(base_key, seed, weight_path, encoder_path)
     if (folder / BUILD_RECORD).is_file():
         return folder
     with atomic_directory(folder, replace=False) as tmp:
-        _build(tmp, Path(base_folder), base_key, seed, layout)
+        _build(tmp, Path(base_folder), base_key, seed, weight_path, encoder_path)
     return folder
 
 
-def _build(folder: Path, base_folder: Path, base_key: str, seed: int, layout: TinyLayout) -> None:
+def _build(
+    folder: Path, base_folder: Path, base_key: str, seed: int, weight_path: str, encoder_path: str
+) -> None:
     import torch
     from diffusers import UNet2DConditionModel
     from safetensors.torch import save_file
@@ -183,15 +187,15 @@ def _build(folder: Path, base_folder: Path, base_key: str, seed: int, layout: Ti
         torch.manual_seed(seed)
         encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**TINY_IMAGE_ENCODER_CONFIG))
     with quiet_loading():
-        encoder.save_pretrained(folder / layout.encoder_path, safe_serialization=True)
+        encoder.save_pretrained(folder / encoder_path, safe_serialization=True)
     state = random_ip_adapter_state_dict(unet, TINY_IMAGE_ENCODER_CONFIG["projection_dim"], seed + 1)
-    weight_file = folder / layout.weight_path
+    weight_file = folder / weight_path
     weight_file.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: state[k] for k in published_keys(unet)}, str(weight_file))
     record = {
         "model": "dreambench tiny IP-Adapter (random init, h94/IP-Adapter layout)",
-        "weight_file": layout.weight_path,
-        "image_encoder": layout.encoder_path,
+        "weight_file": weight_path,
+        "image_encoder": encoder_path,
         "base_model_key": base_key,
         "seed": seed,
         "build_version": _BUILD_VERSION,

@@ -242,7 +242,8 @@ def test_scorer_process_beside_the_plain_transformers_path(
     listing.write_text("\n".join(str(r.path) for r in refs))
     dino_dir = ensure_smoke_weights("dino", "transformers")
     clip_dir = ensure_smoke_weights("clip", "transformers")
-    ensure_smoke_weights("dino", "timm"), ensure_smoke_weights("clip", "open_clip")
+    ensure_smoke_weights("dino", "timm")  # the Scorer process's own weights, built outside the timing
+    ensure_smoke_weights("clip", "open_clip")
 
     def timed(script: str, *args: object) -> float:
         _clear_embeddings()
