@@ -12,7 +12,6 @@ Public API::
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -55,8 +54,9 @@ def __getattr__(name: str) -> Any:
     target = _PUBLIC.get(name)
     if target is None:
         raise AttributeError(f"module 'dreambench' has no attribute {name!r}")
-    module_name, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module_name), attr)
+    from dreambench.lazy_registry import load_attr
+
+    value = load_attr(target, f"dreambench.{name}")
     globals()[name] = value
     return value
 

@@ -1,14 +1,12 @@
 """Method registry: plain dict of lazy "module:Attr" strings, plus outside methods.
 
-A method is named by a registry key (`dreambooth`), by `module:Class` on the command line, or by
-an entry point in the group ``dreambench.methods`` of any installed distribution. Nothing is
-imported until a method is asked for.
+A method is named by a registry key (`dreambooth`), by `module:Class` or `path/to/file.py:Class`
+on the command line, or by an entry point in the group ``dreambench.methods`` of any installed
+distribution. Nothing is imported until a method is asked for (dreambench.lazy_registry).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import inspect
 import typing
 import warnings
@@ -17,6 +15,7 @@ from typing import Any
 
 from dreambench.errors import BenchError, did_you_mean
 from dreambench.hyperparams import config_fields, convert_argument, resolve_config
+from dreambench.lazy_registry import entry_point_targets, resolve
 from dreambench.method import MethodHandle, RunContext, check_method_class
 
 METHODS: dict[str, str] = {
@@ -31,16 +30,12 @@ METHODS: dict[str, str] = {
 ENTRY_POINT_GROUP = "dreambench.methods"
 
 
-def _entry_points() -> dict[str, str]:
-    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def available_methods() -> dict[str, str]:
     """Every method name -> "module:Attr": installed plugins, then the built-ins (which win).
 
     A plugin registered under a built-in's name is shadowed by it; a warning names both.
     """
-    plugins = _entry_points()
+    plugins = entry_point_targets(ENTRY_POINT_GROUP)
     for name in sorted(set(plugins) & set(METHODS)):
         if plugins[name] != METHODS[name]:
             warnings.warn(
@@ -51,31 +46,16 @@ def available_methods() -> dict[str, str]:
     return {**plugins, **METHODS}
 
 
-def _import(target: str, shown_as: str) -> type:
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise BenchError(f"method {shown_as!r} must be a registered name or module:Class")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise BenchError(f"method {shown_as!r}: cannot import module {module_name!r} ({exc})") from None
-    try:
-        cls = getattr(module, attr)
-    except AttributeError:
-        raise BenchError(f"method {shown_as!r}: module {module_name!r} has no attribute {attr!r}") from None
-    check_method_class(cls, shown_as)
-    return cls
-
-
-def resolve_method_class(name: str) -> type:
-    """The class behind a registry name, an entry point name or a `module:Class` string, checked
-    against the Method contract (a missing required member is a one-line error)."""
-    methods = available_methods()
-    if name in methods:
-        return _import(methods[name], name)
-    if ":" in name:
-        return _import(name, name)
-    raise did_you_mean(name, methods, "method")
+def resolve_method_class(name: str | type) -> type:
+    """The class behind a registry name, an entry point name, a `module:Class` string or a
+    `path/to/file.py:Class` string (or a class given as is), checked against the Method contract
+    (a missing required member is a one-line error)."""
+    if isinstance(name, type):
+        check_method_class(name, name.__name__)
+        return name
+    return resolve(
+        name, available_methods(), "method", targets=True, check=lambda cls: check_method_class(cls, name)
+    )
 
 
 def _has_config(cls: type) -> bool:
@@ -127,7 +107,7 @@ def _construct(name: str, build: Callable[[], Any]) -> Any:
 
 
 def create_method(
-    name: str, preset: str, overrides: Mapping[str, Any], context: RunContext | None = None
+    name: str | type, preset: str, overrides: Mapping[str, Any], context: RunContext | None = None
 ) -> MethodHandle:
     """Build a method from its name, a preset and user overrides (validated).
 
@@ -137,6 +117,7 @@ def create_method(
     method up where its subjects run, after ``check_ready``.
     """
     cls = resolve_method_class(name)
+    name = name if isinstance(name, str) else cls.name
     if _has_config(cls):
         config = resolve_config(cls.Config, cls.PRESETS, method_preset_for(cls, preset), overrides, name)
         instance = _construct(name, lambda: cls(config))

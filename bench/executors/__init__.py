@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-
-from dreambench.errors import did_you_mean
+from dreambench.lazy_registry import resolve
 
 EXECUTORS: dict[str, str] = {
     "local": "dreambench.executors.local:LocalExecutor",
@@ -13,7 +11,5 @@ EXECUTORS: dict[str, str] = {
 
 
 def executor_class(name: str) -> type:
-    if name not in EXECUTORS:
-        raise did_you_mean(name, EXECUTORS, "executor")
-    module_name, _, attr = EXECUTORS[name].partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+    """The executor class registered as ``name`` (one-line did-you-mean error when there is none)."""
+    return resolve(name, EXECUTORS, "executor")
