@@ -16,20 +16,10 @@ from typing import TYPE_CHECKING
 
 from dreambench.commands.output_path import check_output_path
 from dreambench.errors import BenchError
+from dreambench.leaderboard.formats import TABLE_FORMATS
 
 if TYPE_CHECKING:
     from dreambench.leaderboard.table import Leaderboard
-
-FORMATS: tuple[str, ...] = ("md", "csv", "json", "html")
-_SUFFIX_FORMATS: dict[str, str] = {
-    ".md": "md",
-    ".markdown": "md",
-    ".csv": "csv",
-    ".json": "json",
-    ".html": "html",
-    ".htm": "html",
-}
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -39,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_run_dirs_argument(parser)
     parser.add_argument(
-        "--format", choices=FORMATS, default=None, help="output format (default: from -o's suffix, else md)"
+        "--format",
+        default=None,
+        metavar="FORMAT",
+        help=f"output format: {', '.join(TABLE_FORMATS)} (default: from -o's suffix, else md)",
     )
     parser.add_argument(
         "-o", "--output", type=Path, default=None, metavar="FILE", help="write to FILE instead of stdout"
@@ -98,29 +91,18 @@ def load_board(paths: list[Path]) -> Leaderboard:
 
 
 def render(fmt: str, board: Leaderboard, output: Path | None) -> str:
-    """The board as text in `fmt`; `output`'s folder (or the cwd) anchors the HTML gallery's links."""
-    if fmt == "md":
-        from dreambench.leaderboard.markdown import render_markdown
+    """The board as text in format `fmt`; `output`'s folder (or the cwd) anchors links to files."""
+    from dreambench.leaderboard.formats import get_table_format
 
-        return render_markdown(board)
-    if fmt == "csv":
-        from dreambench.leaderboard.csv_format import render_csv
-
-        return render_csv(board)
-    if fmt == "json":
-        from dreambench.leaderboard.json_format import render_json
-
-        return render_json(board)
-    from dreambench.leaderboard.html import render_html
-
-    return render_html(board, link_base=(output.parent if output is not None else Path.cwd()))
+    return get_table_format(fmt).render(board, link_base=output.parent if output is not None else Path.cwd())
 
 
 def run(args: argparse.Namespace) -> int:
+    from dreambench.leaderboard.formats import format_for_output, get_table_format
+
     output: Path | None = args.output
-    fmt: str = args.format or (
-        _SUFFIX_FORMATS.get(output.suffix.lower(), "md") if output is not None else "md"
-    )
+    # Checked before any run is read: an unknown --format is one line naming the valid ones.
+    fmt = (get_table_format(args.format) if args.format else format_for_output(output)).name
     if output is not None and output.is_dir():
         raise BenchError(
             f"-o {output} is a directory; give a file name such as {output / ('leaderboard.' + fmt)}"
