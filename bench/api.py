@@ -16,11 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dreambench.errors import BenchError
-
 
 def evaluate(
-    method: str | None = None,
+    method: Any = None,
     *,
     images_dir: str | Path | None = None,
     subjects: str | None = None,
@@ -33,39 +31,29 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``method`` (``bench run``) or score ``images_dir`` (``bench eval``); return results.json.
 
-    ``method`` is a registry name or ``module:Class``; ``method_args`` a ``k=v,...`` string, a
-    ``@file`` or a dict. Any other ``bench run`` / ``bench eval`` option is a keyword argument
-    with dashes as underscores (``images_per_prompt=2``, ``force=True``). Raises ``BenchError``
-    on bad input, like the CLI's exit code 2. A subject that fails is listed in
-    ``results["failures"]``; the others' figures stand.
+    ``method`` is a registry name, ``module:Class``, ``path/to/file.py:Class``, a Method class, or
+    an instance (run as it is; it must keep its settings in a ``config`` dataclass so that they
+    enter the run's identity). ``method_args`` is a ``k=v,...`` string, a ``@file`` or a dict. Any
+    other ``bench run`` / ``bench eval`` option is a keyword argument with dashes as underscores
+    (``images_per_prompt=2``, ``force=True``, ``subject_dir=[...]``); see
+    `dreambench.request.RunRequest`. Raises ``BenchError`` on bad input, like the CLI's exit
+    code 2. A subject that fails is listed in ``results["failures"]``; the others' figures stand.
     """
-    from dreambench.cli import build_parser
+    from dreambench.request import RunRequest, execute_request
 
-    if (method is None) == (images_dir is None):
-        raise BenchError("evaluate() takes exactly one of method= (run a method) or images_dir= (score images)")
-    argv = ["run", "--method", method] if method is not None else ["eval", str(images_dir)]
-    args = build_parser().parse_args(argv)
-    given = {
+    given: dict[str, Any] = {
+        "method": method,
+        "images_dir": images_dir,
         "subjects": subjects,
         "preset": preset,
-        "out": str(out),
-        "data": None if data is None else str(data),
+        "out": out,
+        "data": data,
         "device": device,
-        "quiet": True,
+        "progress": False,
         **options,
     }
-    if method is not None:
+    if method_args is not None:
         given["method_args"] = method_args
-    elif method_args is not None:
-        raise BenchError("evaluate(images_dir=...) takes no method_args")
-    for key, value in given.items():
-        if not hasattr(args, key):
-            valid = sorted(k for k in vars(args) if k not in ("func", "command", "json", "quiet"))
-            raise BenchError(f"evaluate() got an unknown option {key!r}; valid: {', '.join(valid)}")
-        setattr(args, key, value)
-    module = "run" if method is not None else "eval"
-    import importlib
-
-    outcome = importlib.import_module(f"dreambench.commands.{module}").execute(args)
+    outcome = execute_request(RunRequest.from_options(given))
     # Exactly what results.json holds (JSON types: lists, not tuples).
     return json.loads(json.dumps(outcome.results))

@@ -199,3 +199,25 @@ def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[st
             "no subjects selected; use --subjects all|live|objects|a,b,c or --subject-dir DIR --class-noun NOUN"
         )
     return subjects, info
+
+
+def subject_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options `add_subject_args` added, as `dreambench.request.RunRequest` fields."""
+    return {
+        "dataset": getattr(args, "dataset", "dreambooth"),  # TEMPORARY-UNTIL-DATASET-REGISTRY
+        "subjects": args.subjects,
+        "data": args.data,
+        "subject_dir": tuple(args.subject_dir),
+        "class_noun": tuple(args.class_noun),
+        "kind": tuple(args.kind),
+        "prompts": args.prompts,
+        "preset": args.preset,
+        "metric_preset": args.metric_preset,
+        "embedder_backend": args.embedder_backend,
+        "scoring_precision": args.scoring_precision,
+        "extra_metrics": args.extra_metrics,
+        "clip_t_keep_identifier": args.clip_t_keep_identifier,
+        "out": args.out,
+        "device": args.device,
+        "progress": not (args.quiet or args.json),
+    }
