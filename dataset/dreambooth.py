@@ -1,27 +1,31 @@
-"""The official DreamBooth dataset: load its 30 subjects and verify the files against the manifest."""
+"""The official DreamBooth dataset, declared once (`DREAMBOOTH`): its 30 subjects, loaded and
+verified against the pinned manifest; fetched by dataset/fetch.py; located by dataset/location.py."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from dreambench.dataset.declaration import DatasetDeclaration
 from dreambench.dataset.images import IMAGE_SUFFIXES, file_sha256
-from dreambench.dataset.location import resolve_data_dir, subject_root
-from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, load_manifest
+from dreambench.dataset.location import DREAMBOOTH_LOCATION, subject_root
+from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, MANIFEST_PATH, load_manifest
+from dreambench.dataset.prompts import PROMPT_SETS, PROMPTS_DIR
 from dreambench.dataset.subject import Subject
-from dreambench.errors import BenchError
-
-_FIX_HINT = "run `bench dataset verify` to list every problem, or `bench dataset fetch` into a fresh folder"
 
 
 def load_subjects(data: str | Path | None = None, *, check_files: bool = True) -> list[Subject]:
     """All 30 subjects of the manifest, sorted by name, with image paths under the resolved folder.
 
     `data` is resolved by `resolve_data_dir` (--data, $DREAMBENCH_DATA, cache).
-    With `check_files` (the default) every image is checked by `check_subject_files` (present, and
-    its bytes hash to the manifest's sha256); without, the caller checks only the subjects it uses,
-    so a file missing from one subject does not block runs of the others.
+    With `check_files` (the default) every image is checked (present, and its bytes hash to the
+    manifest's sha256); without, the caller checks only the subjects it uses
+    (`DREAMBOOTH.check_files`), so a file missing from one subject does not block runs of the others.
     """
-    root = resolve_data_dir(data)
+    return DREAMBOOTH.subjects(data, check_files=check_files)
+
+
+def subjects_under(root: Path) -> list[Subject]:
+    """The manifest's subjects with image paths under `root` (the folder holding the subject folders)."""
     subjects: list[Subject] = []
     for name, entry in sorted(load_manifest()["subjects"].items()):
         files = sorted(entry["images"])
@@ -35,32 +39,7 @@ def load_subjects(data: str | Path | None = None, *, check_files: bool = True) -
                 image_sha256=tuple(entry["images"][f] for f in files),
             )
         )
-    if check_files:
-        check_subject_files(subjects)
     return subjects
-
-
-def check_subject_files(subjects: list[Subject]) -> None:
-    """Raise BenchError naming the first missing folder or image of `subjects`, or the first image
-    whose bytes do not hash to its manifest sha256.
-
-    The bytes are hashed on every run (~100 MB for all 30 subjects: a fraction of a second): the
-    sha256 is the embedding-cache key, so a modified copy scored under the manifest's hash would
-    report the genuine image's cached figures, or poison the cache for the genuine file.
-    """
-    for subject in subjects:
-        folder = subject.image_paths[0].parent if subject.image_paths else None
-        if folder is not None and not folder.is_dir():
-            raise BenchError(f"subject folder {folder} is missing; {_FIX_HINT}")
-        for path, expected in zip(subject.image_paths, subject.image_sha256):
-            if not path.is_file():
-                raise BenchError(f"image {path} of subject {subject.name!r} is missing; {_FIX_HINT}")
-            actual = file_sha256(path)
-            if actual != expected:
-                raise BenchError(
-                    f"image {path} differs from {DREAMBOOTH_REPO}@{DREAMBOOTH_COMMIT[:7]} "
-                    f"(sha256 {actual[:12]}..., expected {expected[:12]}...); {_FIX_HINT}"
-                )
 
 
 def verify_dataset(data_dir: Path) -> list[str]:
@@ -102,3 +81,21 @@ def verify_dataset(data_dir: Path) -> list[str]:
         if path.is_dir() and not path.name.startswith(".") and path.name not in manifest["subjects"]:
             problems.append(f"{path.name}/: unexpected folder (not a subject of {pinned})")
     return problems
+
+
+def _fetch(dest: Path, progress: bool) -> Path:
+    from dreambench.dataset.fetch import fetch_dataset  # fetch.py verifies with this module
+
+    return fetch_dataset(dest, progress=progress)
+
+
+DREAMBOOTH = DatasetDeclaration(
+    location=DREAMBOOTH_LOCATION,
+    revision=DREAMBOOTH_COMMIT,
+    manifest=MANIFEST_PATH,
+    load=subjects_under,
+    verify=verify_dataset,
+    fetch=_fetch,
+    prompt_sets={"dreambench": PROMPTS_DIR / PROMPT_SETS["dreambench"]},
+    default_prompt_set="dreambench",
+)

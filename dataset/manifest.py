@@ -81,20 +81,24 @@ def canonical_json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-@lru_cache(maxsize=1)
-def _manifest_text() -> str:
-    return MANIFEST_PATH.read_text(encoding="utf-8")
+@lru_cache(maxsize=8)
+def _manifest_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
 
 
-def load_manifest() -> dict[str, Any]:
+def load_manifest(path: Path = MANIFEST_PATH) -> dict[str, Any]:
     """The committed manifest: {"repo", "commit", "subjects": {name: {"class_noun", "kind",
-    "images": {file: sha256}}}, "files": {file: sha256}}. A fresh dict each call."""
-    return json.loads(_manifest_text())
+    "images": {file: sha256}}}, "files": {file: sha256}}. A fresh dict each call.
+
+    Another dataset's manifest (`path`) may have its own shape; only its JSON is read here.
+    """
+    return json.loads(_manifest_text(Path(path)))
 
 
-def manifest_sha256() -> str:
-    """sha256 of the manifest's canonical JSON bytes (stable under re-indenting the file)."""
-    return hashlib.sha256(canonical_json_bytes(load_manifest())).hexdigest()
+def manifest_sha256(path: Path = MANIFEST_PATH) -> str:
+    """sha256 of a manifest's canonical JSON bytes (stable under re-indenting the file): the
+    "manifest_sha256" of the dataset pin recorded in results.json and the run identity."""
+    return hashlib.sha256(canonical_json_bytes(load_manifest(path))).hexdigest()
 
 
 def write_manifest(data_dir: Path, out: Path = MANIFEST_PATH) -> None:

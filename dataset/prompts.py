@@ -7,7 +7,8 @@ rendered with ``template.format(identifier, class_noun)``: ``{0}`` is the learne
 checked when the set is loaded. Results record the set's name, version and sha256, and the
 leaderboard refuses to compare runs whose prompt sets differ.
 
-Shipped sets live in dataset/prompts/<name>.json; any JSON or YAML file of the same shape works
+Shipped sets live in dataset/prompts/<name>.json, and each dataset declares its own (a run
+without --prompts uses its dataset's default set); any JSON or YAML file of the same shape works
 too: {"name": str, "version": str, "object": [str, ...], "live": [str, ...]}.
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dreambench.dataset.location import DEFAULT_DATASET
 from dreambench.dataset.manifest import canonical_json_bytes
 from dreambench.dataset.subject import KINDS
 from dreambench.errors import BenchError, did_you_mean
@@ -149,14 +151,26 @@ def _read_file(path: Path) -> PromptSet:
     return prompt_set_from_dict(data, str(path), default_name=path.stem)
 
 
-def load_prompt_set(name_or_path: str) -> PromptSet:
-    """A shipped prompt set by name (see `available_prompt_sets`) or a JSON/YAML file by path."""
-    if name_or_path in PROMPT_SETS:
-        return _read_file(PROMPTS_DIR / PROMPT_SETS[name_or_path])
-    path = Path(name_or_path).expanduser()
-    looks_like_path = path.suffix.lower() in (".json", ".yaml", ".yml") or "/" in name_or_path
+def load_prompt_set(name_or_path: str | Path | None = None, *, dataset: str = DEFAULT_DATASET) -> PromptSet:
+    """A prompt set by name or a JSON/YAML file by path; None: the dataset's default prompt set.
+
+    Names are the prompt sets `dataset` declares (dataset/registry.py) and the shipped ones
+    (`available_prompt_sets`).
+    """
+    from dreambench.dataset.registry import get_dataset
+
+    declared = get_dataset(dataset)
+    if name_or_path is None:
+        return _read_file(declared.prompt_sets[declared.default_prompt_set])
+    name = str(name_or_path)
+    if name in declared.prompt_sets:
+        return _read_file(declared.prompt_sets[name])
+    if name in PROMPT_SETS:
+        return _read_file(PROMPTS_DIR / PROMPT_SETS[name])
+    path = Path(name).expanduser()
+    looks_like_path = path.suffix.lower() in (".json", ".yaml", ".yml") or "/" in name
     if looks_like_path or path.is_file():
         if not path.is_file():
             raise BenchError(f"prompt set file {path} not found")
         return _read_file(path)
-    raise did_you_mean(name_or_path, available_prompt_sets(), "prompt set")
+    raise did_you_mean(name, sorted({*declared.prompt_sets, *PROMPT_SETS}), "prompt set")

@@ -12,7 +12,8 @@ stylesheet, so the folder works offline, from file://, and after being moved):
 
 A run page shows the run's leaderboard rows (± CI half-width where results carry intervals), an
 uncalibrated banner when results.json says `"calibrated": false`, then per subject: its figures,
-its real images (when the dataset can be found), and a prompt x sample grid of generated
+its real images (the files results.json says it was scored against, from the copy of the dataset
+it names, when that can be found), and a prompt x sample grid of generated
 thumbnails, each captioned with its per-image DINO / CLIP-I / CLIP-T from scores.jsonl. Buttons
 filter the subjects to live or object ones (a few lines of inline JS; without JS every subject
 shows).
@@ -22,8 +23,10 @@ Confidence intervals are read where the leaderboard reads them (`ci` inside `ove
 `ci: {"overall": {...}, "overall_live": ..., "subjects": {name: {...}}}` block (the shape of
 `dreambench.metrics.statistics.intervals_for_results`); `with_intervals` folds the latter into the former.
 
-Heavy imports (Pillow for thumbnails, the dataset loader, matplotlib) happen inside functions:
-importing this module never pulls torch, numpy or PIL.
+Subject metadata (kind, class noun, category) comes from results.json, never from a dataset
+loader; a dataset declaration (dataset/registry.py, by the name results.json records) only locates
+the real image files. Heavy imports (Pillow for thumbnails, the dataset declarations, matplotlib)
+happen inside functions: importing this module never pulls torch, numpy or PIL.
 """
 
 from __future__ import annotations
@@ -114,10 +117,14 @@ class GeneratedImage:
 
 @dataclass(frozen=True)
 class RealImages:
-    """Real images per subject name (from the dataset), or a note saying why there are none."""
+    """One dataset's real images per subject name, or a note saying why there are none.
+
+    title: how pages name the dataset ("DreamBooth"); empty when the run names no dataset.
+    """
 
     by_subject: dict[str, tuple[tuple[Path, str], ...]]
     note: str | None
+    title: str = ""
 
 
 def with_intervals(run: RunResults) -> RunResults:
@@ -147,24 +154,57 @@ def with_intervals(run: RunResults) -> RunResults:
     return replace(run, raw=raw)
 
 
-def load_real_images(data: Path | None) -> RealImages:
-    """Real images of the official dataset, located like every other command does.
+def load_real_images(dataset: str, data: Path | None) -> RealImages:
+    """Real images of `dataset` (the name results.json records), located like every other command.
 
     With `data` given (--data) a dataset that cannot be found is an error. Without it the report
-    looks at $DREAMBENCH_DATA and the cache, and when nothing is there the report shows a note
-    instead of real images.
+    looks where the dataset's declaration says (its environment variable, the cache), and when
+    nothing is there, or the dataset is not installed here, the report shows a note instead.
     """
-    from dreambench.dataset.dreambooth import load_subjects
+    from dreambench.dataset.registry import get_dataset
 
     try:
-        subjects = load_subjects(data)
+        declaration = get_dataset(dataset)
+        subjects = declaration.subjects(data)
     except BenchError as exc:
         if data is not None:
             raise
-        return RealImages({}, f"real images are not shown: {exc}")
+        return RealImages({}, f"real images are not shown: {exc}", dataset)
     return RealImages(
-        {s.name: tuple(zip(s.image_paths, s.image_sha256, strict=True)) for s in subjects}, None
+        {s.name: tuple(zip(s.image_paths, s.image_sha256, strict=True)) for s in subjects},
+        None,
+        declaration.title,
     )
+
+
+def dataset_name(run: RunResults) -> str | None:
+    """The dataset a run's results.json names (None: custom subjects only)."""
+    name = (run.raw.get("dataset") or {}).get("name")
+    return str(name) if name else None
+
+
+def _real_images_by_dataset(results: list[RunResults], data: Path | None) -> dict[str | None, RealImages]:
+    names = sorted({n for n in map(dataset_name, results) if n is not None})
+    if data is not None and len(names) > 1:
+        raise BenchError(
+            f"--data locates one dataset's copy but the runs use {len(names)} datasets ({', '.join(names)}); "
+            "point each dataset's environment variable at its copy instead"
+        )
+    found: dict[str | None, RealImages] = {name: load_real_images(name, data) for name in names}
+    found[None] = RealImages({}, "real images are not shown: the run's subjects are custom (--subject-dir)")
+    return found
+
+
+def _scored_against(
+    real: tuple[tuple[Path, str], ...], entry: dict[str, Any]
+) -> tuple[tuple[Path, str], ...]:
+    """The real images a subject was scored against (results.json `images_scored_against`, by file
+    name), in the dataset's order; all of them for results that predate that record."""
+    names = entry.get("images_scored_against")
+    if not isinstance(names, list):
+        return real
+    wanted = set(map(str, names))
+    return tuple((path, sha) for path, sha in real if path.name in wanted)
 
 
 def read_generated(run_dir: Path, subject: str) -> list[GeneratedImage]:
@@ -284,11 +324,12 @@ class Report:
 def write_report(results: list[RunResults], out_dir: Path, data: Path | None = None) -> Report:
     """Write the report folder for `results` (one run: a run report; several: a leaderboard).
 
-    `data` is the dataset location for real images (see `load_real_images`). Raises BenchError when
-    the runs are not comparable (as the leaderboard does) or `data` is given but holds no dataset.
+    `data` locates the copy of the dataset the runs name, for real images (see `load_real_images`).
+    Raises BenchError when the runs are not comparable (as the leaderboard does), or `data` is
+    given but holds no copy of the dataset, or the runs name more than one dataset.
     """
     board = build_leaderboard([with_intervals(r) for r in results])
-    real = load_real_images(data)
+    real = _real_images_by_dataset(results, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Temp files a killed report left, in the report's own folders only (out_dir may hold other things).
     for folder in (out_dir, out_dir / RUNS_DIR, out_dir / ASSETS_DIR, out_dir / THUMBS_DIR):
@@ -297,13 +338,17 @@ def write_report(results: list[RunResults], out_dir: Path, data: Path | None = N
     scatter = write_scatter(board, out_dir / SCATTER_STEM)
     index = out_dir / "index.html"
     if len(board.entries) == 1:
-        atomic_write_text(index, _run_page(board, board.entries[0], real, thumbs, scatter, root=""))
+        run = board.entries[0].run
+        atomic_write_text(
+            index, _run_page(board, board.entries[0], real[dataset_name(run)], thumbs, scatter, root="")
+        )
         return Report(index, (index,), scatter, thumbs.made)
     names = _page_names(board.entries)
     pages = []
     for entry in board.entries:
         page = out_dir / RUNS_DIR / f"{names[entry.run]}.html"
-        atomic_write_text(page, _run_page(board, entry, real, thumbs, scatter, root="../"))
+        own = real[dataset_name(entry.run)]
+        atomic_write_text(page, _run_page(board, entry, own, thumbs, scatter, root="../"))
         pages.append(page)
     atomic_write_text(index, _index_page(board, names, scatter))
     return Report(index, tuple(pages), scatter, thumbs.made)
@@ -433,7 +478,7 @@ def _meta_html(run: RunResults) -> list[str]:
         "metric preset": info.get("metric_preset"),
         "config hash": run.config_hash,
         "dataset": " ".join(
-            str(v) for v in ((raw.get("dataset") or {}).get(k) for k in ("repo", "commit")) if v
+            str(v) for v in ((raw.get("dataset") or {}).get(k) for k in ("name", "repo", "commit")) if v
         ),
         "prompt set": f"{run.prompt_set['name']} v{run.prompt_set['version']}",
         **{f"protocol {k}": v for k, v in (raw.get("protocol") or {}).items()},
@@ -474,10 +519,13 @@ def _subject_html(
 ) -> list[str]:
     run = entry.run
     info = run.subjects.get(subject) or {}
-    noun = info.get("class_noun")
+    custom = ((run.raw.get("dataset") or {}).get("custom") or {}).get(subject) or {}
+    noun = info.get("class_noun") or custom.get("class_noun")
+    category = info.get("category")  # the dataset's own category, where it has one beyond the kind
+    described = " · ".join(str(x) for x in (kind, category if category != kind else None, noun) if x)
     lines = [
         f'<section class="subject" id="{_anchor(subject)}" data-kind="{escape(kind)}">',
-        f'<h3>{escape(subject)} <span class="kind">{escape(" · ".join(x for x in (kind, noun) if x))}</span></h3>',
+        f'<h3>{escape(subject)} <span class="kind">{escape(described)}</span></h3>',
     ]
     if subject in run.failures:
         lines.append(f'<p class="note">failed: {escape(run.failures[subject])}</p>')
@@ -488,7 +536,7 @@ def _subject_html(
     lines.append("<h4>Real images</h4>")
     if subject in real.by_subject:
         figs = []
-        for path, sha in real.by_subject[subject]:
+        for path, sha in _scored_against(real.by_subject[subject], info):
             figs.append(
                 _thumb_html(
                     thumbs.url(path, sha),
@@ -499,9 +547,13 @@ def _subject_html(
                 )
             )
         lines.append(f'<div class="thumbs">{"".join(figs)}</div>')
+    elif custom:
+        lines.append(
+            f'<p class="note">{escape(subject)} is a custom subject (--subject-dir): its photos are not kept with the run.</p>'
+        )
     elif real.note is None:
         lines.append(
-            f'<p class="note">{escape(subject)} is not a subject of the DreamBooth dataset found.</p>'
+            f'<p class="note">{escape(subject)} is not a subject of the {escape(real.title)} dataset found.</p>'
         )
     else:
         lines.append('<p class="note">dataset not available (see the note above).</p>')

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from dreambench.dataset.location import DEFAULT_DATASET
 from dreambench.dataset.subject import KINDS, Subject
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import DEFAULT_PRECISION, SCORING_PRECISIONS
@@ -12,17 +13,34 @@ from dreambench.metrics.presets import METRIC_PRESETS
 from dreambench.presets import RUN_PRESETS
 
 
-def add_subject_args(parser: argparse.ArgumentParser) -> None:
+def add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    """--dataset and --data: which dataset, and where its copy lives (also `bench dataset`'s)."""
+    from dreambench.dataset.registry import available_datasets
+
     parser.add_argument(
-        "--subjects",
-        default=None,
-        help="all | live | objects | a,b,c | @file.txt (default: all, or none when --subject-dir is given)",
+        "--dataset",
+        default=DEFAULT_DATASET,
+        metavar="NAME",
+        help=f"{' | '.join(available_datasets())} (default: {DEFAULT_DATASET}); its name and pin are "
+        "part of the run's identity",
     )
     parser.add_argument(
         "--data",
         default=None,
-        help="google/dreambooth clone or its dataset/ folder (default: $DREAMBENCH_DATA, then the cache)",
+        metavar="DIR",
+        help="where the dataset's copy lives, e.g. a google/dreambooth clone or its dataset/ folder "
+        "(default: the dataset's environment variable, $DREAMBENCH_DATA for dreambooth, then the cache)",
     )
+
+
+def add_subject_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--subjects",
+        default=None,
+        help="all | live | objects | a dataset category | a,b,c | @file.txt (default: all, or none when "
+        "--subject-dir is given)",
+    )
+    add_dataset_args(parser)
     parser.add_argument(
         "--subject-dir",
         action="append",
@@ -45,7 +63,9 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
         help="live|object for each --subject-dir (default object)",
     )
     parser.add_argument(
-        "--prompts", default="dreambench", help="prompt set name or a JSON/YAML file (default: dreambench)"
+        "--prompts",
+        default=None,
+        help="prompt set name or a JSON/YAML file (default: the dataset's, dreambench for dreambooth)",
     )
     parser.add_argument(
         "--preset", default="dreambooth", choices=sorted(RUN_PRESETS), help="run preset (default: dreambooth)"
@@ -145,66 +165,23 @@ def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...]) 
 
 
 def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[str, Any]]:
-    """The selected subjects and the dataset description recorded in results.json."""
-    from dreambench.dataset.custom import custom_subject
-    from dreambench.dataset.manifest import DREAMBOOTH_COMMIT, DREAMBOOTH_REPO, manifest_sha256
+    """The selected subjects and the dataset record (name + pin) recorded in results.json."""
+    from dreambench.dataset.selection import resolve_subjects
 
-    if args.class_noun and len(args.class_noun) != len(args.subject_dir):
-        raise BenchError(
-            f"{len(args.subject_dir)} --subject-dir but {len(args.class_noun)} --class-noun; give one class noun per folder"
-        )
-    if args.subject_dir and not args.class_noun:
-        raise BenchError("--subject-dir needs a --class-noun for each folder (e.g. --class-noun dog)")
-    if len(args.kind) > len(args.subject_dir):
-        raise BenchError(
-            f"{len(args.kind)} --kind for {len(args.subject_dir)} --subject-dir; give at most one per folder"
-        )
-    kinds = list(args.kind) + ["object"] * (len(args.subject_dir) - len(args.kind))
-    custom = [
-        custom_subject(d, noun, kind) for d, noun, kind in zip(args.subject_dir, args.class_noun, kinds)
-    ]
-
-    spec = args.subjects if args.subjects is not None else (None if custom else "all")
-    subjects: list[Subject] = []
-    info: dict[str, Any] = {}
-    if spec is not None:
-        from dreambench.dataset.dreambooth import check_subject_files, load_subjects
-        from dreambench.dataset.selection import select_subjects
-
-        # Only the selected subjects need their files: one missing image blocks runs of its own
-        # subject, not of the others (`bench dataset verify` still lists it).
-        subjects = select_subjects(spec, load_subjects(args.data, check_files=False))
-        check_subject_files(subjects)
-        info = {
-            "name": "dreambooth",
-            "repo": DREAMBOOTH_REPO,
-            "commit": DREAMBOOTH_COMMIT,
-            "manifest_sha256": manifest_sha256(),
-        }
-    names = {s.name for s in subjects}
-    for subject in custom:
-        if subject.name in names:
-            raise BenchError(
-                f"custom subject {subject.name!r} clashes with a selected subject of the same name; rename its folder"
-            )
-        names.add(subject.name)
-    if custom:
-        info["custom"] = {
-            s.name: {"class_noun": s.class_noun, "kind": s.kind, "images": list(s.image_sha256)}
-            for s in custom
-        }
-    subjects += custom
-    if not subjects:
-        raise BenchError(
-            "no subjects selected; use --subjects all|live|objects|a,b,c or --subject-dir DIR --class-noun NOUN"
-        )
-    return subjects, info
+    return resolve_subjects(
+        dataset=args.dataset,
+        subjects=args.subjects,
+        data=args.data,
+        subject_dirs=args.subject_dir,
+        class_nouns=args.class_noun,
+        kinds=args.kind,
+    )
 
 
 def subject_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options `add_subject_args` added, as `dreambench.request.RunRequest` fields."""
     return {
-        "dataset": getattr(args, "dataset", "dreambooth"),  # TEMPORARY-UNTIL-DATASET-REGISTRY
+        "dataset": args.dataset,
         "subjects": args.subjects,
         "data": args.data,
         "subject_dir": tuple(args.subject_dir),
