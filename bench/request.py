@@ -113,18 +113,16 @@ def _refuse_inapplicable(request: RunRequest) -> None:
 
 
 def _subjects(request: RunRequest, subjects: str | None = None) -> tuple[list[Subject], dict[str, Any]]:
-    # TEMPORARY-UNTIL-DATASET-REGISTRY
-    from types import SimpleNamespace
+    from dreambench.dataset.selection import resolve_subjects
 
-    from dreambench.commands.subject_args import subjects_from_args
-
-    return subjects_from_args(SimpleNamespace(
+    return resolve_subjects(
+        dataset=request.dataset,
         subjects=request.subjects if subjects is None else subjects,
         data=request.data,
-        subject_dir=list(request.subject_dir),
-        class_noun=list(request.class_noun),
-        kind=list(request.kind),
-    ))
+        subject_dirs=request.subject_dir,
+        class_nouns=request.class_noun,
+        kinds=request.kind,
+    )
 
 
 def _scorer(request: RunRequest, device: str) -> Scorer:

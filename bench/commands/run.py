@@ -51,16 +51,6 @@ def request_from_args(args: argparse.Namespace) -> RunRequest:
     """The run request the command's options describe."""
     from dreambench.request import RunRequest
 
-    return RunRequest(
-        method=args.method,
-        method_args=args.method_args,
-        method_preset=args.method_preset,
-        images_per_prompt=args.images_per_prompt,
-        seed=args.seed,
-        pres_samples=args.pres_samples,
-        force=args.force,
-        executor=args.executor,
-        address=args.address,
-        keep_weights=args.keep_weights,
-        **subject_options(args),
-    )
+    own = ("method", "method_args", "method_preset", "images_per_prompt", "seed", "pres_samples", "force")
+    own += ("executor", "address", "keep_weights")
+    return RunRequest(**{name: getattr(args, name) for name in own}, **subject_options(args))
