@@ -1,6 +1,6 @@
 """The frozen run configuration and its hash, which names the run directory.
 
-Only what changes the numbers goes into the hash: method and its resolved hyperparameters, metric
+Only what changes the numbers goes into the hash: method, its code identity and its resolved hyperparameters, metric
 preset, prompt set (version + content hash), render protocol (+ any declared deviation), images
 per prompt, base seed, the dataset manifest, the rare-identifier candidate list (when the method
 draws from it), whether CLIP-T keeps the identifier, and the scoring identity (both embedders'
@@ -29,7 +29,12 @@ class RunConfig:
     images_per_prompt: int
     base_seed: int
     dataset: dict[str, str]
-    method_class: str = ""  # "module:Class" of the code that produced the images
+    method_class: str = ""  # "module:Class" (or "/abs/path/file.py:Class") of the code that produced the images
+    # The method's code identity (dreambench.code_identity): dreambench's version + source digest
+    # for built-ins, the distribution's version or the module's source digest for plugins, and the
+    # method's declared version. Edited code is another run directory. None only for configs built
+    # by hand (tests) and runs made before it was recorded.
+    code: dict[str, Any] | None = None
     # The run preset's render protocol (+ sha256) and any deviation the method declares
     # (dreambench.presets.render_record); None for a method that renders nothing.
     render_protocol: dict[str, Any] | None = None

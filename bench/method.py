@@ -15,9 +15,11 @@ Required members
     The token string that stands for the subject in prompts ("sks", a rare token, or "" for
     methods that prompt with the class noun only). The harness formats each prompt template with
     it: ``template.format(identifier, class_noun)``.
-``generate(subject, workdir, prompts, seeds) -> list[PIL.Image]``
-    One RGB image per (prompt, seed), for ``subject`` (bound explicitly: no hidden "last prepared
-    subject"); ``workdir`` is the folder ``prepare`` filled. Randomness comes only from ``seed``:
+``generate(subject, workdir, prompts, seeds) -> list[PIL.Image.Image]``
+    One ``PIL.Image.Image`` in mode ``"RGB"`` per (prompt, seed), in order, for ``subject`` (bound
+    explicitly: no hidden "last prepared subject"); ``workdir`` is the folder ``prepare`` filled.
+    Anything else (numpy arrays, tensors, another count, another mode) is refused where it leaves
+    the method, with a one-line error naming the method. Randomness comes only from ``seed``:
     draw each image's noise from a fresh CPU ``torch.Generator`` seeded with it, so an image does
     not depend on batch composition or run order.
 ``release() -> None``
@@ -45,6 +47,16 @@ Optional members (the harness uses the default when a method does not define one
     results.json beside the images it is scored against.
 ``calibrated: bool`` (default True)
     False when the method runs on random-weight models; its rows are labelled uncalibrated.
+``version: str`` (default ``""``)
+    The method's own version. Part of its code identity (below), so raising it makes new images;
+    a plugin without a distribution is told apart by the digest of its source anyway.
+``identifier_scheme: str | None`` (default None)
+    ``"rare"`` when ``identifier`` draws from the shipped rare-token candidate list
+    (reference_impl/identifier.py): the list's identity then enters the run's identity (another
+    list can give a subject another identifier). None for a fixed identifier ("sks", "").
+``base_model: str | None`` (default None)
+    What the method renders with (a hub id, a local folder, "tiny"); recorded in results.json and
+    shown by the leaderboard. Informational: the method's config carries what changes images.
 ``scores_real_pairs: bool`` (default False)
     True only for the real-images ceiling: the harness scores real-real pairs and never calls
     ``generate``.
@@ -62,11 +74,20 @@ Optional members (the harness uses the default when a method does not define one
 Construction
 ------------
 A method with hyperparameters declares ``Config`` (a frozen dataclass: one typed field per
-hyperparameter) and ``PRESETS: dict[str, Config]``; the harness builds it as ``cls(config)``
-with the preset's values and the user's ``--method-args`` converted to the declared types. A
-method without ``Config`` is built as ``cls(**method_args)``, checked against its signature.
-Device, seed and the other run-level settings arrive through ``setup(context)``, never through
-the constructor.
+hyperparameter) and ``PRESETS: dict[str, Config]`` (both or neither: one without the other is a
+one-line error naming the class); the harness builds it as ``cls(config)`` with the preset's
+values and the user's ``--method-args`` converted to the declared types. A method without
+``Config`` is built as ``cls(**method_args)``, checked against its signature. Device, seed and the
+other run-level settings arrive through ``setup(context)``, never through the constructor.
+
+Code identity
+-------------
+A method's code is part of every run's identity (``RunConfig.code``, hence the run directory's
+name): a built-in by dreambench's version and the sha256 of its subpackage's sources, a plugin by
+its installed distribution's name and version (plus a source digest when installed editable), else
+by the sha256 of its module file (or of every ``.py`` file of its top-level package), and always
+its declared ``version``. Edited code therefore renders into a new run directory and never reuses
+images the old code made (dreambench.code_identity).
 """
 
 from __future__ import annotations
@@ -79,6 +100,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from dreambench.errors import BenchError
+from dreambench.lazy_registry import target_of
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -138,6 +160,18 @@ def check_method_class(cls: Any, shown_as: str) -> None:
     for member in ("prepare", "identifier", "generate", "release"):
         if not callable(getattr(cls, member)):
             raise BenchError(f"method {shown_as!r}: `{member}` must be a method")
+    has_config, has_presets = hasattr(cls, "Config"), hasattr(cls, "PRESETS")
+    if has_config != has_presets:
+        present, missing = ("Config", "PRESETS") if has_config else ("PRESETS", "Config")
+        raise BenchError(
+            f"method {shown_as!r} ({cls.__module__}.{cls.__qualname__}) declares {present} but not {missing}; "
+            "declare both (Config: a dataclass of hyperparameters, PRESETS: dict[str, Config]) or neither"
+        )
+    if has_presets and (not isinstance(cls.PRESETS, dict) or not cls.PRESETS):
+        raise BenchError(
+            f"method {shown_as!r} ({cls.__module__}.{cls.__qualname__}): PRESETS must be a non-empty "
+            f"dict[str, Config], not {cls.PRESETS!r}"
+        )
 
 
 def _distribution(module: str) -> dict[str, str] | None:
@@ -178,6 +212,24 @@ class MethodHandle:
         return bool(getattr(self.method, "calibrated", True))
 
     @property
+    def version(self) -> str:
+        return self._declared_str("version") or ""
+
+    @property
+    def identifier_scheme(self) -> str | None:
+        return self._declared_str("identifier_scheme")
+
+    @property
+    def base_model(self) -> str | None:
+        return self._declared_str("base_model")
+
+    def _declared_str(self, member: str) -> str | None:
+        value = getattr(self.method, member, None)
+        if value is not None and not isinstance(value, str):
+            raise BenchError(f"method {self.name!r}: `{member}` must be a string or None, not {value!r}")
+        return value
+
+    @property
     def scores_real_pairs(self) -> bool:
         return bool(getattr(self.method, "scores_real_pairs", False))
 
@@ -202,7 +254,7 @@ class MethodHandle:
         cls = type(self.method)
         module = cls.__module__
         return {
-            "class": f"{module}:{cls.__qualname__}",
+            "class": target_of(cls),
             "distribution": _distribution(module) if module in sys.modules else None,
             "kind": self.kind,
         }
@@ -252,12 +304,24 @@ class MethodHandle:
     def generate(
         self, subject: Subject, workdir: Path, prompts: list[str], seeds: list[int]
     ) -> list[Image.Image]:
+        from PIL import Image
+
         images = self.method.generate(subject, workdir, prompts, seeds)
+        what = f"method {self.name!r}: generate() returned"
+        if not isinstance(images, (list, tuple)):
+            raise BenchError(f"{what} {type(images).__name__}; expected a list of PIL images, one per prompt")
         if len(images) != len(prompts):
-            raise BenchError(
-                f"method {self.name!r} returned {len(images)} images for {len(prompts)} prompts"
-            )
-        return images
+            raise BenchError(f"{what} {len(images)} images for {len(prompts)} prompts")
+        for i, image in enumerate(images):
+            if not isinstance(image, Image.Image):
+                kind = f"{type(image).__module__}.{type(image).__qualname__}"
+                raise BenchError(f"{what} a {kind} at position {i}; expected PIL.Image.Image (mode RGB)")
+            if image.mode != "RGB":
+                raise BenchError(
+                    f"{what} an image in mode {image.mode!r} at position {i}; expected mode 'RGB' "
+                    "(image.convert('RGB') when that is what the method means)"
+                )
+        return list(images)
 
     def release(self) -> None:
         self.method.release()

@@ -377,12 +377,13 @@ def _method_config(method: MethodHandle, overrides: dict[str, Any]) -> dict[str,
     return config if config is not None else dict(overrides)
 
 
-def _identifier_candidates(method_config: dict[str, Any]) -> dict[str, Any] | None:
-    """The rare-token candidate list's identity when the method picks its identifier from it
-    (``identifier="rare"``): a new list can give a subject another identifier, hence other images."""
+def _identifier_candidates(method: MethodHandle) -> dict[str, Any] | None:
+    """The rare-token candidate list's identity when the method declares that it picks its
+    identifier from it (``identifier_scheme == "rare"``): a new list can give a subject another
+    identifier, hence other images."""
     from dreambench.reference_impl.identifier import RARE_SCHEME, candidate_list_identity
 
-    return candidate_list_identity() if method_config.get("identifier") == RARE_SCHEME else None
+    return candidate_list_identity() if method.identifier_scheme == RARE_SCHEME else None
 
 
 _SUMMARY_KEYS = frozenset({"kind", "dino", "clip_i", "clip_t", "pair_counts"})
@@ -450,16 +451,18 @@ def make_run_config(
     ``--clip-t-keep-identifier`` override). ``scoring``: the scorer's ``identity()`` (embedder
     backends, weights ids and sha256, precision, metric versions).
     """
+    from dreambench.code_identity import code_identity
     from dreambench.presets import render_record
 
     method_config = _method_config(method, method_args)
     return RunConfig(
         method=method.name,
         method_class=method.source()["class"],
+        code=code_identity(method),
         render_protocol=render_record(preset, images_per_prompt, method),
         method_preset=method_preset,
         method_config=method_config,
-        identifier_candidates=_identifier_candidates(method_config),
+        identifier_candidates=_identifier_candidates(method),
         clip_t_keep_identifier=clip_t_keep_identifier,
         scoring=scoring,
         preset=preset,
@@ -733,7 +736,7 @@ def _uncalibrated_reasons(config: RunConfig, worker: SubjectWorker) -> list[str]
     if not worker.scorer.calibrated:
         reasons.append(f"metric preset {config.metric_preset!r} uses seeded random-weight embedders")
     if not worker.method.calibrated:
-        base = config.method_config.get("base_model")
+        base = worker.method.base_model
         where = f"base_model={base}" if base else f"{config.method_preset} preset"
         reasons.append(f"method {config.method!r} ran on random-weight models ({where})")
     return reasons
@@ -759,6 +762,8 @@ def _build_results(
             "method_source": worker.method.source(),
             "method_preset": config.method_preset,
             "method_config": config.method_config,
+            "base_model": worker.method.base_model,
+            "code": config.code,
             "preset": config.preset,
             "metric_preset": config.metric_preset,
             "config_hash": config.hash,

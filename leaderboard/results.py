@@ -55,9 +55,11 @@ class RunResults:
 
     @property
     def base_model(self) -> str:
-        """The diffusion model the method ran on (its ``base_model`` hyperparameter), or "-" for
-        methods without one (real-images, external images, plugins)."""
-        value = (self.raw["run"].get("method_config") or {}).get("base_model")
+        """The diffusion model the method ran on (the method's declared ``base_model``, recorded as
+        ``run.base_model``), or "-" for methods without one (real-images, external images, plugins).
+        Files written before ``run.base_model`` existed: the ``base_model`` hyperparameter."""
+        run = self.raw["run"]
+        value = run["base_model"] if "base_model" in run else (run.get("method_config") or {}).get("base_model")
         return str(value) if value else "-"
 
     @property

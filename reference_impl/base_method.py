@@ -105,6 +105,11 @@ class DiffusersMethod:
     def _declared_render_deviation(self) -> dict[str, object] | None:
         return type(self).render_deviation
 
+    @property
+    def base_model(self) -> str:
+        """What the method renders with (dreambench.method): the configured base model."""
+        return self.config.base_model
+
     def setup(self, context: RunContext) -> None:
         """Run-level settings (dreambench.method): device, seed, weights policy, render protocol."""
         if context.device != self.device:

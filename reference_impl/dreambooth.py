@@ -144,6 +144,11 @@ class DreamBooth(DiffusersMethod):
     # Textual Inversion are SD 1.x/2.x only here).
     supports_sdxl = False
 
+    @property
+    def identifier_scheme(self) -> str | None:
+        """dreambench.method: "rare" when the identifier is drawn from the shipped rare-token list."""
+        return RARE_SCHEME if self.config.identifier == RARE_SCHEME else None
+
     def check_ready(self) -> None:
         """Fail now, before a run writes anything, if the base model cannot be found or is an SDXL
         the method does not support (one line)."""

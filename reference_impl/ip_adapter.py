@@ -231,6 +231,11 @@ class IPAdapter:
         self.render_deviation = sdxl_render_deviation(config.base_model, config.base_revision or None)
         self._loaded: LoadedIPAdapter | None = None
 
+    @property
+    def base_model(self) -> str:
+        """What the method renders with (dreambench.method): the configured base model."""
+        return self.config.base_model
+
     # -- run level -----------------------------------------------------------------------------
 
     def setup(self, context: RunContext) -> None:

@@ -101,6 +101,7 @@ class TextualInversion(DreamBooth):
 
     name = "textual-inversion"
     weights_marker = LEARNED_EMBEDS_FILE
+    identifier_scheme = None  # a per-subject placeholder token, never the rare-token list
 
     @dataclass(frozen=True)
     class Config(ModelSettings, TrainSettings):
