@@ -212,3 +212,152 @@ def test_handle_fills_optional_members_with_their_defaults() -> None:
     assert handle.estimated_disk_bytes(None, 10) == 0  # type: ignore[arg-type]
     handle.check_ready()  # no hook: nothing to check
     assert handle.config_dict()["size"] == 16
+    assert handle.version == "" and handle.identifier_scheme is None and handle.base_model is None
+
+
+BAD_OUTPUT = """
+import numpy as np
+from PIL import Image
+
+
+class BadOutput:
+    name = "bad-output"
+    kind = "none"
+
+    def __init__(self, returns: str = "numpy"):
+        self.returns = returns
+
+    def prepare(self, subject, workdir):
+        pass
+
+    def identifier(self, subject):
+        return ""
+
+    def generate(self, subject, workdir, prompts, seeds):
+        if self.returns == "numpy":
+            return [np.zeros((8, 8, 3), dtype=np.uint8) for _ in prompts]
+        if self.returns == "array":
+            return np.zeros((len(prompts), 8, 8, 3), dtype=np.uint8)
+        if self.returns == "gray":
+            return [Image.new("L", (8, 8)) for _ in prompts]
+        return [Image.new("RGB", (8, 8)) for _ in prompts[1:]]
+
+    def release(self):
+        pass
+"""
+
+
+@pytest.mark.parametrize(
+    "returns, fragment",
+    [
+        ("numpy", "generate() returned a numpy.ndarray at position 0; expected PIL.Image.Image"),
+        ("array", "generate() returned ndarray; expected a list of PIL images"),
+        ("gray", "generate() returned an image in mode 'L' at position 0; expected mode 'RGB'"),
+        ("short", "generate() returned 1 images for 2 prompts"),
+    ],
+)
+def test_generate_output_is_checked_where_it_leaves_the_method(
+    returns: str, fragment: str, dreambench_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = tmp_path / "bad_output.py"
+    plugin.write_text(BAD_OUTPUT)
+    prompts = tmp_path / "two.json"
+    prompts.write_text(json.dumps({**ONE_PROMPT, "object": ["a {0} {1}", "{0} {1}"], "live": ["a {0} {1}", "{0} {1}"]}))
+    out = tmp_path / "runs"
+    code = _run(f"{plugin}:BadOutput", "can", prompts, dreambench_data, out, "--method-args", f"returns={returns}")
+    assert code == 2  # every subject failed the same way: one line, exit 2
+    err = capsys.readouterr().err
+    assert f"method 'bad-output': {fragment}" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("declared, missing", [("Config", "PRESETS"), ("PRESETS", "Config")])
+def test_config_and_presets_come_together(
+    declared: str, missing: str, prompts_file: Path, dreambench_data: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    member = (
+        "    @dataclass(frozen=True)\n    class Config:\n        size: int = 8\n"
+        if declared == "Config"
+        else "    PRESETS = {'default': None}\n"
+    )
+    plugin = tmp_path / "half_config.py"
+    plugin.write_text(
+        BAD_OUTPUT.replace("from PIL import Image", "from PIL import Image\nfrom dataclasses import dataclass")
+        .replace('    kind = "none"\n', '    kind = "none"\n' + member)
+    )
+    out = tmp_path / "runs"
+    assert _run(f"{plugin}:BadOutput", "can", prompts_file, dreambench_data, out) == 2
+    err = capsys.readouterr().err
+    assert f"declares {declared} but not {missing}" in err and "BadOutput" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+DECLARING = """
+from PIL import Image
+
+
+class Declaring:
+    name = "declaring"
+    kind = "none"
+    version = "3"
+    base_model = "my-org/my-model"
+    identifier_scheme = "rare"
+    calibrated = False
+
+    def prepare(self, subject, workdir):
+        pass
+
+    def identifier(self, subject):
+        return "zwx"
+
+    def generate(self, subject, workdir, prompts, seeds):
+        return [Image.new("RGB", (8, 8), (9, 9, 9)) for _ in prompts]
+
+    def release(self):
+        pass
+"""
+
+
+def test_declared_members_reach_results_and_the_leaderboard(
+    prompts_file: Path, dreambench_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plugin = tmp_path / "declaring.py"
+    plugin.write_text(DECLARING)
+    out = tmp_path / "runs"
+    assert _run(f"{plugin}:Declaring", "can", prompts_file, dreambench_data, out) == 0
+    results = _results(out)
+    run = results["run"]
+    assert run["base_model"] == "my-org/my-model" and run["code"]["version"] == "3"
+    # identifier_scheme "rare": the shipped candidate list is part of the identity.
+    assert results["identifier_candidates"] and results["identifier_candidates"]["sha256"]
+    assert any("base_model=my-org/my-model" in r for r in results["uncalibrated_reasons"])
+    capsys.readouterr()
+    assert main(["leaderboard", str(out), "--format", "csv"]) == 0
+    assert "my-org/my-model" in capsys.readouterr().out
+
+
+def test_builtins_declare_base_model_and_identifier_scheme() -> None:
+    from dreambench.method import RunContext
+    from dreambench.registry import create_method
+
+    dreambooth = create_method("dreambooth", "smoke", {}, RunContext("cpu"))
+    assert dreambooth.base_model == "tiny" and dreambooth.identifier_scheme == "rare"
+    assert create_method("dreambooth", "diffusers", {}).identifier_scheme is None  # "sks"
+    assert create_method("textual-inversion", "smoke", {}).identifier_scheme is None
+    assert create_method("ip-adapter", "smoke", {}).base_model == "tiny"
+    assert create_method("real-images", "default", {}).base_model is None
+
+
+def test_leaderboard_reads_base_model_of_old_results_from_method_config(tmp_path: Path) -> None:
+    from results_factory import results_document
+
+    from dreambench.leaderboard.results import load_results
+
+    old = results_document({"dog": {"kind": "live", "dino": 0.5, "clip_i": 0.7, "clip_t": 0.3}})
+    assert "base_model" not in old["run"]  # as files written before run.base_model
+    old["run"]["method_config"] = {"base_model": "runwayml/stable-diffusion-v1-5"}
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    assert load_results(tmp_path).base_model == "runwayml/stable-diffusion-v1-5"
+    old["run"]["base_model"] = None  # recorded: the method declares none
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    assert load_results(tmp_path).base_model == "-"
