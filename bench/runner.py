@@ -501,6 +501,18 @@ def run_context(spec: RunSpec) -> RunContext:
     )
 
 
+def _check_code(method: MethodHandle, config: RunConfig) -> None:
+    """Refuse a method rebuilt in another process (a Ray worker) from other code than the run's:
+    its images would be filed under the run's code identity."""
+    from dreambench.code_identity import code_identity
+
+    if config.code is not None and code_identity(method) != config.code:
+        raise BenchError(
+            f"method {method.name!r}: the code loaded here ({code_identity(method)}) differs from the run's "
+            f"({config.code}); install the same version of {config.method_class} on every worker"
+        )
+
+
 class SubjectWorker:
     """Runs subjects of one run; builds the method and the scorer once, on first use.
 
@@ -522,9 +534,11 @@ class SubjectWorker:
             from dreambench.registry import create_method
 
             # Built from the class path, not the name: a `module:Class` plugin has no registry entry.
-            self._method = create_method(
+            method = create_method(
                 self.spec.config.method_class, self.spec.config.method_preset, self.spec.method_args
             )
+            _check_code(method, self.spec.config)
+            self._method = method
         return self._method
 
     def ready_method(self) -> MethodHandle:

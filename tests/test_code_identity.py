@@ -193,3 +193,27 @@ def test_missing_file_is_one_line(
     err = capsys.readouterr().err
     assert "nope.py' does not exist" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_a_worker_refuses_other_code_than_the_runs(tmp_path: Path) -> None:
+    """A Ray worker rebuilds the method from ``config.method_class``; if the file changed since the
+    driver recorded the run's code identity, it refuses instead of filing new images as old."""
+    from dataclasses import replace
+
+    from dreambench.config import RunConfig
+    from dreambench.errors import BenchError
+    from dreambench.runner import RunSpec, SubjectWorker
+
+    plugin = write_plugin(tmp_path / "worker_plugin.py", GREY)
+    handle = _handle(f"{plugin}:Squares")
+    config = RunConfig(
+        method="squares", method_preset="default", method_config={"size": 16}, preset="smoke",
+        metric_preset="smoke", prompt_set={}, images_per_prompt=1, base_seed=0, dataset={},
+        method_class=handle.source()["class"], code=code_identity(handle),
+    )  # fmt: skip
+    spec = RunSpec(config=config, method_args={}, prompt_set=None, run_dir=tmp_path / "run", device="cpu")  # type: ignore[arg-type]
+    assert SubjectWorker(spec).method.name == "squares"  # same code: built
+    write_plugin(plugin, RED)
+    with pytest.raises(BenchError, match="the code loaded here .* differs from the run's"):
+        _ = SubjectWorker(spec).method
+    assert SubjectWorker(replace(spec, config=replace(config, code=None))).method.name == "squares"
