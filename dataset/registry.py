@@ -76,7 +76,7 @@ def register_dataset(declaration: DatasetDeclaration) -> DatasetDeclaration:
 
     A built-in name cannot be taken; registering the same name again replaces the earlier one.
     """
-    check_declaration(declaration, declaration.name)
+    check_declaration(declaration, getattr(declaration, "name", repr(declaration)))
     if declaration.name in DATASETS:
         raise BenchError(f"dataset {declaration.name!r} is built in; register yours under another name")
     _REGISTERED[declaration.name] = declaration
