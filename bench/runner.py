@@ -39,6 +39,7 @@ from dreambench.dataset.prompts import PromptSet
 from dreambench.dataset.subject import Subject
 from dreambench.disk_space import check_disk_space
 from dreambench.errors import BenchError
+from dreambench.leaderboard.results import SCHEMA_VERSION
 from dreambench.method import MethodHandle, RunContext
 from dreambench.metrics.aggregate import (
     add_optional_metrics,
@@ -47,6 +48,8 @@ from dreambench.metrics.aggregate import (
     summarize_subject_images,
 )
 from dreambench.metrics.embedder import DEFAULT_PRECISION
+from dreambench.metrics.metric_registry import CORE_METRICS, get_metric
+from dreambench.metrics.metric_spec import SubjectImages, SubjectScore
 from dreambench.metrics.presets import PAIRINGS
 from dreambench.metrics.scorer import ImageRef, Scorer
 from dreambench.progress import RunProgress
@@ -58,7 +61,6 @@ from dreambench.store import RunDir, image_name
 if TYPE_CHECKING:
     from dreambench.executors.local import Executor
 
-SCHEMA_VERSION = 1
 RENDER_CHUNK = 50
 # A subject's markers: summary.json when it finished (its row in results.json), error.txt when it
 # failed (first line: the failure results.json lists; then the traceback).
@@ -197,7 +199,7 @@ def _scores_match(rows: list[dict[str, Any]], images: list[dict[str, Any]], scor
     """
     covered = [(r.get("file"), r.get("sha256")) for r in rows] == [(r["file"], r["sha256"]) for r in images]
     return covered and all(
-        _has_figures(r, ("dino", "clip_i", "clip_t"))
+        _has_figures(r, CORE_METRICS)
         and isinstance(r.get("prompt_idx"), int)
         and r.get("scoring") == scoring
         for r in rows
@@ -255,41 +257,55 @@ def _render_pres(
     rd.write_jsonl(rd.subject_dir(subject.name) / "pres.jsonl", [rows[k] for k in sorted(rows)])
 
 
+def _class_sample_metrics(names: Sequence[str]) -> list[str]:
+    """The optional metrics among `names` that need the method's "a {class}" samples (PRES)."""
+    return [n for n in names if get_metric(n).pairing == "class-samples"]
+
+
 def _optional_scores(
     rd: RunDir, scorer: Scorer, subject: Subject, images: list[dict[str, Any]], pres_rows: dict, spec: RunSpec
-) -> dict[str, Any]:
-    """PRES and DIV of one subject, reusing optional_scores.json while its inputs are unchanged."""
+) -> dict[str, SubjectScore]:
+    """The requested optional metrics of one subject (PRES, DIV, outside ones), each by its declared
+    computation, reusing optional_scores.json while its inputs, version and scoring identity are
+    unchanged."""
     path = rd.subject_dir(subject.name) / "optional_scores.json"
     stored = _read_json_object(path)
     before = json.dumps(stored, sort_keys=True)
-    out: dict[str, Any] = {}
-    if "pres" in spec.optional_metrics:
-        shas = [pres_rows[k]["sha256"] for k in sorted(pres_rows)]
-        if not (
-            _stored_for(stored, "pres", shas)
-            and stored["pres"].get("scoring") == scorer.identity_key()
-            and _has_figures(stored["pres"], ("value",))
-        ):
-            refs = [
-                ImageRef(rd.pres_dir(subject.name) / pres_rows[k]["file"], pres_rows[k]["sha256"])
-                for k in sorted(pres_rows)
-            ]
-            stored["pres"] = {
-                "value": scorer.score_preservation(_real_refs(subject), refs),
+    inputs = SubjectImages(
+        real=tuple(_real_refs(subject)),
+        generated=tuple(ImageRef(rd.images_dir(subject.name) / r["file"], r["sha256"]) for r in images),
+        prompt_idx=tuple(int(r["prompt_idx"]) for r in images),
+        class_samples=tuple(
+            ImageRef(rd.pres_dir(subject.name) / pres_rows[k]["file"], pres_rows[k]["sha256"])
+            for k in sorted(pres_rows)
+        ),
+        images_per_prompt=spec.config.images_per_prompt,
+    )
+    out: dict[str, SubjectScore] = {}
+    for name in spec.optional_metrics:
+        metric = get_metric(name)
+        shas = inputs.inputs(metric.pairing)
+        entry = stored.get(name)
+        reusable = (
+            _stored_for(stored, name, shas)
+            and entry.get("version") == metric.version
+            and entry.get("scoring") == scorer.identity_key()
+            and _has_figures(entry, ("value",))
+            and isinstance(entry.get("weight"), int)
+            and isinstance(entry.get("per_prompt"), (dict, type(None)))
+        )
+        if not reusable:
+            score = scorer.score_optional(name, inputs)
+            stored[name] = {
+                "value": score.value,
+                "per_prompt": score.per_prompt,
+                "weight": score.weight,
                 "sha256": shas,
+                "version": metric.version,
                 "scoring": scorer.identity_key(),
             }
-        out["pres"] = (stored["pres"]["value"], len(shas))
-    if "div" in spec.optional_metrics:
-        shas = [r["sha256"] for r in images]
-        if not (_stored_for(stored, "div", shas) and isinstance(stored["div"].get("per_prompt"), dict)):
-            by_prompt: dict[int, list[ImageRef]] = {}
-            for r in images:
-                by_prompt.setdefault(r["prompt_idx"], []).append(
-                    ImageRef(rd.images_dir(subject.name) / r["file"], r["sha256"])
-                )
-            stored["div"] = {**scorer.score_diversity(by_prompt), "sha256": shas}
-        out["div"] = {"div": stored["div"]["div"], "per_prompt": stored["div"]["per_prompt"]}
+        entry = stored[name]
+        out[name] = SubjectScore(entry["value"], entry["weight"], entry["per_prompt"])
     if json.dumps(stored, sort_keys=True) != before:
         rd.write_json(path, stored)
     return out
@@ -315,7 +331,7 @@ def run_subject(
             and rows[0].get("real_sha256") == shas
             and rows[0].get("scoring") == scorer.identity_key()
         )
-        if not (reusable and _has_figures(rows[0], ("dino", "clip_i"))):
+        if not (reusable and _has_figures(rows[0], [m for m in CORE_METRICS if get_metric(m).pairing == "real"])):
             method.prepare(subject, rd.prepare_dir(name))
             with measure_stage(device) as cost:
                 scores = scorer.score_real_pairs(_real_refs(subject))
@@ -326,7 +342,7 @@ def run_subject(
         return {**meta, **summary, "scoring": scorer.identity_key(), "cost": rd.read_cost(name)}
 
     index, expected, missing = _missing_images(rd, subject, prompt_set, config)
-    n_pres = spec.pres_samples if "pres" in spec.optional_metrics else 0
+    n_pres = spec.pres_samples if _class_sample_metrics(spec.optional_metrics) else 0
     pres_rows, pres_missing = _pres_index(rd, subject, n_pres)
     progress.start_subject(name, "prepare", len(expected) + n_pres)
     progress.advance_images(len(expected) - len(missing) + n_pres - len(pres_missing))
@@ -359,9 +375,7 @@ def run_subject(
     summary = summarize_subject_images(rows, pairs_per_image)
     if spec.optional_metrics:
         optional = _optional_scores(rd, scorer, subject, images, pres_rows, spec)
-        add_optional_metrics(
-            summary, len(subject.image_paths), images_per_prompt=config.images_per_prompt, **optional
-        )
+        add_optional_metrics(summary, optional)
     return {
         **meta,
         "identifier": images[0]["identifier"],
@@ -386,7 +400,7 @@ def _identifier_candidates(method: MethodHandle) -> dict[str, Any] | None:
     return candidate_list_identity() if method.identifier_scheme == RARE_SCHEME else None
 
 
-_SUMMARY_KEYS = frozenset({"kind", "dino", "clip_i", "clip_t", "pair_counts"})
+_SUMMARY_KEYS = frozenset({"kind", *CORE_METRICS, "pair_counts"})
 
 
 def _finished_subjects(rd: RunDir) -> tuple[dict[str, dict[str, Any]], dict[str, str], list[str]]:
@@ -565,6 +579,12 @@ class SubjectWorker:
                 backend=self.spec.embedder_backend,
                 clip_t_keep_identifier=self.spec.config.clip_t_keep_identifier,
                 precision=(self.spec.config.scoring or {}).get("precision", DEFAULT_PRECISION),
+                # The optional metrics whose versions the run's scoring identity holds.
+                extra_metrics=[
+                    m
+                    for m in self.spec.optional_metrics
+                    if m in (self.spec.config.scoring or {}).get("metric_versions", {})
+                ],
             )
         return self._scorer
 
@@ -801,7 +821,7 @@ def _build_results(
             "aggregation": "mean over subjects (pooled all-pairs mean as *_all_pairs)",
             **(
                 {"pres_samples": spec.pres_samples, "pres_prompt": "a {class_noun}"}
-                if "pres" in metrics_info
+                if _class_sample_metrics([m for m in spec.optional_metrics if m in metrics_info])
                 else {}
             ),
         },

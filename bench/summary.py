@@ -10,11 +10,20 @@ from rich.table import Table
 if TYPE_CHECKING:
     from dreambench.runner import RunOutcome
 
-_METRICS = (("dino", "DINO"), ("clip_i", "CLIP-I"), ("clip_t", "CLIP-T"))
+def _metrics(results: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(name, column title, decimals) of every metric the run reports: the declared ones in display
+    order (metrics/metric_registry.py), then any other its "metrics" section names."""
+    from dreambench.metrics.metric_registry import display_order, find_metric
+
+    out = []
+    for name in display_order(list(results.get("metrics") or {})):
+        spec = find_metric(name)
+        out.append((name, name, 3) if spec is None else (name, spec.column_title, spec.decimals))
+    return out
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, decimals: int) -> str:
+    return "n/a" if value is None else f"{value:.{decimals}f}"
 
 
 def print_summary(results: dict[str, Any], console: Console | None = None) -> None:
@@ -25,15 +34,16 @@ def print_summary(results: dict[str, Any], console: Console | None = None) -> No
     table = Table(title=title)
     table.add_column("subject")
     table.add_column("kind")
-    for _, label in _METRICS:
+    metrics = _metrics(results)
+    for _, label, _ in metrics:
         table.add_column(label, justify="right")
     for name, s in sorted(results["subjects"].items()):
-        table.add_row(name, s["kind"], *(_fmt(s.get(m)) for m, _ in _METRICS))
+        table.add_row(name, s["kind"], *(_fmt(s.get(m), d) for m, _, d in metrics))
     for scope, label in (("overall_live", "live"), ("overall_object", "object"), ("overall", "overall")):
         agg = results[scope]
         if agg["n_subjects"]:
             table.add_row(
-                f"[bold]{label}[/bold] ({agg['n_subjects']})", "", *(_fmt(agg.get(m)) for m, _ in _METRICS)
+                f"[bold]{label}[/bold] ({agg['n_subjects']})", "", *(_fmt(agg.get(m), d) for m, _, d in metrics)
             )
     console.print(table)
     console.print(f"results: {results['run']['run_dir']}/results.json")

@@ -1,6 +1,7 @@
 """The regression gate: compare a current run against a baseline run, metric by metric.
 
-For each metric: baseline and current figure (mean over subjects), delta = current - baseline,
+For each metric (the core ones, and every other metric both runs computed, in display order:
+metrics/metric_registry.py): baseline and current figure (mean over subjects), delta = current - baseline,
 a paired bootstrap interval of the delta and a sign-flip permutation p-value
 (metrics/statistics.py `paired_comparison`), and a verdict:
 
@@ -28,11 +29,23 @@ from typing import Any
 from dreambench.errors import BenchError
 from dreambench.leaderboard.compatibility import check_comparable
 from dreambench.leaderboard.results import METRICS, RunResults
-from dreambench.leaderboard.table import METRIC_TITLES
+from dreambench.metrics.metric_registry import (
+    BUILTIN_METRICS,
+    METRIC_TITLES,
+    display_order,
+    find_metric,
+    metrics,
+)
 
-#: Largest tolerated drop per metric (raw cosine units) when --max-drop does not say otherwise.
-DEFAULT_MAX_DROP: dict[str, float] = {"dino": 0.01, "clip_i": 0.01, "clip_t": 0.005}
+#: Largest tolerated drop per built-in metric (in its units) when --max-drop does not say otherwise:
+#: each declaration's `max_drop`.
+DEFAULT_MAX_DROP: dict[str, float] = {m.name: m.max_drop for m in BUILTIN_METRICS}
 MAX_DROP_EXAMPLE = "dino=0.01,clip_i=0.01,clip_t=0.005"
+
+
+def default_max_drop() -> dict[str, float]:
+    """Every declared metric's default tolerance (built-ins, plugins, registered ones)."""
+    return {name: m.max_drop for name, m in metrics().items()}
 
 REGRESSED = "regressed"
 NOT_SIGNIFICANT = "not significant"
@@ -123,7 +136,7 @@ def parse_max_drop(text: str | None) -> dict[str, float]:
 
     Raises BenchError naming the bad item and the valid metric names.
     """
-    tolerances = dict(DEFAULT_MAX_DROP)
+    tolerances = default_max_drop()
     if text is None:
         return tolerances
     items = [item.strip() for item in text.split(",") if item.strip()]
@@ -133,7 +146,7 @@ def parse_max_drop(text: str | None) -> dict[str, float]:
         name, sep, value = (part.strip() for part in item.partition("="))
         if not sep:
             raise _bad_max_drop(item, "expected METRIC=NUMBER")
-        if name not in METRICS:
+        if name not in tolerances:
             raise _bad_max_drop(item, f"unknown metric {name!r}")
         try:
             number = float(value)
@@ -160,9 +173,9 @@ def compare_runs(
     _check_comparable(baseline, current)
     results = [
         _compare_metric(
-            baseline, current, metric, tolerances[metric], require_significance, n_boot, level, seed
+            baseline, current, metric, tolerances.get(metric, 0.0), require_significance, n_boot, level, seed
         )
-        for metric in METRICS
+        for metric in compared_metrics(baseline, current)
     ]
     return Comparison(
         baseline=baseline,
@@ -176,13 +189,25 @@ def compare_runs(
     )
 
 
+def compared_metrics(baseline: RunResults, current: RunResults) -> list[str]:
+    """The core metrics, then every other metric both runs computed (recorded in "metrics" and
+    "overall"), in display order."""
+    both = [
+        m
+        for m in baseline.metrics
+        if m not in METRICS and m in current.metrics and m in baseline.overall and m in current.overall
+    ]
+    return [*METRICS, *display_order(both)]
+
+
 def _tolerances(max_drop: dict[str, float] | None) -> dict[str, float]:
-    """The default tolerances with the caller's, validated, on top."""
-    tolerances = dict(DEFAULT_MAX_DROP)
+    """The default tolerances with the caller's, validated, on top (a metric this process has no
+    declaration for tolerates no drop unless given one)."""
+    tolerances = default_max_drop()
     if max_drop is not None:
-        unknown = sorted(set(max_drop) - set(METRICS))
+        unknown = sorted(set(max_drop) - set(tolerances))
         if unknown:
-            raise BenchError(f"max_drop names unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+            raise BenchError(f"max_drop names unknown metric(s) {unknown}; valid: {', '.join(tolerances)}")
         for name, value in max_drop.items():
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise BenchError(f"max_drop[{name!r}] is {value!r}; give a number >= 0 (e.g. 0.01)")
@@ -319,12 +344,14 @@ def _figure(run: RunResults, metric: str) -> float | None:
 
 
 def _higher_is_better(baseline: RunResults, current: RunResults, metric: str) -> bool:
-    # check_comparable has refused runs that disagree; all of dreambench's metrics default to True.
+    # check_comparable has refused runs that disagree; a file that does not record the direction
+    # gets the metric's declaration's.
     for run in (baseline, current):
         spec = run.metrics.get(metric)
         if spec is not None and "higher_is_better" in spec:
             return bool(spec["higher_is_better"])
-    return True
+    declared = find_metric(metric)
+    return True if declared is None else declared.higher_is_better
 
 
 def _check_same_precision(baseline: RunResults, current: RunResults) -> None:
@@ -339,7 +366,7 @@ def _check_same_precision(baseline: RunResults, current: RunResults) -> None:
 
 
 def _check_same_embedders(baseline: RunResults, current: RunResults) -> None:
-    for metric in METRICS:
+    for metric in compared_metrics(baseline, current):
         a, b = baseline.embedder_ids.get(metric), current.embedder_ids.get(metric)
         if a is not None and b is not None and a != b:
             raise BenchError(
@@ -376,12 +403,12 @@ def _run_dict(run: RunResults) -> dict[str, Any]:
         "config_hash": run.config_hash,
         "calibrated": run.calibrated,
         "scoring_precision": run.scoring_precision,
-        "overall": {m: run.overall.get(m) for m in METRICS},
+        "overall": {m: run.overall.get(m) for m in (*METRICS, *(m for m in run.metrics if m in run.overall and m not in METRICS))},
     }
 
 
 def _bad_max_drop(item: str, why: str) -> BenchError:
     return BenchError(
         f"--max-drop item {item!r}: {why}; expected METRIC=NUMBER with METRIC one of "
-        f"{', '.join(METRICS)} (e.g. {MAX_DROP_EXAMPLE})"
+        f"{', '.join(metrics())} (e.g. {MAX_DROP_EXAMPLE})"
     )

@@ -5,7 +5,8 @@ an empty cell. The `scope` column says what a row aggregates: `overall`, `live`,
 `subject:<name>`. Aggregate rows fill `n_subjects` and `failures` (a count); a failed subject's row
 has empty figures and its reason in `error`. When the runs scored different subjects, the aggregate
 rows are means over the subjects common to all runs (`n_subjects` is their count) without interval
-bounds (leaderboard/table.py).
+bounds (leaderboard/table.py). The metrics besides the core ones that some run computed (DINOv2,
+PRES, DIV, outside metrics) get the same three columns each, after CSV_COLUMNS, in display order.
 """
 
 from __future__ import annotations
@@ -34,10 +35,15 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _metric_columns(metric: str) -> tuple[str, str, str]:
+    return (metric, f"{metric}_ci_low", f"{metric}_ci_high")
+
+
 def render_csv(board: Leaderboard) -> str:
     """The leaderboard as CSV text (rows in leaderboard order, subjects alphabetical)."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    columns = (*CSV_COLUMNS, *(c for m in board.optional_metrics() for c in _metric_columns(m)))
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for entry in board.entries:
         writer.writerow(_aggregate_row(entry, "overall", entry.overall))
@@ -68,7 +74,7 @@ def _base(entry: Entry, scope: str) -> dict[str, str]:
 
 
 def _aggregate_row(entry: Entry, scope: str, agg: Aggregate) -> dict[str, str]:
-    row = _base(entry, scope) | _figure_cells(agg.figures)
+    row = _base(entry, scope) | _figure_cells(agg.figures) | _figure_cells(agg.optional)
     row["n_subjects"] = "" if agg.n_subjects is None else str(agg.n_subjects)
     if scope == "overall":
         row["failures"] = str(len(entry.run.failures))
@@ -77,11 +83,11 @@ def _aggregate_row(entry: Entry, scope: str, agg: Aggregate) -> dict[str, str]:
 
 def _figure_cells(figures: dict[str, Figure]) -> dict[str, str]:
     cells: dict[str, str] = {}
-    for m in METRICS:
-        fig = figures[m]
-        cells[m] = _number(fig.value)
-        cells[f"{m}_ci_low"] = _number(None if fig.ci is None else fig.ci[0])
-        cells[f"{m}_ci_high"] = _number(None if fig.ci is None else fig.ci[1])
+    for m, fig in figures.items():
+        value, low, high = _metric_columns(m)
+        cells[value] = _number(fig.value)
+        cells[low] = _number(None if fig.ci is None else fig.ci[0])
+        cells[high] = _number(None if fig.ci is None else fig.ci[1])
     return cells
 
 

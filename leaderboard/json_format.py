@@ -3,7 +3,7 @@
 ```jsonc
 {
   "format": "dreambench-leaderboard", "format_version": 2,
-  "metrics": ["dino", "clip_i", "clip_t"],
+  "metrics": ["dino", "clip_i", "clip_t", ...],                // the core ones, then any other some run has
   "prompt_set": {"name": ..., "version": ..., "sha256": ...},   // shared by all runs (checked)
   "metric_versions": {"dino": 1, ...},                          // union over runs (checked equal)
   "footnotes": ["† uncalibrated: ..."], "notes": [...],
@@ -15,6 +15,7 @@
     {"rank": 1, "label": "real-images", "run_dir": "runs/...", "method": ..., "preset": ...,
      "metric_preset": "dreambooth" | null, "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
      "overall": {"n_subjects": 30, "dino": {"value": 0.77, "ci": [lo, hi] | null}, ...},
+         // a metric besides the core ones appears where the run (or subject) has it
      "live": {...} | null, "object": {...} | null,
      "subjects": {"dog6": {"kind": "live", "dino": {"value": ..., "ci": null}, ...}},
      "failures": {"dog7": "reason"}}
@@ -28,7 +29,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dreambench.leaderboard.results import METRICS
 from dreambench.leaderboard.table import Aggregate, Figure, Leaderboard
 
 FORMAT_NAME = "dreambench-leaderboard"
@@ -46,7 +46,7 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "metrics": list(METRICS),
+        "metrics": list(board.metrics()),
         "prompt_set": first.prompt_set,
         "metric_versions": versions,
         "footnotes": list(board.footnotes),
@@ -90,11 +90,8 @@ def render_json(board: Leaderboard) -> str:
 
 
 def _figures(figures: dict[str, Figure]) -> dict[str, Any]:
-    return {
-        m: {"value": figures[m].value, "ci": None if figures[m].ci is None else list(figures[m].ci)}
-        for m in METRICS
-    }
+    return {m: {"value": f.value, "ci": None if f.ci is None else list(f.ci)} for m, f in figures.items()}
 
 
 def _aggregate(agg: Aggregate) -> dict[str, Any]:
-    return {"n_subjects": agg.n_subjects} | _figures(agg.figures)
+    return {"n_subjects": agg.n_subjects} | _figures(agg.figures) | _figures(agg.optional)

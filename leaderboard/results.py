@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from dreambench.errors import BenchError
+from dreambench.metrics.metric_registry import CORE_METRICS
 
+#: The results.json schema the runner writes and the leaderboard reads.
 SCHEMA_VERSION = 1
 RESULTS_FILENAME = "results.json"
 
-#: The benchmark's three figures, in display order.
-METRICS: tuple[str, ...] = ("dino", "clip_i", "clip_t")
+#: The figures every results.json has (the core metrics' declarations), in display order.
+METRICS: tuple[str, ...] = CORE_METRICS
 
 _REWRITE_HINT = "rerun `bench run` to rewrite it"
 
@@ -227,12 +229,12 @@ def _validate(path: Path, raw: Any) -> None:
     for name, entry in subjects.items():
         if not isinstance(entry, dict):
             raise fail(f"has subjects.{name} that is not an object")
-        _check_figures(fail, f"subjects.{name}", entry, required=False)
+        _check_figures(fail, f"subjects.{name}", entry, metrics, required=False)
 
-    _check_figures(fail, "overall", raw["overall"], required=True)
+    _check_figures(fail, "overall", raw["overall"], metrics, required=True)
     for key in ("overall_live", "overall_object"):
         if raw.get(key) is not None:
-            _check_figures(fail, key, raw[key], required=False)
+            _check_figures(fail, key, raw[key], metrics, required=False)
 
     # A figure shown in the overall table must say which metric version produced it.
     for metric in METRICS:
@@ -257,13 +259,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_figures(fail: Any, where: str, section: Any, *, required: bool) -> None:
-    """Figures are finite numbers or null; an optional `ci` maps metric -> [low, high]."""
+def _check_figures(fail: Any, where: str, section: Any, metrics: dict[str, Any], *, required: bool) -> None:
+    """Figures (the core metrics and every metric the file's "metrics" section names) are finite
+    numbers or null; an optional `ci` maps metric -> [low, high]. Only the core ones are required."""
     if not isinstance(section, dict):
         raise fail(f"has {where!r} that is not an object")
-    for metric in METRICS:
+    for metric in dict.fromkeys([*METRICS, *metrics]):
         if metric not in section:
-            if required:
+            if required and metric in METRICS:
                 raise fail(f"lacks the required key '{where}.{metric}'")
             continue
         value = section[metric]

@@ -6,7 +6,12 @@ Conventions, shared by every output format:
   real-images ceiling therefore usually comes first; it is an ordinary row.)
 - A run's label is its method name; where two runs share a method it becomes "method (preset)",
   and where those collide too, "method (preset, run-dir-name)".
-- Text cells show 3 decimals; a null figure (CLIP-T of the real-images ceiling) is "n/a". A figure
+- Columns: the core metrics (DINO, CLIP-I, CLIP-T), then every other metric some run computed
+  (DINOv2, PRES, DIV, outside metrics), in declaration order (metrics/metric_registry.py); a
+  metric this process has no declaration for is still shown, under its name, after the others. A
+  header is the metric's display name, with "↓" when lower is better (results.json's
+  `higher_is_better`). Each metric also gets a per-subject table.
+- Text cells show the metric's declared decimals (3); a null figure (CLIP-T of the real-images ceiling) is "n/a". A figure
   with a confidence interval `ci: {metric: [low, high]}` is "0.612 ± 0.021" when the interval
   reaches equally far on both sides (at 3 decimals), else "0.383 [-0.061, 0.712]": bootstrap
   intervals are often asymmetric, and a half-width would misstate both ends.
@@ -39,8 +44,9 @@ from typing import Any
 from dreambench.errors import BenchError
 from dreambench.leaderboard.compatibility import check_comparable, embedder_notes, render_deviation
 from dreambench.leaderboard.results import METRICS, RunResults
+from dreambench.metrics.metric_registry import METRIC_TITLES, display_order, find_metric
 
-METRIC_TITLES: dict[str, str] = {"dino": "DINO", "clip_i": "CLIP-I", "clip_t": "CLIP-T"}
+__all__ = ["METRIC_TITLES"]  # metric name -> display name, re-exported for the report and plot
 DECIMALS = 3
 DAGGER = "†"
 UNCALIBRATED_FOOTNOTE = (
@@ -56,10 +62,18 @@ REDUCED_PRECISION_FOOTNOTE = (
 NOT_APPLICABLE = "n/a"
 FAILED = "failed"
 ABSENT = "—"
-# Optional metrics (paper, Table 3), shown only when some run computed them.
-# Shown where some run has them: DINOv2 (the dreambench-plus metric preset), PRES and DIV.
-OPTIONAL_METRICS = ("dinov2", "pres", "div")
-OPTIONAL_TITLES = {"dinov2": "DINOv2", "pres": "PRES ↓", "div": "DIV"}
+
+
+def metric_decimals(metric: str) -> int:
+    """The decimals a metric's figures are shown with (its declaration's; DECIMALS otherwise)."""
+    spec = find_metric(metric)
+    return DECIMALS if spec is None else spec.decimals
+
+
+def _extra_metrics(run: RunResults, section: dict[str, Any]) -> list[str]:
+    """The metrics besides the core ones that `section` (an overall or subject entry) holds: the
+    names the run's "metrics" section declares."""
+    return [m for m in run.metrics if m not in METRICS and m in section]
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,7 @@ class Figure:
 
     value: float | None
     ci: tuple[float, float] | None = None
+    decimals: int = DECIMALS
 
     @property
     def half_width(self) -> float | None:
@@ -77,14 +92,15 @@ class Figure:
         """ "0.612", "0.612 ± 0.021" (symmetric at 3 decimals) or "0.383 [-0.061, 0.712]"."""
         if self.value is None:
             return NOT_APPLICABLE
-        value = f"{self.value:.{DECIMALS}f}"
+        d = self.decimals
+        value = f"{self.value:.{d}f}"
         if self.ci is None:
             return value
         low, high = self.ci
-        below, above = f"{self.value - low:.{DECIMALS}f}", f"{high - self.value:.{DECIMALS}f}"
+        below, above = f"{self.value - low:.{d}f}", f"{high - self.value:.{d}f}"
         if below == above:
             return f"{value} ± {above}"
-        return f"{value} [{low:.{DECIMALS}f}, {high:.{DECIMALS}f}]"
+        return f"{value} [{low:.{d}f}, {high:.{d}f}]"
 
 
 @dataclass(frozen=True)
@@ -93,7 +109,7 @@ class Aggregate:
 
     n_subjects: int | None
     figures: dict[str, Figure]
-    # Optional metrics (PRES, DIV) the group's subjects computed.
+    # The other metrics (DINOv2, PRES, DIV, outside ones) the group's subjects computed.
     optional: dict[str, Figure] = field(default_factory=dict)
 
 
@@ -129,7 +145,8 @@ class Entry:
 
     def subject_text(self, subject: str, metric: str) -> str:
         if subject in self.subjects:
-            return self.subjects[subject][metric].text()
+            figure = self.subjects[subject].get(metric)
+            return ABSENT if figure is None else figure.text()
         if subject in self.run.failures:
             return FAILED
         return ABSENT
@@ -174,10 +191,23 @@ class Leaderboard:
         return tuple(notes)
 
     def optional_metrics(self) -> tuple[str, ...]:
-        """Optional metrics (PRES, DIV) that at least one run computed."""
-        return tuple(
-            m for m in OPTIONAL_METRICS if any(m in (e.run.raw.get("overall") or {}) for e in self.entries)
+        """The metrics besides the core ones that at least one run computed, in display order."""
+        found = {m for e in self.entries for m in _extra_metrics(e.run, e.run.overall)}
+        return tuple(display_order(found))
+
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric shown: the core ones, then `optional_metrics`."""
+        return (*METRICS, *self.optional_metrics())
+
+    def column_title(self, metric: str) -> str:
+        """A metric's header: its display name, "↓" after it when lower is better."""
+        higher = next(
+            (e.run.metrics[metric]["higher_is_better"] for e in self.entries
+             if "higher_is_better" in e.run.metrics.get(metric, {})),
+            True,
         )
+        title = METRIC_TITLES.get(metric, metric)
+        return title if higher else f"{title} ↓"
 
     def overall_table(self) -> TextTable:
         optional = self.optional_metrics()
@@ -186,8 +216,7 @@ class Leaderboard:
             "Kind",
             "Preset",
             "Metrics",
-            *(METRIC_TITLES[m] for m in METRICS),
-            *(OPTIONAL_TITLES[m] for m in optional),
+            *(self.column_title(m) for m in (*METRICS, *optional)),
         )
         header += ("Subjects", "Calibrated", "Failures", "Base model", "Run")
         rows = tuple(
@@ -231,7 +260,7 @@ class Leaderboard:
         header: tuple[str, ...] = ("Method", "Preset")
         numeric: tuple[bool, ...] = (False, False)
         for kind in ("live", "object"):
-            header += (f"{kind.capitalize()} subjects", *(f"{METRIC_TITLES[m]} ({kind})" for m in METRICS))
+            header += (f"{kind.capitalize()} subjects", *(f"{self.column_title(m)} ({kind})" for m in METRICS))
             numeric += (True,) * (1 + len(METRICS))
         rows = []
         for e in self.entries:
@@ -248,14 +277,14 @@ class Leaderboard:
     def subject_tables(self) -> tuple[TextTable, ...]:
         """One table per metric: a row per subject, a column per run."""
         tables = []
-        for metric in METRICS:
+        for metric in self.metrics():
             header = ("Subject", "Kind", *(e.marked_label for e in self.entries))
             rows = tuple(
                 (s, self.subject_kinds.get(s, ""), *(e.subject_text(s, metric) for e in self.entries))
                 for s in self.subjects
             )
             numeric = (False, False, *(True for _ in self.entries))
-            tables.append(TextTable(f"Per subject: {METRIC_TITLES[metric]}", header, rows, numeric))
+            tables.append(TextTable(f"Per subject: {self.column_title(metric)}", header, rows, numeric))
         return tuple(tables)
 
     def cost_table(self) -> TextTable:
@@ -314,12 +343,12 @@ def build_leaderboard(runs: list[RunResults]) -> Leaderboard:
         Entry(
             run=run,
             label=labels[i],
-            overall=_aggregate(run.overall, default_n=len(run.subjects))
+            overall=_aggregate(run, run.overall, default_n=len(run.subjects))
             if common is None
             else _mean_over(run, common),
             live=_kind_aggregate(run, "live", common),
             objects=_kind_aggregate(run, "object", common),
-            subjects={name: _figures(entry) for name, entry in run.subjects.items()},
+            subjects={name: _figures(run, entry) for name, entry in run.subjects.items()},
         )
         for i, run in enumerate(runs)
     ]
@@ -364,9 +393,10 @@ def _mean_over(run: RunResults, names: Sequence[str]) -> Aggregate:
 
     def mean(metric: str) -> Figure:
         values = [run.subjects[n][metric] for n in names if run.subjects[n].get(metric) is not None]
-        return Figure(math.fsum(values) / len(values) if values else None)
+        return Figure(math.fsum(values) / len(values) if values else None, decimals=metric_decimals(metric))
 
-    optional = {m: mean(m) for m in OPTIONAL_METRICS if any(m in run.subjects[n] for n in names)}
+    extra = [m for m in run.metrics if m not in METRICS and any(m in run.subjects[n] for n in names)]
+    optional = {m: mean(m) for m in extra}
     return Aggregate(n_subjects=len(names), figures={m: mean(m) for m in METRICS}, optional=optional)
 
 
@@ -374,7 +404,7 @@ def _kind_aggregate(run: RunResults, kind: str, common: Sequence[str] | None) ->
     """The run's live / object aggregate: its own, or the mean over the common subjects of that kind."""
     if common is None:
         section = run.overall_live if kind == "live" else run.overall_object
-        return None if section is None else _aggregate(section)
+        return None if section is None else _aggregate(run, section)
     names = [n for n in common if run.subjects[n].get("kind") == kind]
     return _mean_over(run, names) if names else None
 
@@ -395,23 +425,27 @@ def _labels(runs: list[RunResults]) -> list[str]:
     ]
 
 
-def _figures(section: dict[str, Any]) -> dict[str, Figure]:
-    ci = section.get("ci") or {}
-    return {
-        m: Figure(
-            value=None if section.get(m) is None else float(section[m]),
-            ci=None if ci.get(m) is None else (float(ci[m][0]), float(ci[m][1])),
-        )
-        for m in METRICS
-    }
+def _figure(section: dict[str, Any], metric: str) -> Figure:
+    ci = (section.get("ci") or {}).get(metric)
+    return Figure(
+        value=None if section.get(metric) is None else float(section[metric]),
+        ci=None if ci is None else (float(ci[0]), float(ci[1])),
+        decimals=metric_decimals(metric),
+    )
 
 
-def _aggregate(section: dict[str, Any], default_n: int | None = None) -> Aggregate:
+def _figures(run: RunResults, section: dict[str, Any]) -> dict[str, Figure]:
+    """A subject's figures: the core metrics, and the others it has."""
+    return {m: _figure(section, m) for m in (*METRICS, *_extra_metrics(run, section))}
+
+
+def _aggregate(run: RunResults, section: dict[str, Any], default_n: int | None = None) -> Aggregate:
     n = section.get("n_subjects", default_n)
-    optional = {
-        m: Figure(None if section[m] is None else float(section[m])) for m in OPTIONAL_METRICS if m in section
-    }
-    return Aggregate(n_subjects=None if n is None else int(n), figures=_figures(section), optional=optional)
+    return Aggregate(
+        n_subjects=None if n is None else int(n),
+        figures={m: _figure(section, m) for m in METRICS},
+        optional={m: _figure(section, m) for m in _extra_metrics(run, section)},
+    )
 
 
 def _duration_text(seconds: float | None) -> str:

@@ -9,6 +9,9 @@ Conventions (DreamBooth paper, as in DESIGN.md):
 * Overall is the mean over subjects (each subject weighs the same). The pooled all-pairs mean
   (each pair weighs the same) is recorded beside it as ``<metric>_all_pairs``.
 * ``None`` means "does not apply" (CLIP-T of the real-images ceiling) and stays ``None``.
+* Which metrics, and how much each subject weighs in the pooled mean, comes from the metrics'
+  declarations (metrics/metric_registry.py): per-image metrics weigh n_real pairs per image when
+  they pair with the real images, one otherwise; an optional metric brings its own weight.
 * Every sum runs in a fixed order (subjects by name, prompts by index, images by (prompt, sample))
   and is exactly rounded (``math.fsum``): the same scores give bit-identical figures whatever the
   order in which subjects were run, by which executor, or over how many invocations.
@@ -23,12 +26,13 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-METRICS: tuple[str, ...] = ("dino", "clip_i", "clip_t")
-# Image metrics only some metric presets compute (dreambench-plus's DINOv2): summarised like METRICS
-# where the rows have them, absent otherwise.
-PRESET_METRICS: tuple[str, ...] = ("dinov2",)
-# Computed only on request (PRES, DIV): absent from a subject that did not compute them.
-OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
+from dreambench.metrics.metric_registry import CORE_METRICS, metrics
+from dreambench.metrics.metric_spec import MetricSpec, SubjectScore
+
+
+def _row_metrics() -> list[MetricSpec]:
+    """The metrics scores.jsonl rows hold: the core ones, and the preset ones where computed."""
+    return [m for m in metrics().values() if m.availability != "optional"]
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -55,7 +59,12 @@ def summarize_subject_images(rows: Sequence[Mapping[str, Any]], n_real: int) -> 
     by_prompt: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         by_prompt[int(row["prompt_idx"])].append(row)
-    metrics = (*METRICS, *(m for m in PRESET_METRICS if all(row.get(m) is not None for row in rows)))
+    declared = [
+        m
+        for m in _row_metrics()
+        if m.availability == "core" or all(row.get(m.name) is not None for row in rows)
+    ]
+    metrics = tuple(m.name for m in declared)
     for metric in metrics:
         values = [row[metric] for row in rows if row.get(metric) is not None]
         out[metric] = _mean(values) if values else None
@@ -63,24 +72,34 @@ def summarize_subject_images(rows: Sequence[Mapping[str, Any]], n_real: int) -> 
         str(p): {m: (_mean([r[m] for r in group]) if group[0].get(m) is not None else None) for m in metrics}
         for p, group in sorted(by_prompt.items())
     }
-    out["pair_counts"] = {"dino": len(rows) * n_real, "clip_i": len(rows) * n_real, "clip_t": len(rows)}
-    out["pair_counts"].update({m: len(rows) * n_real for m in metrics if m in PRESET_METRICS})
+    out["pair_counts"] = {m.name: len(rows) * (n_real if m.pairing == "real" else 1) for m in declared}
     return out
+
+
+def mean_per_prompt(values: Sequence[float], prompt_idx: Sequence[int]) -> SubjectScore:
+    """A per-image optional metric of one subject: the mean over its images (each weighs one) and
+    the mean per prompt, like the core metrics."""
+    if not values or len(values) != len(prompt_idx):
+        raise ValueError(f"need one value per image, got {len(values)} values for {len(prompt_idx)} images")
+    by_prompt: dict[int, list[float]] = defaultdict(list)
+    for p, v in zip(prompt_idx, values, strict=True):
+        by_prompt[int(p)].append(v)
+    per_prompt = {p: _mean(group) for p, group in sorted(by_prompt.items())}
+    return SubjectScore(value=_mean(values), weight=len(values), per_prompt=per_prompt)
 
 
 def summarize_real_pairs(scores: Mapping[str, float], n_real: int) -> dict[str, Any]:
     """Per-subject figures for the real-images ceiling: distinct-pair means, CLIP-T does not apply."""
     n_pairs = n_real * (n_real - 1) // 2
-    out: dict[str, Any] = {
-        "dino": scores["dino"],
-        "clip_i": scores["clip_i"],
-        "clip_t": None,
-        "pair_counts": {"dino": n_pairs, "clip_i": n_pairs, "clip_t": 0},
-    }
-    for metric in PRESET_METRICS:
-        if scores.get(metric) is not None:
-            out[metric] = scores[metric]
-            out["pair_counts"][metric] = n_pairs
+    out: dict[str, Any] = {}
+    pair_counts: dict[str, int] = {}
+    for m in _row_metrics():
+        if m.pairing != "real":  # CLIP-T: no prompt
+            if m.availability == "core":
+                out[m.name], pair_counts[m.name] = None, 0
+        elif m.availability == "core" or scores.get(m.name) is not None:
+            out[m.name], pair_counts[m.name] = scores[m.name], n_pairs
+    out["pair_counts"] = pair_counts
     return out
 
 
@@ -88,8 +107,10 @@ def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, An
     """Mean over subjects and pooled all-pairs mean of each metric (``None`` where it doesn't apply)."""
     out: dict[str, Any] = {"n_subjects": len(subjects)}
     subjects = dict(sorted(subjects.items()))
-    optional = [m for m in (*PRESET_METRICS, *OPTIONAL_METRICS) if any(m in s for s in subjects.values())]
-    for metric in (*METRICS, *optional):
+    optional = [
+        m for m in metrics() if m not in CORE_METRICS and any(m in s for s in subjects.values())
+    ]
+    for metric in (*CORE_METRICS, *optional):
         present = [s for s in subjects.values() if s.get(metric) is not None]
         if metric in optional:
             out[f"{metric}_n_subjects"] = len(present)
@@ -105,22 +126,11 @@ def summarize_overall(subjects: Mapping[str, Mapping[str, Any]]) -> dict[str, An
     return out
 
 
-def add_optional_metrics(
-    summary: dict[str, Any],
-    n_real: int,
-    pres: tuple[float, int] | None = None,
-    div: Mapping[str, Any] | None = None,
-    images_per_prompt: int = 0,
-) -> None:
-    """Merge PRES (value, number of class samples) and DIV ({"div", "per_prompt"}) into a subject
-    summary made by `summarize_subject_images`, with their weights for the pooled means."""
-    if pres is not None:
-        value, n_samples = pres
-        summary["pres"] = value
-        summary["pair_counts"]["pres"] = n_samples * n_real
-    if div is not None:
-        summary["div"] = div["div"]
-        for prompt, value in div["per_prompt"].items():
-            summary["per_prompt"].setdefault(str(prompt), {})["div"] = value
-        pairs = images_per_prompt * (images_per_prompt - 1) // 2
-        summary["pair_counts"]["div"] = len(div["per_prompt"]) * pairs
+def add_optional_metrics(summary: dict[str, Any], scores: Mapping[str, SubjectScore]) -> None:
+    """Merge optional metrics' subject figures (PRES, DIV, ...) into a subject summary made by
+    `summarize_subject_images`: the figure, its per-prompt figures and its weight for the pooled mean."""
+    for name, score in scores.items():
+        summary[name] = score.value
+        for prompt, value in (score.per_prompt or {}).items():
+            summary["per_prompt"].setdefault(str(prompt), {})[name] = value
+        summary["pair_counts"][name] = score.weight

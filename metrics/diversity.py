@@ -5,7 +5,7 @@
     DIV(overall)           = mean over subjects of DIV(subject)                     (the runner's job)
 
 LPIPS is metrics/lpips_net.py (AlexNet, v0.1, images resized to 256x256). Higher = more diverse;
-K identical images give 0. Convention: raw LPIPS distance (>= 0, no x100). Only images rendered
+K identical images give 0. Declared as "div" in metrics/metric_registry.py. Convention: raw LPIPS distance (>= 0, no x100). Only images rendered
 from the same prompt are compared, so DIV measures variation across seeds, not across prompts.
 """
 
@@ -17,23 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dreambench.errors import BenchError
+from dreambench.metrics.metric_spec import SubjectImages, SubjectScore
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from dreambench.metrics.lpips_net import LpipsNet
-
-METRIC: dict[str, object] = {
-    "name": "div",
-    "version": 1,
-    "higher_is_better": True,
-    "convention": "raw LPIPS distance (AlexNet, v0.1, 256x256 bicubic), >= 0",
-    "definition": (
-        "mean LPIPS distance over the distinct pairs of images of one (subject, prompt); "
-        "mean over prompts per subject, mean over subjects overall"
-    ),
-}
-
+    from dreambench.metrics.scorer import Scorer
 
 def mean_distinct_pairs(dist_matrix: np.ndarray) -> float:
     """(2 / (K (K-1))) sum_{i<j} D[i, j]: mean of the strict upper triangle of a (K, K) matrix, K >= 2.
@@ -74,3 +64,12 @@ def div_for_subject(
     matrices = net.distance_matrices([images_by_prompt[p] for p in prompts])
     per_prompt = {int(p): mean_distinct_pairs(m) for p, m in zip(prompts, matrices)}
     return {"div": float(np.mean(list(per_prompt.values()))), "per_prompt": per_prompt}
+
+
+def score(scorer: Scorer, images: SubjectImages) -> SubjectScore:
+    """DIV of one subject (the declaration's computation): per-prompt figures, and a weight of
+    K (K-1) / 2 pairs per prompt in the pooled mean."""
+    result = scorer.score_diversity(images.by_prompt())
+    per_prompt: dict[int, float] = result["per_prompt"]  # type: ignore[assignment]
+    pairs = images.images_per_prompt * (images.images_per_prompt - 1) // 2
+    return SubjectScore(value=float(result["div"]), weight=len(per_prompt) * pairs, per_prompt=per_prompt)  # type: ignore[arg-type]

@@ -9,28 +9,29 @@ samples are compared with the subject's real images:
 Lower = better: a model that kept its class prior draws varied members of the class, not copies
 of the subject. A model that drifted (every "dog" is now the subject dog) scores near the
 real-images ceiling. Convention: raw cosine in [-1, 1] of DINO ViT-S/16 CLS embeddings, all N*M
-(class sample, real) pairs, no x100 -- the same pairing as the DINO metric.
+(class sample, real) pairs, no x100 -- the same pairing as the DINO metric. Declared as "pres" in
+metrics/metric_registry.py.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from dreambench.metrics.functions import mean_pairwise_cosine
+from dreambench.metrics.metric_spec import SubjectImages, SubjectScore
 
-METRIC: dict[str, object] = {
-    "name": "pres",
-    "version": 1,
-    "higher_is_better": False,
-    "convention": "raw cosine in [-1, 1]",
-    "definition": (
-        "mean over all (class-prompt sample, real image) pairs of the cosine of DINO ViT-S/16 CLS "
-        "embeddings; class samples are rendered by the fine-tuned model from 'a {class}' (no identifier)"
-    ),
-}
-
+if TYPE_CHECKING:
+    from dreambench.metrics.scorer import Scorer
 
 def pres_score(class_dino: np.ndarray, real_dino: np.ndarray) -> float:
     """PRES of one subject. class_dino: (N, D) DINO embeddings of the "a {class}" samples;
     real_dino: (M, D) of the subject's real images -> mean cosine over all N*M pairs, in [-1, 1]."""
     return mean_pairwise_cosine(class_dino, real_dino)
+
+
+def score(scorer: Scorer, images: SubjectImages) -> SubjectScore:
+    """PRES of one subject (the declaration's computation), weighing N * M pairs in the pooled mean."""
+    value = scorer.score_preservation(list(images.real), list(images.class_samples))
+    return SubjectScore(value=value, weight=len(images.class_samples) * len(images.real))

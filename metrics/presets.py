@@ -26,14 +26,18 @@ import dataclasses
 from dataclasses import dataclass
 
 from dreambench.errors import BenchError, did_you_mean
+from dreambench.metrics.metric_registry import BUILTIN_METRICS
 from dreambench.metrics.weights import WeightsSource
 
-# Bump a version whenever a metric's definition or preprocessing changes: the leaderboard refuses to
-# put side by side runs whose metric versions differ.
-METRIC_VERSIONS: dict[str, int] = {"dino": 1, "clip_i": 1, "clip_t": 1, "pres": 1, "div": 1}
-# Metrics only some presets compute (dreambench-plus's second DINO network); kept apart so that the
-# identity of the presets without them is unchanged.
-EXTRA_METRIC_VERSIONS: dict[str, int] = {"dinov2": 1}
+# The versions every scoring identity holds (the core metrics, and PRES and DIV whether computed or
+# not), from the declarations (metrics/metric_registry.py): the leaderboard refuses to put side by
+# side runs whose metric versions differ.
+METRIC_VERSIONS: dict[str, int] = {
+    m.name: m.version for m in BUILTIN_METRICS if m.availability == "core" or m.in_every_identity
+}
+# Metrics only some presets compute (dreambench-plus's second DINO network): in the identity of those
+# presets only, so that the identity of the presets without them is unchanged.
+EXTRA_METRIC_VERSIONS: dict[str, int] = {m.name: m.version for m in BUILTIN_METRICS if m.availability == "preset"}
 
 DINO_ARCH = "ViT-S/16"
 CLIP_ARCH = "ViT-B/32"

@@ -1,4 +1,4 @@
-"""The Scorer: images on disk -> DINO / CLIP-I / CLIP-T scores, through the embedding cache.
+"""The Scorer: images on disk -> the declared metrics' scores, through the embedding cache.
 
 The runner calls exactly this:
 
@@ -6,6 +6,11 @@ The runner calls exactly this:
     scorer.metrics_info()                                   # versions, conventions, embedder ids
     scorer.score_generated(real, generated, prompts, identifier, positions)  # one dict per generated image
     scorer.score_real_pairs(real)                           # the real-images ceiling of one subject
+    scorer.score_optional("div", images)                    # an optional metric of one subject
+
+The metrics are the declarations of metrics/metric_registry.py: the core and preset ones
+(pairing "real" / "text") are computed here from the preset's embedders, the optional ones by their
+declared computation.
 
 Weights are resolved (and hashed) lazily, once per Scorer; a network is loaded only when some
 embedding is missing from the cache, and only once. Every embedding goes through `EmbeddingCache`, keyed
@@ -45,10 +50,10 @@ from dreambench.metrics.functions import (
     paired_cosine,
     per_image_mean_cosine,
 )
+from dreambench.metrics.metric_registry import get_metric, metrics
+from dreambench.metrics.metric_spec import MetricSpec, SubjectImages, SubjectScore
 from dreambench.metrics.presets import (
     DEFAULT_METRIC_PRESET,
-    EXTRA_METRIC_VERSIONS,
-    METRIC_VERSIONS,
     EmbedderSpec,
     MetricPreset,
     get_metric_preset,
@@ -73,23 +78,24 @@ def _network_words(arch: str) -> str:
     return arch if arch.startswith("DINOv2") else f"DINO {arch}"
 
 
+def preset_metrics(preset: MetricPreset) -> list[MetricSpec]:
+    """The metrics the Scorer computes from `preset`'s embedders, in display order: the core ones
+    and those whose network the preset has (DINOv2)."""
+    return [
+        m
+        for m in metrics().values()
+        if m.availability != "optional" and all(n in preset.networks for n in m.networks)
+    ]
+
+
 def metric_definitions(preset: MetricPreset) -> dict[str, str]:
     """The definition of each image metric under `preset` (networks and pairing named)."""
-    pairs = _PAIRING_WORDS[preset.pairing]
-    out = {
-        "dino": f"{pairs} of the cosine of {_network_words(preset.dino.arch)} CLS embeddings",
-        "clip_i": f"{pairs} of the cosine of CLIP {preset.clip.arch} image embeddings",
-        "clip_t": f"cosine of the CLIP {preset.clip.arch} embeddings of the generated image and its prompt",
+    words = {
+        "pairs": _PAIRING_WORDS[preset.pairing],
+        **{n: _network_words(preset.spec(n).arch) for n in preset.networks if n != "clip"},
+        "clip": preset.clip.arch,
     }
-    if preset.dinov2 is not None:
-        out["dinov2"] = f"{pairs} of the cosine of {_network_words(preset.dinov2.arch)} CLS embeddings"
-    return out
-
-
-DEFINITIONS = metric_definitions(get_metric_preset(DEFAULT_METRIC_PRESET))
-# Metrics computed only when asked for (`bench run --metrics ...pres,div`): they cost extra renders
-# (PRES) or an extra network (DIV).
-OPTIONAL_METRICS: tuple[str, ...] = ("pres", "div")
+    return {m.name: m.definition.format_map(words) for m in preset_metrics(preset)}
 # Cache misses are planned in chunks of this many images (at least one batch): per chunk, every DINO
 # batch, then every CLIP batch. The same plan as before prefetching, so fp32 numbers keep their bits.
 _DECODE_CHUNK = 128
@@ -118,11 +124,13 @@ class Scorer:
         precision: str = DEFAULT_PRECISION,
         decode_workers: int | None = None,
         clip_t_keep_identifier: bool | None = None,
+        extra_metrics: Sequence[str] = (),
     ) -> None:
         """`batch_size` / `decode_workers`: None picks them for the device (32 and 1 thread on the
         CPU, where the network needs both cores; sized for the card and up to 8 threads on CUDA).
         `clip_t_keep_identifier`: None keeps the preset's CLIP-T text rule; True / False overrides it
-        (`--clip-t-keep-identifier`)."""
+        (`--clip-t-keep-identifier`). `extra_metrics`: the optional metrics the run computes
+        (`--extra-metrics`); their versions enter `identity()`."""
         resolved = get_metric_preset(preset) if isinstance(preset, str) else preset
         if clip_t_keep_identifier is not None:
             resolved = dataclasses.replace(resolved, clip_t_keep_identifier=clip_t_keep_identifier)
@@ -136,6 +144,10 @@ class Scorer:
             raise BenchError(f"decode_workers must be >= 1, got {decode_workers}")
         self._batch_size = batch_size
         self._decode_workers = decode_workers
+        for name in extra_metrics:
+            if get_metric(name).availability != "optional":
+                raise BenchError(f"metric {name!r} is always computed; it is not an extra metric")
+        self.extra_metrics: tuple[str, ...] = tuple(dict.fromkeys(extra_metrics))
         # Distinct images / texts that missed the cache and were run through a network.
         self.embedded_images = 0
         self.embedded_texts = 0
@@ -203,10 +215,11 @@ class Scorer:
         return identity
 
     def _metric_versions(self) -> dict[str, int]:
-        versions = dict(METRIC_VERSIONS)
-        if self.preset.dinov2 is not None:
-            versions["dinov2"] = EXTRA_METRIC_VERSIONS["dinov2"]
-        return versions
+        """The versions of the metrics this Scorer computes (and of those in every identity)."""
+        computed = {m.name for m in preset_metrics(self.preset)} | set(self.extra_metrics)
+        return {
+            name: m.version for name, m in metrics().items() if name in computed or m.in_every_identity
+        }
 
     def identity_key(self) -> str:
         """16 hex digits of sha256 over the canonical JSON of `identity()`."""
@@ -289,23 +302,19 @@ class Scorer:
         """
         scale = self.preset.scale
         convention = "raw cosine in [-1, 1]" if scale == 1.0 else f"cosine x {scale:g}"
-        networks = {"dino": "dino", "clip_i": "clip", "clip_t": "clip"}
-        if self.preset.dinov2 is not None:
-            networks["dinov2"] = "dinov2"
         definitions = metric_definitions(self.preset)
-        versions = self._metric_versions()
         info: dict[str, dict] = {}
-        for name, kind in networks.items():
-            info[name] = {
-                "version": versions[name],
-                "higher_is_better": True,
-                "convention": convention,
-                "embedder": self.embedder_id(kind).as_dict(),
-                "definition": definitions[name],
+        for m in preset_metrics(self.preset):
+            info[m.name] = {
+                **m.info(),
+                "convention": m.convention or convention,
+                "embedder": self.embedder_id(m.networks[0]).as_dict(),
+                "definition": definitions[m.name],
             }
-        info["clip_t"]["text"] = (
-            "identifier kept" if self.preset.clip_t_keep_identifier else "identifier removed"
-        )
+            if m.pairing == "text":
+                info[m.name]["text"] = (
+                    "identifier kept" if self.preset.clip_t_keep_identifier else "identifier removed"
+                )
         return info
 
     # -- embeddings through the cache ------------------------------------------------------------
@@ -416,10 +425,8 @@ class Scorer:
         networks = self.preset.networks
         real_emb = dict(zip(networks, self._image_embeddings(real, networks)))
         gen_emb = dict(zip(networks, self._image_embeddings(generated, networks)))
-        texts = [clip_t_text(p, identifier, self.preset.clip_t_keep_identifier) for p in prompts]
-        text_emb = self._text_embeddings(texts)
         scale = self.preset.scale
-        image_metrics = {"dino": "dino", "clip_i": "clip", **({"dinov2": "dinov2"} if "dinov2" in networks else {})}
+        declared = preset_metrics(self.preset)
         extra: list[dict[str, Any]] = [{} for _ in generated]
         if self.preset.pairing == "paired-source":
             if positions is None or len(positions) != len(generated):
@@ -428,15 +435,18 @@ class Scorer:
                     "give the (prompt_idx, sample_idx) of every generated image"
                 )
             index = [paired_source_index(p, s, len(real)) for p, s in positions]
-            figures = {
-                m: paired_cosine(gen_emb[k], real_emb[k][index]) * scale for m, k in image_metrics.items()
-            }
             extra = [{"paired_with": Path(real[k].path).name} for k in index]
-        else:
-            figures = {m: per_image_mean_cosine(gen_emb[k], real_emb[k]) * scale for m, k in image_metrics.items()}
-        figures["clip_t"] = paired_cosine(gen_emb["clip"], text_emb) * scale
-        order = ("dino", "clip_i", "clip_t", *(m for m in image_metrics if m not in ("dino", "clip_i")))
-        return [{**{m: float(figures[m][i]) for m in order}, **extra[i]} for i in range(len(generated))]
+        figures: dict[str, np.ndarray] = {}
+        for m in declared:
+            k = m.networks[0]
+            if m.pairing == "text":
+                texts = [clip_t_text(p, identifier, self.preset.clip_t_keep_identifier) for p in prompts]
+                figures[m.name] = paired_cosine(gen_emb[k], self._text_embeddings(texts)) * scale
+            elif self.preset.pairing == "paired-source":
+                figures[m.name] = paired_cosine(gen_emb[k], real_emb[k][index]) * scale
+            else:
+                figures[m.name] = per_image_mean_cosine(gen_emb[k], real_emb[k]) * scale
+        return [{**{m: float(f[i]) for m, f in figures.items()}, **extra[i]} for i in range(len(generated))]
 
     @property
     def lpips(self) -> LpipsNet:
@@ -452,25 +462,31 @@ class Scorer:
         return self._lpips
 
     def optional_metrics_info(self, names: Sequence[str]) -> dict[str, dict]:
-        """results.json "metrics" entries of the optional metrics `names` ("pres", "div")."""
-        from dreambench.metrics.diversity import METRIC as DIV
-        from dreambench.metrics.preservation import METRIC as PRES
-
+        """results.json "metrics" entries of the optional metrics `names` ("pres", "div", ...):
+        the declaration's fields and, where it uses a network, that network's id."""
         info: dict[str, dict] = {}
         for name in names:
-            if name == "pres":
-                info[name] = {
-                    **{k: v for k, v in PRES.items() if k != "name"},
-                    "embedder": self.embedder_id("dino").as_dict(),
-                }
-            elif name == "div":
-                info[name] = {
-                    **{k: v for k, v in DIV.items() if k != "name"},
-                    "embedder": self.lpips.id.as_dict(),
-                }
-            else:
-                raise did_you_mean(name, OPTIONAL_METRICS, "optional metric")
+            m = get_metric(name)
+            if m.availability != "optional":
+                raise BenchError(f"metric {name!r} is always computed; it is not an optional metric")
+            info[name] = m.info()
+            if m.networks:
+                network = m.networks[0]
+                embedder = self.lpips.id if network == "lpips" else self.embedder_id(network)
+                info[name]["embedder"] = embedder.as_dict()
         return info
+
+    def score_optional(self, name: str, images: SubjectImages) -> SubjectScore:
+        """One subject's figure of the optional metric `name`, by its declared computation."""
+        m = get_metric(name)
+        compute = m.load_compute()
+        if m.pairing != "image":
+            return compute(self, images)
+        from dreambench.dataset.images import load_image
+        from dreambench.metrics.aggregate import mean_per_prompt
+
+        values = [float(compute(load_image(Path(r.path)))) for r in images.generated]
+        return mean_per_prompt(values, images.prompt_idx)
 
     def score_diversity(self, images_by_prompt: Mapping[int, Sequence[ImageRef]]) -> dict:
         """DIV of one subject: ``{"div": mean over prompts, "per_prompt": {idx: mean pairwise LPIPS}}``."""
@@ -496,13 +512,11 @@ class Scorer:
         networks = self.preset.networks
         emb = dict(zip(networks, self._image_embeddings(real, networks)))
         scale = self.preset.scale
-        out = {
-            "dino": distinct_pairs_mean_cosine(emb["dino"]) * scale,
-            "clip_i": distinct_pairs_mean_cosine(emb["clip"]) * scale,
+        return {
+            m.name: distinct_pairs_mean_cosine(emb[m.networks[0]]) * scale
+            for m in preset_metrics(self.preset)
+            if m.pairing == "real"
         }
-        if "dinov2" in emb:
-            out["dinov2"] = distinct_pairs_mean_cosine(emb["dinov2"]) * scale
-        return out
 
 
 def paired_source_index(prompt_idx: int, sample_idx: int, n_real: int) -> int:

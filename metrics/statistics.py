@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-METRICS: tuple[str, ...] = ("dino", "clip_i", "clip_t")
+from dreambench.metrics.metric_registry import display_order, metrics
+
 BOOTSTRAP_METHOD = "hierarchical percentile bootstrap (subjects, then prompts within subjects)"
 PERMUTATION_METHOD = "paired sign-flip permutation test over subjects (two-sided)"
 #: Up to this many subjects the permutation test enumerates all 2^n sign vectors.
@@ -197,9 +198,11 @@ def intervals_for_results(
     Returns ``{"overall": {metric: [low, high]}, "overall_live": {...}, "overall_object": {...},
     "subjects": {name: {metric: [low, high]}}, "method", "n_boot", "level", "seed"}``. A metric
     that does not apply (None for every subject; or, per subject, no ``per_prompt``) has no key, so
-    each group maps only metrics with an interval; a group without subjects is ``{}``.
+    each group maps only metrics with an interval; a group without subjects is ``{}``. The metrics
+    are every declared one (metrics/metric_registry.py) and those the results' "metrics" section names.
     """
     subjects: Mapping[str, Mapping[str, Any]] = results["subjects"]
+    names = display_order([*metrics(), *(results.get("metrics") or {})])
     groups = {
         "overall": subjects,
         "overall_live": {n: s for n, s in subjects.items() if s.get("kind") == "live"},
@@ -207,17 +210,17 @@ def intervals_for_results(
     }
     out: dict[str, Any] = {}
     for key, members in groups.items():
-        out[key] = _interval_dict(lambda m, members=members: bootstrap_ci(members, m, n_boot, level, seed))
+        out[key] = _interval_dict(names, lambda m, members=members: bootstrap_ci(members, m, n_boot, level, seed))
     out["subjects"] = {
-        name: _interval_dict(lambda m, s=s: subject_ci(s, m, n_boot, level, seed))
+        name: _interval_dict(names, lambda m, s=s: subject_ci(s, m, n_boot, level, seed))
         for name, s in sorted(subjects.items())
     }
     out.update(method=BOOTSTRAP_METHOD, n_boot=n_boot, level=level, seed=seed)
     return out
 
 
-def _interval_dict(interval: Any) -> dict[str, list[float]]:
-    found = {m: interval(m) for m in METRICS}
+def _interval_dict(names: list[str], interval: Any) -> dict[str, list[float]]:
+    found = {m: interval(m) for m in names}
     return {m: [ci[0], ci[1]] for m, ci in found.items() if ci is not None}
 
 

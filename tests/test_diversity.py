@@ -12,7 +12,7 @@ from PIL import Image
 
 from dreambench.errors import BenchError
 from dreambench.metrics.convert import load_state_dict_file
-from dreambench.metrics.diversity import METRIC, div_for_prompt, div_for_subject, mean_distinct_pairs
+from dreambench.metrics.diversity import div_for_prompt, div_for_subject, mean_distinct_pairs
 from dreambench.metrics.lpips_net import (
     BACKBONE_ENV,
     BACKBONE_FILE,
@@ -22,6 +22,7 @@ from dreambench.metrics.lpips_net import (
     shipped_linear_weights,
     smoke_lpips_file,
 )
+from dreambench.metrics.metric_registry import get_metric
 from dreambench.metrics.weights import WeightsSource
 
 
@@ -150,8 +151,9 @@ def test_div_rejects_too_few_images(net: LpipsNet) -> None:
 
 
 def test_metric_metadata() -> None:
-    assert METRIC["name"] == "div" and METRIC["version"] == 1 and METRIC["higher_is_better"] is True
-    assert "LPIPS" in str(METRIC["convention"])
+    METRIC = get_metric("div")
+    assert METRIC.name == "div" and METRIC.version == 1 and METRIC.higher_is_better is True
+    assert "LPIPS" in str(METRIC.convention)
 
 
 # -- weights ---------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from dreambench.metrics.preservation import METRIC, pres_score
+from dreambench.metrics.metric_registry import get_metric
+from dreambench.metrics.preservation import pres_score
 
 
 def loop_reference(class_dino: np.ndarray, real_dino: np.ndarray) -> float:
@@ -60,6 +61,7 @@ def test_bad_inputs_raise() -> None:
 
 
 def test_metric_metadata() -> None:
-    assert METRIC["name"] == "pres" and METRIC["version"] == 1
-    assert METRIC["higher_is_better"] is False
-    assert METRIC["convention"] == "raw cosine in [-1, 1]"
+    METRIC = get_metric("pres")
+    assert METRIC.name == "pres" and METRIC.version == 1
+    assert METRIC.higher_is_better is False
+    assert METRIC.convention == "raw cosine in [-1, 1]"

@@ -94,7 +94,8 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--extra-metrics",
         default="",
-        help="optional metrics, comma-separated: pres (language drift; renders 'a {class}' samples), div (LPIPS diversity)",
+        help="optional metrics, comma-separated: " + ", ".join(_optional_metric_names()) + " (README: "
+        "metrics; pres renders 'a {class}' samples, div runs LPIPS; part of the run's identity)",
     )
     parser.add_argument(
         "--clip-t-keep-identifier",
@@ -153,15 +154,32 @@ def device_from_args(device: str, *, runs_here: bool = True) -> str:
     raise BenchError(f"unknown --device {device!r}; valid: {', '.join(DEVICES)}")
 
 
-def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    """The validated --extra-metrics names, in canonical order."""
-    from dreambench.errors import did_you_mean
+def _optional_metric_names() -> tuple[str, ...]:
+    from dreambench.metrics.metric_registry import optional_metric_names
 
+    return optional_metric_names()
+
+
+def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The validated --extra-metrics names, in display order.
+
+    The choices are the optional metrics declared now (metrics/metric_registry.py: built-ins,
+    installed plugins, `register_metric`). ``allowed`` says what the command can compute: when it
+    names no metric that needs the method's "a {class}" samples (`bench eval` renders none), such
+    metrics (PRES) are not offered.
+    """
+    from dreambench.errors import did_you_mean
+    from dreambench.metrics.metric_registry import get_metric
+
+    choices = _optional_metric_names()
+    renders = allowed is None or any(get_metric(m).pairing == "class-samples" for m in allowed if m in choices)
+    if not renders:
+        choices = tuple(m for m in choices if get_metric(m).pairing != "class-samples")
     names = [n.strip() for n in args.extra_metrics.split(",") if n.strip()]
     for name in names:
-        if name not in allowed:
-            raise did_you_mean(name, allowed, "extra metric")
-    return tuple(m for m in allowed if m in names)
+        if name not in choices:
+            raise did_you_mean(name, choices, "extra metric")
+    return tuple(m for m in choices if m in names)
 
 
 def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[str, Any]]:
