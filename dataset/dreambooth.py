@@ -93,9 +93,9 @@ DREAMBOOTH = DatasetDeclaration(
     location=DREAMBOOTH_LOCATION,
     revision=DREAMBOOTH_COMMIT,
     manifest=MANIFEST_PATH,
+    prompt_sets={"dreambench": PROMPTS_DIR / PROMPT_SETS["dreambench"]},
+    default_prompt_set="dreambench",
     load=subjects_under,
     verify=verify_dataset,
     fetch=_fetch,
-    prompt_sets={"dreambench": PROMPTS_DIR / PROMPT_SETS["dreambench"]},
-    default_prompt_set="dreambench",
 )

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from dreambench.dataset.location import DEFAULT_DATASET
-from dreambench.dataset.subject import KINDS, Subject
+from dreambench.dataset.subject import KINDS
 from dreambench.errors import BenchError
 from dreambench.metrics.embedder import DEFAULT_PRECISION, SCORING_PRECISIONS
 from dreambench.metrics.presets import METRIC_PRESETS
@@ -180,20 +180,6 @@ def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...] |
         if name not in choices:
             raise did_you_mean(name, choices, "extra metric")
     return tuple(m for m in choices if m in names)
-
-
-def subjects_from_args(args: argparse.Namespace) -> tuple[list[Subject], dict[str, Any]]:
-    """The selected subjects and the dataset record (name + pin) recorded in results.json."""
-    from dreambench.dataset.selection import resolve_subjects
-
-    return resolve_subjects(
-        dataset=args.dataset,
-        subjects=args.subjects,
-        data=args.data,
-        subject_dirs=args.subject_dir,
-        class_nouns=args.class_noun,
-        kinds=args.kind,
-    )
 
 
 def subject_options(args: argparse.Namespace) -> dict[str, Any]:
