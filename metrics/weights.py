@@ -2,8 +2,8 @@
 
 A source is one of
   - pinned: the protocol's real weights for the backend, a hub repo at a pinned revision
-    (`PINNED_HUB`). The offline Hugging Face cache is tried first; then, unless HF_HUB_OFFLINE=1,
-    a normal download. $DREAMBENCH_DINO_WEIGHTS / $DREAMBENCH_CLIP_WEIGHTS (and ENV_VARS for the
+    (`PINNED_HUB`), fetched by dreambench.hub_fetch: the offline Hugging Face cache first; then,
+    unless HF_HUB_OFFLINE=1, a download of the first weights file the repo has. $DREAMBENCH_DINO_WEIGHTS / $DREAMBENCH_CLIP_WEIGHTS (and ENV_VARS for the
     other networks; a local file or folder) replace the hub for that network.
   - smoke: seeded random init of the real architecture (metrics/smoke_weights.py), uncalibrated.
   - path: a local file or folder.
@@ -25,6 +25,7 @@ from pathlib import Path
 from dreambench.atomic import atomic_write_json
 from dreambench.cache_root import cache_root
 from dreambench.errors import BenchError
+from dreambench.hub_fetch import HubFiles, fetch
 
 SOURCE_KINDS = ("pinned", "smoke", "path")
 # Backends that load a save_pretrained folder; every other backend loads a single weights file.
@@ -222,47 +223,27 @@ def _local(kind: str, backend: str, path: Path, origin: str) -> ResolvedWeights:
     return ResolvedWeights(file, file, f"file:{file}", file_sha256(file))
 
 
-def _hub_hint(kind: str, hub: HubWeights) -> str:
-    return (
-        f"download them with `hf download {hub.repo_id} --revision {hub.revision}`, "
-        f"or set {ENV_VARS[kind]} to a local weights file or folder, "
-        f"or use `--preset smoke` (seeded random weights, uncalibrated)"
+def _hub_request(kind: str, backend: str, hub: HubWeights) -> HubFiles:
+    return HubFiles(
+        what=f"{kind.upper()} checkpoint ({backend})",
+        repo_id=hub.repo_id,
+        revision=hub.revision,
+        files=hub.optional_files,
+        required=hub.required_files,
+        one_of=hub.weight_files,
+        instead=(
+            f"set {ENV_VARS[kind]} to a local weights file or folder",
+            "use --preset smoke (seeded random weights, uncalibrated)",
+        ),
     )
-
-
-def _hub_file(hub: HubWeights, filename: str, online: bool) -> Path | None:
-    """One file of the pinned repo: offline cache first, then (if `online`) a download. None if absent."""
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(hub.repo_id, filename, revision=hub.revision, local_files_only=True))
-    except Exception:  # LocalEntryNotFoundError and friends: not in the local cache
-        if not online:
-            return None
-    try:
-        return Path(hf_hub_download(hub.repo_id, filename, revision=hub.revision))
-    except Exception:  # no network, no such file, gated...: reported once by the caller
-        return None
 
 
 def _from_hub(kind: str, backend: str, hub: HubWeights) -> ResolvedWeights:
-    online = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("1", "true", "yes", "on")
-    missing = BenchError(
-        f"{kind.upper()} weights {hub.repo_id}@{hub.revision} ({backend}) are not available"
-        f"{'' if online else ' offline (HF_HUB_OFFLINE=1)'}: {_hub_hint(kind, hub)}"
-    )
-    file = next((p for name in hub.weight_files if (p := _hub_file(hub, name, online)) is not None), None)
-    if file is None:
-        raise missing
-    for name in hub.required_files:
-        if _hub_file(hub, name, online) is None:
-            raise missing
-    for name in hub.optional_files:
-        _hub_file(hub, name, online)
-    # hf_hub_download returns <cache>/snapshots/<commit>/<filename>: the folder name is the commit.
-    commit = file.parent.name
-    path = file.parent if backend in FOLDER_BACKENDS else file
-    return ResolvedWeights(path, file, f"hub:{hub.repo_id}@{commit}", file_sha256(file))
+    # The snapshot folder's name is the commit the pinned revision resolved to.
+    snapshot = fetch(_hub_request(kind, backend, hub))
+    file = _weights_in_folder(snapshot, hub.weight_files)
+    path = snapshot if backend in FOLDER_BACKENDS else file
+    return ResolvedWeights(path, file, f"hub:{hub.repo_id}@{snapshot.name}", file_sha256(file))
 
 
 def resolve_weights(kind: str, backend: str, source: WeightsSource) -> ResolvedWeights:

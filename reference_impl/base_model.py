@@ -12,9 +12,9 @@ A base-model reference is one of:
 * a local folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
   ``text_encoder/``, ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/``, ``tokenizer_2/``).
 * a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``
-  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0). The local
-  Hugging Face cache is tried first (``local_files_only``); only if the model is missing there and
-  the hub is reachable (``HF_HUB_OFFLINE`` unset) are the needed files downloaded (fp32
+  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0), fetched by ``dreambench.hub_fetch``: the
+  local Hugging Face cache is tried first; only if the model is missing there and downloads are
+  allowed (``HF_HUB_OFFLINE`` unset) are the needed files downloaded (fp32
   safetensors of unet/vae/text encoder(s) plus configs — not the single-file checkpoints).
 
 ``load_base_model`` returns the components (unet, vae, text encoder, tokenizer — and for SDXL the
@@ -28,14 +28,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dreambench.errors import BenchError
+from dreambench.hub_fetch import HubFiles, fetch, is_hub_id
 from dreambench.reference_impl.random_model import (
     ensure_random_model,
     ensure_tokenizer,
@@ -74,7 +73,7 @@ SD_PIPELINE = "StableDiffusionPipeline"
 SDXL_PIPELINE = "StableDiffusionXLPipeline"
 
 # What a Stable Diffusion v1/v2 training+sampling run needs from the hub (fp32 safetensors only).
-_HUB_FILES = [
+_HUB_FILES = (
     "model_index.json",
     "scheduler/scheduler_config.json",
     "tokenizer/*",
@@ -88,8 +87,7 @@ _HUB_FILES = [
     "vae/diffusion_pytorch_model.safetensors",
     "unet/config.json",
     "unet/diffusion_pytorch_model.safetensors",
-]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+)
 
 
 @dataclass
@@ -169,11 +167,6 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def _offline() -> bool:
-    # Read at call time: huggingface_hub caches the variable at import, tests set it later.
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
 def _folder_key(folder: Path) -> str:
     """A content key for a local folder: its configs and weight-file sizes (cheap, no full hash)."""
     digest = hashlib.sha256()
@@ -241,13 +234,21 @@ def locate_base_model(
             "key": f"local-{_folder_key(path)}",
             "calibrated": True,
         }
-    if not _HUB_ID.match(ref):
+    if not is_hub_id(ref):
         raise BenchError(
             f"base model {ref!r} is neither 'tiny', 'tiny-sdxl', 'random:sd15', an existing folder, "
             f"nor a hub id like {SD15_REPO!r} or {SDXL_REPO!r}"
         )
     revision = revision or {SD15_REPO: SD15_REVISION, SDXL_REPO: SDXL_REVISION}.get(ref, "main")
-    folder = _hub_snapshot(ref, revision)
+    folder = fetch(
+        HubFiles(
+            what="base model",
+            repo_id=ref,
+            revision=revision,
+            files=_HUB_FILES,
+            instead=("use --preset smoke (the embedded tiny model)",),
+        )
+    )
     return folder, {
         "source": "hub",
         "id": ref,
@@ -256,27 +257,6 @@ def locate_base_model(
         "key": f"{ref}@{revision}",
         "calibrated": True,
     }
-
-
-def _hub_snapshot(repo: str, revision: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(repo, revision=revision, allow_patterns=_HUB_FILES, local_files_only=True)
-        )
-    except Exception:  # noqa: BLE001 - any miss in the local cache falls through to the download path
-        pass
-    hint = f"download it first (hf download {repo} --revision {revision}) or use --preset smoke (the embedded tiny model)"
-    if _offline():
-        raise BenchError(
-            f"base model {repo}@{revision} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
-        )
-    try:
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=_HUB_FILES))
-    except Exception as exc:  # noqa: BLE001 - network/auth/404 errors all become one actionable line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchError(f"base model {repo}@{revision} could not be downloaded ({first}); {hint}") from None
 
 
 @contextlib.contextmanager

@@ -9,8 +9,8 @@ An adapter reference is one of:
   encoder folder, e.g. ``models/ip-adapter_sd15.safetensors`` + ``models/image_encoder/``).
 * a Hugging Face hub id, default ``IP_ADAPTER_REPO`` at ``IP_ADAPTER_REVISION``. Only the three
   files the adapter needs are fetched (the adapter weights, the encoder's config.json and its
-  model.safetensors), never the whole repository (about 30 GB of variants). The local cache is
-  tried first; a download is attempted only when ``HF_HUB_OFFLINE`` is unset.
+  model.safetensors), never the whole repository (about 30 GB of variants), by
+  ``dreambench.hub_fetch``: the local cache first; a download only when ``HF_HUB_OFFLINE`` is unset.
 
 Which files: ``AdapterFiles(subfolder, weight_name, image_encoder_folder)``, the three arguments
 of diffusers' ``IPAdapterMixin.load_ip_adapter`` (diffusers/loaders/ip_adapter.py); an encoder
@@ -21,14 +21,13 @@ published SD 1.5 and SDXL adapters (https://huggingface.co/h94/IP-Adapter, READM
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dreambench.dataset.images import file_sha256
 from dreambench.errors import BenchError
+from dreambench.hub_fetch import HubFiles, fetch, is_hub_id
 from dreambench.reference_impl.tiny_ip_adapter import (
     BUILD_RECORD,
     IMAGE_ENCODER_FOLDER,
@@ -46,7 +45,6 @@ IP_ADAPTER_REPO = "h94/IP-Adapter"
 IP_ADAPTER_REVISION = "018e402774aeeddd60609b4ecdb7e298259dc729"
 
 _ENCODER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -69,13 +67,13 @@ class AdapterFiles:
             return self.image_encoder_folder
         return f"{self.subfolder}/{self.image_encoder_folder}"
 
-    def hub_files(self) -> list[str]:
+    def hub_files(self) -> tuple[str, ...]:
         """What a hub download fetches: adapter weights, encoder config and safetensors weights."""
-        return [
+        return (
             self.weight_path,
             f"{self.encoder_path}/config.json",
             f"{self.encoder_path}/model.safetensors",
-        ]
+        )
 
 
 PUBLISHED: dict[str, AdapterFiles] = {
@@ -84,44 +82,6 @@ PUBLISHED: dict[str, AdapterFiles] = {
     # IP-Adapter for SDXL 1.0 with the OpenCLIP ViT-bigG/14 image encoder (sdxl_models/image_encoder).
     "sdxl": AdapterFiles("sdxl_models", "ip-adapter_sdxl.safetensors", "image_encoder"),
 }
-
-
-def _offline() -> bool:
-    # Read at call time: huggingface_hub caches the variable at import, tests set it later.
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-
-
-def _download_hint(repo: str, revision: str, files: AdapterFiles) -> str:
-    return (
-        f"download them first (hf download {repo} {' '.join(files.hub_files())} --revision {revision}) "
-        "or use --preset smoke (the tiny IP-Adapter)"
-    )
-
-
-def _hub_snapshot(repo: str, revision: str, files: AdapterFiles) -> Path:
-    from huggingface_hub import snapshot_download
-
-    wanted = files.hub_files()
-    try:
-        folder = Path(
-            snapshot_download(repo, revision=revision, allow_patterns=wanted, local_files_only=True)
-        )
-        if all((folder / f).is_file() for f in wanted):
-            return folder
-    except Exception:  # noqa: BLE001 - any miss in the local cache falls through to the download path
-        pass
-    hint = _download_hint(repo, revision, files)
-    if _offline():
-        raise BenchError(
-            f"IP-Adapter weights {repo}@{revision} are not in the local Hugging Face cache and HF_HUB_OFFLINE is set; {hint}"
-        )
-    try:
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=wanted))
-    except Exception as exc:  # noqa: BLE001 - network/auth/404 errors all become one actionable line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BenchError(
-            f"IP-Adapter weights {repo}@{revision} could not be downloaded ({first}); {hint}"
-        ) from None
 
 
 def _check_layout(folder: Path, files: AdapterFiles, shown_as: str) -> None:
@@ -156,9 +116,17 @@ def locate_ip_adapter(
     elif Path(ref).expanduser().is_dir():
         folder = Path(ref).expanduser().resolve()
         source, revision, calibrated = "local", "local", True
-    elif _HUB_ID.match(ref):
+    elif is_hub_id(ref):
         revision = revision or (IP_ADAPTER_REVISION if ref == IP_ADAPTER_REPO else "main")
-        folder = _hub_snapshot(ref, revision, files)
+        folder = fetch(
+            HubFiles(
+                what="IP-Adapter",
+                repo_id=ref,
+                revision=revision,
+                required=files.hub_files(),
+                instead=("use --preset smoke (the tiny IP-Adapter)",),
+            )
+        )
         source, calibrated = "hub", True
     else:
         raise BenchError(

@@ -1,6 +1,6 @@
 """The one direction of dependency (docs/ARCHITECTURE.md), checked on the source:
 
-    root utilities (errors, atomic, cache_root, hold_points, lazy_registry)  <  dataset  <  {metrics, the method contract}
+    root utilities (errors, atomic, cache_root, hold_points, lazy_registry, hub_fetch)  <  dataset  <  {metrics, the method contract}
         <  {reference_impl, leaderboard}  <  the harness (cli, commands, runner, executors, ...)
 
 A module may import its own package and any lower layer, never a higher one or a sibling of its
@@ -31,6 +31,7 @@ ROOT_UTILITIES = {
     "dreambench.cache_root",
     "dreambench.hold_points",
     "dreambench.lazy_registry",
+    "dreambench.hub_fetch",
 }
 # The Method contract (a Protocol over dataset.Subject, and its handle) sits above the dataset, so
 # that reference_impl's methods and outside plugins can use its types.
