@@ -54,11 +54,26 @@ def _device_description(device: str) -> str:
         import torch
 
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"{device} ({platform.processor() or platform.machine()})"
+    from dreambench.metrics.precision import cpu_model
+
+    return f"{device} ({cpu_model()})"
+
+
+def _device_bf16(device: str) -> dict[str, Any]:
+    """Whether ``device`` runs bf16 natively, and why (metrics/precision.py): a bf16 run on a
+    device that emulates it was slower than fp32 would have been, and says so here."""
+    from dreambench.errors import BenchError
+    from dreambench.metrics.precision import device_bf16_support
+
+    try:
+        return device_bf16_support(device).as_dict()
+    except BenchError:  # a CUDA device only the workers see (Ray): unknown here
+        return {"native": None, "reason": f"{device} is not visible to this process"}
 
 
 def make_stamp(device: str) -> dict[str, Any]:
-    """The provenance dict stored as stamp.json and inside results.json."""
+    """The provenance dict stored as stamp.json and inside results.json. ``device_bf16``:
+    ``{"native": bool, "reason": str}`` for the device (absent from stamps written before it)."""
     return {
         "dreambench_version": __version__,
         "git": _git_state(Path(__file__).resolve().parent),
@@ -66,5 +81,6 @@ def make_stamp(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": _device_description(device),
+        "device_bf16": _device_bf16(device),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

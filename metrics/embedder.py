@@ -34,6 +34,10 @@ DEVICES = ("auto", "cpu", "cuda")
 # whose figures are marked in every table and never compared with fp32 ones (docs/PERFORMANCE.md).
 SCORING_PRECISIONS = ("fp32", "bf16")
 DEFAULT_PRECISION = "fp32"
+# What a user may ask for: a precision, or "auto" (bf16 where this machine runs bf16 natively, else
+# fp32; metrics/precision.py). Only the resolved precision reaches an embedder or a result's identity.
+AUTO_PRECISION = "auto"
+PRECISION_CHOICES = (*SCORING_PRECISIONS, AUTO_PRECISION)
 
 
 @dataclass(frozen=True)

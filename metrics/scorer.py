@@ -24,8 +24,11 @@ read: a file whose bytes no longer hash to its `ImageRef.sha256` is refused, so 
 ever stored under another image's key.
 
 Precision: fp32 everywhere by default (on CUDA without autocast and with TF32 off); `precision="bf16"`
-is an explicit fast mode. It is part of every embedder id, so bf16 embeddings live in their own
-cache folder and bf16 results carry their own identity (`identity()`).
+is an explicit fast mode, and `precision="auto"` picks bf16 where this device runs it natively, else
+fp32 (metrics/precision.py; `requested_precision` keeps what was asked). bf16 on a device that
+emulates it prints one warning line to stderr when the Scorer is built. The resolved precision is
+part of every embedder id, so bf16 embeddings live in their own cache folder and bf16 results carry
+their own identity (`identity()`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dreambench.errors import BenchError, did_you_mean
-from dreambench.metrics.embedder import DEFAULT_PRECISION, EmbedderId, check_precision
+from dreambench.metrics.embedder import DEFAULT_PRECISION, EmbedderId
 from dreambench.metrics.embedding_cache import EmbeddingCache, text_sha256
 from dreambench.metrics.functions import (
     clip_t_text,
@@ -52,6 +56,7 @@ from dreambench.metrics.functions import (
 )
 from dreambench.metrics.metric_registry import get_metric, metrics
 from dreambench.metrics.metric_spec import MetricSpec, SubjectImages, SubjectScore
+from dreambench.metrics.precision import precision_warning, resolve_precision
 from dreambench.metrics.presets import (
     DEFAULT_METRIC_PRESET,
     EmbedderSpec,
@@ -136,7 +141,13 @@ class Scorer:
             resolved = dataclasses.replace(resolved, clip_t_keep_identifier=clip_t_keep_identifier)
         self.preset: MetricPreset = resolved.with_backend(backend) if backend is not None else resolved
         self.calibrated: bool = self.preset.calibrated
-        self.precision = check_precision(precision)
+        # "auto" is resolved here, once (metrics/precision.py); only the resolved precision enters
+        # embedder ids and identity(), which is what a Ray worker rebuilds its Scorer from.
+        self.requested_precision = precision
+        self.precision = resolve_precision(precision, device)
+        warning = precision_warning(self.precision, device)
+        if warning is not None:
+            print(warning, file=sys.stderr)  # before any work: bf16 is emulated on this device
         self.device = device
         if batch_size is not None and batch_size < 1:
             raise BenchError(f"batch_size must be >= 1, got {batch_size}")

@@ -8,7 +8,7 @@ from typing import Any
 from dreambench.dataset.location import DEFAULT_DATASET
 from dreambench.dataset.subject import KINDS
 from dreambench.errors import BenchError
-from dreambench.metrics.embedder import DEFAULT_PRECISION, SCORING_PRECISIONS
+from dreambench.metrics.embedder import DEFAULT_PRECISION, PRECISION_CHOICES
 from dreambench.metrics.presets import METRIC_PRESETS
 from dreambench.presets import RUN_PRESETS
 
@@ -87,9 +87,11 @@ def add_subject_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scoring-precision",
         default=DEFAULT_PRECISION,
-        choices=SCORING_PRECISIONS,
-        help="embedder arithmetic: fp32 (default, the protocol) or bf16 (faster on CPUs with bf16 "
-        "units; rows are marked and never compared with fp32 ones; see docs/PERFORMANCE.md)",
+        choices=PRECISION_CHOICES,
+        help="embedder arithmetic: fp32 (default, the protocol), bf16 (faster only where bf16 runs "
+        "natively: AVX512-BF16/AMX CPUs, Ampere+ GPUs; elsewhere slower, with a warning) or auto "
+        "(bf16 where native, else fp32; the precision used is recorded). bf16 rows are marked and "
+        "never compared with fp32 ones; see docs/PERFORMANCE.md",
     )
     parser.add_argument(
         "--extra-metrics",

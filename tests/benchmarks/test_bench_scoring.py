@@ -17,6 +17,13 @@ compute as the real ones):
     pytest tests/benchmarks/test_bench_scoring.py --benchmark-enable -s
     DREAMBENCH_BENCH_SCORING_IMAGES=1000 DREAMBENCH_BENCH_PRECISION=bf16 pytest ... (job size, precision)
 
+Every figure is printed with the machine it was taken on: the CPU model and whether this process's
+torch runs bf16 natively there (metrics/precision.py). ``test_scoring_precision_side_by_side``
+runs fp32 and bf16 alternately in one process over the same images ((a) and (b) for each, best of
+two rounds) and reports bf16's speed as a ratio to fp32's. On a CPU with bf16 units the emulated
+case can be measured too: ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2`` keeps torch to its
+AVX2 kernels, where bf16 is emulated as on a CPU without bf16 units.
+
 The job is N distinct 512-px PNGs made from the dataset's photos (the size `bench run` renders).
 Figures go to the benchmark's extra_info (see --benchmark-json) and are printed. The CUDA entry
 (marker ``gpu``, off by default) reports the Scorer path's images/s on the card.
@@ -45,6 +52,7 @@ from PIL import Image
 from dreambench.cache_root import cache_root
 from dreambench.dataset.images import load_image
 from dreambench.metrics.embedding_cache import EmbeddingCache
+from dreambench.metrics.precision import cpu_bf16_support, cpu_model
 from dreambench.metrics.scorer import ImageRef, Scorer
 
 N_IMAGES = int(os.environ.get("DREAMBENCH_BENCH_SCORING_IMAGES", "64"))
@@ -160,6 +168,31 @@ def _startup_s(folder: Path, sources: list[Path], device: str) -> float:
     return seconds
 
 
+def _machine() -> dict[str, object]:
+    """The CPU the figures were taken on and its bf16 capability for this process's torch."""
+    import torch
+
+    support = cpu_bf16_support()
+    return {
+        "cpu": cpu_model(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        "bf16_native": support.native,
+        "bf16_reason": support.reason,
+    }
+
+
+def _report(benchmark, figures: dict[str, object]) -> None:
+    """Figures into extra_info and printed, after the machine they were taken on."""
+    figures = {**_machine(), **figures}
+    benchmark.extra_info.update({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
+    print(
+        "\n" + "\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in figures.items())
+    )
+
+
 def _measure(benchmark, folder: Path, sources: list[Path], device: str) -> dict[str, float]:
     refs = _distinct_images(folder, sources, N_IMAGES, tag=0)
     scorer = Scorer("smoke", device=device, precision=PRECISION)
@@ -204,10 +237,7 @@ def _measure(benchmark, folder: Path, sources: list[Path], device: str) -> dict[
         "c_warm_rescore_s": warm_s,
         "d_startup_to_first_image_s": _startup_s(folder, sources, device),
     }
-    benchmark.extra_info.update({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
-    print(
-        "\n" + "\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in figures.items())
-    )
+    _report(benchmark, figures)
     return figures
 
 
@@ -216,6 +246,45 @@ def test_scoring_pipeline_cpu(
 ) -> None:
     figures = _measure(benchmark, tmp_path / "job", sources, "cpu")
     assert figures["b_over_a"] > 0 and figures["c_warm_rescore_s"] > 0
+
+
+def test_scoring_precision_side_by_side(
+    benchmark, sources: list[Path], tmp_path: Path, empty_embedding_cache: Path
+) -> None:
+    """fp32 and bf16 on the same images in one process, alternated (fp32, bf16, fp32, bf16): the
+    bare forward limit (a) and the Scorer from an empty cache (b), best of the two rounds each, and
+    bf16's speed over fp32's. Whether bf16 is native here is printed with the figures."""
+    refs = _distinct_images(tmp_path / "job", sources, N_IMAGES, tag=0)
+    scorers = {p: Scorer("smoke", device="cpu", precision=p) for p in ("fp32", "bf16")}
+    best: dict[str, dict[str, float]] = {p: {"a": 0.0, "b": 0.0} for p in scorers}
+
+    def rounds() -> None:
+        for _ in range(2):
+            for precision, scorer in scorers.items():
+                forward = _bare_forward_s(scorer, refs)
+                _clear_embeddings()
+                start = time.perf_counter()
+                scorer._image_embeddings(refs)
+                cold_s = time.perf_counter() - start
+                figures = best[precision]
+                figures["a"] = max(figures["a"], N_IMAGES / (forward["dino"] + forward["clip"]))
+                figures["b"] = max(figures["b"], N_IMAGES / cold_s)
+
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    assert scorers["bf16"].embedded_images == 2 * N_IMAGES
+    _report(
+        benchmark,
+        {
+            "images": N_IMAGES,
+            "batch_size": scorers["fp32"].batch_size,
+            "a_fp32_images_per_s": best["fp32"]["a"],
+            "a_bf16_images_per_s": best["bf16"]["a"],
+            "a_bf16_over_fp32": best["bf16"]["a"] / best["fp32"]["a"],
+            "b_fp32_images_per_s": best["fp32"]["b"],
+            "b_bf16_images_per_s": best["bf16"]["b"],
+            "b_bf16_over_fp32": best["bf16"]["b"] / best["fp32"]["b"],
+        },
+    )
 
 
 @pytest.mark.gpu
@@ -259,14 +328,13 @@ def test_scorer_process_beside_the_plain_transformers_path(
         return {k: min(v) for k, v in seconds.items()}
 
     best = benchmark.pedantic(both, rounds=1, iterations=1)
-    figures = {
-        "images": N_IMAGES,
-        "dreambench_process_s": best["dreambench"],
-        "transformers_process_s": best["transformers"],
-        "dreambench_over_transformers_time": best["dreambench"] / best["transformers"],
-    }
-    benchmark.extra_info.update({k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()})
-    print(
-        "\n" + "\n".join(f"{k}: {v:.3f}" if isinstance(v, float) else f"{k}: {v}" for k, v in figures.items())
+    _report(
+        benchmark,
+        {
+            "images": N_IMAGES,
+            "dreambench_process_s": best["dreambench"],
+            "transformers_process_s": best["transformers"],
+            "dreambench_over_transformers_time": best["dreambench"] / best["transformers"],
+        },
     )
     assert best["dreambench"] > 0 and best["transformers"] > 0
