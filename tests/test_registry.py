@@ -100,10 +100,14 @@ def test_methods_command_lists_everything(capsys: pytest.CaptureFixture[str]) ->
             "cannot import module 'nosuchpkg.mod'",
         ),
         (
+            ["run", "--method", "plugins/nosuch.py:Cls", "--subjects", "dog", "--preset", "smoke"],
+            "method 'plugins/nosuch.py:Cls': file 'plugins/nosuch.py' does not exist",
+        ),
+        (
             ["run", "--method", "real-images", "--subjects", "dog", "--prompts", "nope", "--preset", "smoke"],
             "unknown prompt set 'nope'",
         ),
-        (["leaderboard", "runs-that-do-not-exist", "--format", "xml"], "invalid choice"),
+        (["leaderboard", "runs-that-do-not-exist", "--format", "xml"], "unknown table format 'xml'"),
         (
             [
                 "run",
