@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from method_files import write_method_file
 from PIL import Image
 
 from dreambench.cli import main
@@ -21,45 +22,25 @@ from dreambench.registry import create_method
 
 ONE_PROMPT = {"name": "one", "version": "t1", "object": ["a {0} {1}"], "live": ["a {0} {1}"]}
 
-PLUGIN = '''
-from dataclasses import dataclass
-from PIL import Image
-
-
-class Squares:
-    """Flat squares of one colour."""
-
-    name = "squares"
-    kind = "none"
-    version = "{version}"
-
-    @dataclass(frozen=True)
-    class Config:
-        size: int = 16
-
-    PRESETS = {{"default": Config()}}
-
-    def __init__(self, config):
-        self.config = config
-
-    def prepare(self, subject, workdir):
-        pass
-
-    def identifier(self, subject):
-        return ""
-
-    def generate(self, subject, workdir, prompts, seeds):
-        return [Image.new("RGB", (self.config.size,) * 2, {colour}) for _ in prompts]
-
-    def release(self):
-        pass
-'''
 GREY, RED = (128, 128, 128), (255, 0, 0)
 
 
 def write_plugin(path: Path, colour: tuple[int, int, int], version: str = "") -> Path:
-    path.write_text(PLUGIN.format(colour=colour, version=version))
-    return path
+    """A method rendering flat squares of ``colour``."""
+    members = f"""
+        version = "{version}"
+
+        @dataclass(frozen=True)
+        class Config:
+            size: int = 16
+
+        PRESETS = {{"default": Config()}}
+
+        def __init__(self, config):
+            self.config = config
+    """
+    generate = f"return [Image.new('RGB', (self.config.size,) * 2, {colour}) for _ in prompts]"
+    return write_method_file(path, "Squares", "squares", generate, members)
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import contract_methods
 import pytest
+from method_files import write_method_file
 
 from dreambench.cli import main
 from dreambench.errors import BenchError
@@ -216,34 +217,17 @@ def test_handle_fills_optional_members_with_their_defaults() -> None:
 
 
 BAD_OUTPUT = """
-import numpy as np
-from PIL import Image
-
-
-class BadOutput:
-    name = "bad-output"
-    kind = "none"
-
-    def __init__(self, returns: str = "numpy"):
-        self.returns = returns
-
-    def prepare(self, subject, workdir):
-        pass
-
-    def identifier(self, subject):
-        return ""
-
-    def generate(self, subject, workdir, prompts, seeds):
-        if self.returns == "numpy":
-            return [np.zeros((8, 8, 3), dtype=np.uint8) for _ in prompts]
-        if self.returns == "array":
-            return np.zeros((len(prompts), 8, 8, 3), dtype=np.uint8)
-        if self.returns == "gray":
-            return [Image.new("L", (8, 8)) for _ in prompts]
-        return [Image.new("RGB", (8, 8)) for _ in prompts[1:]]
-
-    def release(self):
-        pass
+if self.returns == "numpy":
+    return [np.zeros((8, 8, 3), dtype=np.uint8) for _ in prompts]
+if self.returns == "array":
+    return np.zeros((len(prompts), 8, 8, 3), dtype=np.uint8)
+if self.returns == "gray":
+    return [Image.new("L", (8, 8)) for _ in prompts]
+return [Image.new("RGB", (8, 8)) for _ in prompts[1:]]
+"""
+BAD_OUTPUT_INIT = """
+def __init__(self, returns: str = "numpy"):
+    self.returns = returns
 """
 
 
@@ -259,8 +243,7 @@ class BadOutput:
 def test_generate_output_is_checked_where_it_leaves_the_method(
     returns: str, fragment: str, dreambench_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plugin = tmp_path / "bad_output.py"
-    plugin.write_text(BAD_OUTPUT)
+    plugin = write_method_file(tmp_path / "bad_output.py", "BadOutput", "bad-output", BAD_OUTPUT, BAD_OUTPUT_INIT)
     prompts = tmp_path / "two.json"
     prompts.write_text(json.dumps({**ONE_PROMPT, "object": ["a {0} {1}", "{0} {1}"], "live": ["a {0} {1}", "{0} {1}"]}))
     out = tmp_path / "runs"
@@ -276,14 +259,12 @@ def test_config_and_presets_come_together(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     member = (
-        "    @dataclass(frozen=True)\n    class Config:\n        size: int = 8\n"
+        "@dataclass(frozen=True)\nclass Config:\n    size: int = 8\n"
         if declared == "Config"
-        else "    PRESETS = {'default': None}\n"
+        else "PRESETS = {'default': None}\n"
     )
-    plugin = tmp_path / "half_config.py"
-    plugin.write_text(
-        BAD_OUTPUT.replace("from PIL import Image", "from PIL import Image\nfrom dataclasses import dataclass")
-        .replace('    kind = "none"\n', '    kind = "none"\n' + member)
+    plugin = write_method_file(
+        tmp_path / "half_config.py", "BadOutput", "bad-output", BAD_OUTPUT, member + BAD_OUTPUT_INIT
     )
     out = tmp_path / "runs"
     assert _run(f"{plugin}:BadOutput", "can", prompts_file, dreambench_data, out) == 2
@@ -293,36 +274,18 @@ def test_config_and_presets_come_together(
 
 
 DECLARING = """
-from PIL import Image
-
-
-class Declaring:
-    name = "declaring"
-    kind = "none"
-    version = "3"
-    base_model = "my-org/my-model"
-    identifier_scheme = "rare"
-    calibrated = False
-
-    def prepare(self, subject, workdir):
-        pass
-
-    def identifier(self, subject):
-        return "zwx"
-
-    def generate(self, subject, workdir, prompts, seeds):
-        return [Image.new("RGB", (8, 8), (9, 9, 9)) for _ in prompts]
-
-    def release(self):
-        pass
+version = "3"
+base_model = "my-org/my-model"
+identifier_scheme = "rare"
+calibrated = False
 """
 
 
 def test_declared_members_reach_results_and_the_leaderboard(
     prompts_file: Path, dreambench_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    plugin = tmp_path / "declaring.py"
-    plugin.write_text(DECLARING)
+    generate = "return [Image.new('RGB', (8, 8), (9, 9, 9)) for _ in prompts]"
+    plugin = write_method_file(tmp_path / "declaring.py", "Declaring", "declaring", generate, DECLARING, "zwx")
     out = tmp_path / "runs"
     assert _run(f"{plugin}:Declaring", "can", prompts_file, dreambench_data, out) == 0
     results = _results(out)
