@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_hub_fetch import hub_snapshot, offline_hub_cache
 
 from dreambench.dataset.images import load_image
 from dreambench.errors import BenchError
@@ -44,12 +45,7 @@ def clip() -> OpenClipEmbedder:
 @pytest.fixture
 def offline_empty_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty Hugging Face cache, offline, with no weights env overrides."""
-    import huggingface_hub.constants
-
-    hub = tmp_path / "hf-hub"
-    hub.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub = offline_hub_cache(tmp_path, monkeypatch)
     for var in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)
     return hub
@@ -230,26 +226,14 @@ def test_pinned_weights_missing_offline_give_a_one_line_hint(
     assert ENV_VARS[kind] in message and "--preset smoke" in message
 
 
-def _fake_hub_snapshot(hub_cache: Path, repo_id: str, commit: str, files: dict[str, Path], ref: str) -> Path:
-    """Lay out a Hugging Face cache entry by hand (as `hf download` would), pointing `ref` at `commit`."""
-    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for name, src in files.items():
-        shutil.copyfile(src, snapshot / name)
-    (repo / "refs").mkdir()
-    (repo / "refs" / ref).write_text(commit)
-    return snapshot
-
-
 def test_pinned_weights_come_from_the_offline_hub_cache(
     offline_empty_hub: Path, dino: TimmDinoEmbedder
 ) -> None:
     hub = PINNED_HUB[("dino", "timm")]
     commit = "0123456789abcdef0123456789abcdef01234567"
     smoke_file = ensure_smoke_weights("dino", "timm", 0)
-    snapshot = _fake_hub_snapshot(
-        offline_empty_hub, hub.repo_id, commit, {hub.weight_files[0]: smoke_file}, hub.revision
+    snapshot = hub_snapshot(
+        offline_empty_hub, hub.repo_id, {hub.weight_files[0]: smoke_file}, ref=hub.revision, commit=commit
     )
     resolved = resolve_weights("dino", "timm", WeightsSource.pinned())
     assert resolved.tag == f"hub:{hub.repo_id}@{commit}"  # "main" recorded as the commit it meant
@@ -261,7 +245,7 @@ def test_pinned_transformers_weights_resolve_to_the_snapshot_folder(offline_empt
     hub = PINNED_HUB[("dino", "transformers")]
     folder = ensure_smoke_weights("dino", "transformers", 0)
     files = {"config.json": folder / "config.json", "model.safetensors": folder / "model.safetensors"}
-    snapshot = _fake_hub_snapshot(offline_empty_hub, hub.repo_id, hub.revision, files, "main")
+    snapshot = hub_snapshot(offline_empty_hub, hub.repo_id, files, commit=hub.revision)
     resolved = resolve_weights("dino", "transformers", WeightsSource.pinned())
     assert resolved.path == snapshot and resolved.file == snapshot / "model.safetensors"
     assert resolved.tag == f"hub:{hub.repo_id}@{hub.revision}"

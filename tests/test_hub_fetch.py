@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import huggingface_hub
@@ -28,15 +29,30 @@ REPO = "someone/weights"
 ONE_PROMPT = {"name": "one", "version": "t1", "object": ["a {0} {1}"], "live": ["a {0} {1}"]}
 
 
-def _snapshot(cache: Path, repo_id: str, ref: str, files: dict[str, bytes]) -> Path:
-    """A Hugging Face cache entry laid out as `hf download` leaves it, with `ref` pointing at COMMIT."""
+def offline_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache under ``tmp_path``, offline (HF_HUB_OFFLINE=1)."""
+    hub = tmp_path / "hf-hub"
+    hub.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return hub
+
+
+def hub_snapshot(
+    cache: Path, repo_id: str, files: Mapping[str, bytes | Path], ref: str = "main", commit: str = COMMIT
+) -> Path:
+    """A Hugging Face cache entry laid out as `hf download` leaves it (file contents given, or copied
+    from a path), with the ref `ref` pointing at `commit`."""
     repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / COMMIT
-    for name, data in files.items():
+    snapshot = repo / "snapshots" / commit
+    for name, content in files.items():
         (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
-        (snapshot / name).write_bytes(data)
+        if isinstance(content, Path):
+            shutil.copyfile(content, snapshot / name)
+        else:
+            (snapshot / name).write_bytes(content)
     (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / ref).write_text(COMMIT)
+    (repo / "refs" / ref).write_text(commit)
     return snapshot
 
 
@@ -62,17 +78,12 @@ class FakeHub:
             raise self.error
         self.downloads.append(list(allow_patterns))
         wanted = {n: d for n, d in self.files.items() if any(fnmatch.fnmatch(n, p) for p in allow_patterns)}
-        return str(_snapshot(self.cache, repo_id, revision, wanted))
+        return str(hub_snapshot(self.cache, repo_id, wanted, ref=revision))
 
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hugging Face cache, offline."""
-    hub = tmp_path / "hf-hub"
-    hub.mkdir()
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return hub
+    return offline_hub_cache(tmp_path, monkeypatch)
 
 
 def _online(monkeypatch: pytest.MonkeyPatch, hub: FakeHub) -> FakeHub:
@@ -99,7 +110,7 @@ WEIGHTS = HubFiles(
 
 def test_a_cache_hit_works_offline_and_names_the_commit(cache: Path) -> None:
     # Only the second alternative is cached: that is enough.
-    snapshot = _snapshot(cache, REPO, "main", {"config.json": b"{}", "pytorch_model.bin": b"w"})
+    snapshot = hub_snapshot(cache, REPO, {"config.json": b"{}", "pytorch_model.bin": b"w"})
     folder = fetch(WEIGHTS)
     assert folder == snapshot and folder.name == COMMIT
 
@@ -113,7 +124,7 @@ def test_missing_offline_is_one_line_naming_repo_revision_and_what_to_download(
     cache: Path, cached: dict[str, bytes]
 ) -> None:
     if cached:
-        _snapshot(cache, REPO, "main", cached)
+        hub_snapshot(cache, REPO, cached)
     with pytest.raises(BenchError) as err:
         fetch(WEIGHTS)
     message = str(err.value)
@@ -150,7 +161,7 @@ def test_a_download_fetches_the_first_alternative_the_repo_has(
 def test_a_partial_cache_online_is_completed_by_a_download(
     cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _snapshot(cache, REPO, "main", {"config.json": b"{}"})
+    hub_snapshot(cache, REPO, {"config.json": b"{}"})
     hub = _online(monkeypatch, FakeHub(cache, {"config.json": b"{}", "model.safetensors": b"w"}))
     assert (fetch(WEIGHTS) / "model.safetensors").read_bytes() == b"w"
     assert hub.downloads == [["vocab.json", "config.json", "model.safetensors"]]
