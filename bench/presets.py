@@ -11,6 +11,13 @@ per prompt, seeding) belongs to the run preset and is the same for every method 
 values are defined beside the renderer (reference_impl/render_protocol.py), which the methods
 import. A method may only deviate where the deviation is intrinsic to it (``render_deviation``);
 ``render_record`` says what a run records.
+
+Why this harness module imports reference_impl: the protocol's sampler is ``SamplerSettings``,
+checked against the renderer's scheduler names, and the built-in methods resolve their sampler
+from it in ``setup`` (``render_protocol.method_sampler``). The harness is the top layer, so the
+import points down; what it reads of a *method* still goes through ``MethodHandle``
+(``render_deviation``, ``sampler``). Moving the protocol into the harness would mean handing it to
+methods as plain data through ``RunContext`` and moving the sampler type with it.
 """
 
 from __future__ import annotations
