@@ -71,8 +71,9 @@ class WeightsSource:
 
 @dataclass(frozen=True)
 class HubWeights:
-    """A hub repo at a pinned revision: the first of `weight_files` found is loaded; `required_files`
-    must exist too; `optional_files` (tokenizer files) are fetched when the repo has them."""
+    """A hub repo at a pinned revision: the first of `weight_files` found is loaded (a download fetches
+    the first the repo has); `required_files` must exist too; `optional_files` (tokenizer files) are
+    downloaded along when the repo has them."""
 
     repo_id: str
     revision: str
