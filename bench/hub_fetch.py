@@ -73,7 +73,7 @@ class HubFiles:
     def download_command(self) -> str:
         """The ``hf download`` command that fetches the snapshot: the files themselves when they are an
         exact list (required files only), else the whole repository."""
-        exact = self.required and not self.files and not self.one_of
+        exact = bool(self.required) and not self.files and not self.one_of
         names = "".join(f" {name}" for name in self.required) if exact else ""
         return f"hf download {self.repo_id}{names} --revision {self.revision}"
 
