@@ -37,85 +37,34 @@ from dreambench.metrics.metric_spec import MetricSpec
 
 ENTRY_POINT_GROUP = "dreambench.metrics"
 
+# MetricSpec(name, title, version, higher_is_better, pairing, availability, networks, ...).
 BUILTIN_METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec(
-        name="dino",
-        title="DINO",
-        version=1,
-        higher_is_better=True,
-        pairing="real",
-        availability="core",
-        networks=("dino",),
-        definition="{pairs} of the cosine of {dino} CLS embeddings",
-        max_drop=0.01,
-    ),
-    MetricSpec(
-        name="clip_i",
-        title="CLIP-I",
-        version=1,
-        higher_is_better=True,
-        pairing="real",
-        availability="core",
-        networks=("clip",),
-        definition="{pairs} of the cosine of CLIP {clip} image embeddings",
-        max_drop=0.01,
-    ),
-    MetricSpec(
-        name="clip_t",
-        title="CLIP-T",
-        version=1,
-        higher_is_better=True,
-        pairing="text",
-        availability="core",
-        networks=("clip",),
-        definition="cosine of the CLIP {clip} embeddings of the generated image and its prompt",
-        max_drop=0.005,
-    ),
+    MetricSpec("dino", "DINO", 1, True, "real", "core", ("dino",), max_drop=0.01,
+               definition="{pairs} of the cosine of {dino} CLS embeddings"),
+    MetricSpec("clip_i", "CLIP-I", 1, True, "real", "core", ("clip",), max_drop=0.01,
+               definition="{pairs} of the cosine of CLIP {clip} image embeddings"),
+    MetricSpec("clip_t", "CLIP-T", 1, True, "text", "core", ("clip",), max_drop=0.005,
+               definition="cosine of the CLIP {clip} embeddings of the generated image and its prompt"),
     # dreambench-plus's second DINO-type network, reported as its own metric.
-    MetricSpec(
-        name="dinov2",
-        title="DINOv2",
-        version=1,
-        higher_is_better=True,
-        pairing="real",
-        availability="preset",
-        networks=("dinov2",),
-        definition="{pairs} of the cosine of {dinov2} CLS embeddings",
-        max_drop=0.01,
-    ),
+    MetricSpec("dinov2", "DINOv2", 1, True, "real", "preset", ("dinov2",), max_drop=0.01,
+               definition="{pairs} of the cosine of {dinov2} CLS embeddings"),
     # DreamBooth paper, Table 3: language drift (metrics/preservation.py); lower is better.
     MetricSpec(
-        name="pres",
-        title="PRES",
-        version=1,
-        higher_is_better=False,
-        pairing="class-samples",
-        networks=("dino",),
+        "pres", "PRES", 1, False, "class-samples", "optional", ("dino",),
         convention="raw cosine in [-1, 1]",
-        definition=(
-            "mean over all (class-prompt sample, real image) pairs of the cosine of DINO ViT-S/16 CLS "
-            "embeddings; class samples are rendered by the fine-tuned model from 'a {class}' (no identifier)"
-        ),
-        compute="dreambench.metrics.preservation:score",
-        in_every_identity=True,
+        definition="mean over all (class-prompt sample, real image) pairs of the cosine of DINO ViT-S/16 CLS "
+        "embeddings; class samples are rendered by the fine-tuned model from 'a {class}' (no identifier)",
+        compute="dreambench.metrics.preservation:score", in_every_identity=True,
     ),
     # DreamBooth paper, Table 3: diversity (metrics/diversity.py).
     MetricSpec(
-        name="div",
-        title="DIV",
-        version=1,
-        higher_is_better=True,
-        pairing="prompt-group",
-        networks=("lpips",),
+        "div", "DIV", 1, True, "prompt-group", "optional", ("lpips",),
         convention="raw LPIPS distance (AlexNet, v0.1, 256x256 bicubic), >= 0",
-        definition=(
-            "mean LPIPS distance over the distinct pairs of images of one (subject, prompt); "
-            "mean over prompts per subject, mean over subjects overall"
-        ),
-        compute="dreambench.metrics.diversity:score",
-        in_every_identity=True,
+        definition="mean LPIPS distance over the distinct pairs of images of one (subject, prompt); "
+        "mean over prompts per subject, mean over subjects overall",
+        compute="dreambench.metrics.diversity:score", in_every_identity=True,
     ),
-)
+)  # fmt: skip
 
 #: The metrics every results.json has, in display order ("dino", "clip_i", "clip_t").
 CORE_METRICS: tuple[str, ...] = tuple(m.name for m in BUILTIN_METRICS if m.availability == "core")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_plugins_and_eval import TWO_PROMPTS
 
 from dreambench.cli import main
 from dreambench.errors import BenchError
@@ -29,12 +30,6 @@ from dreambench.metrics.metric_spec import AVAILABILITY, NETWORKS, PAIRINGS, Met
 from dreambench.metrics.scorer import Scorer
 
 REPO = Path(__file__).resolve().parents[1]
-TWO_PROMPTS = {
-    "name": "two",
-    "version": "t1",
-    "object": ["a {0} {1} in the snow", "a red {0} {1}"],
-    "live": ["a {0} {1} in the snow", "a {0} {1} wearing a red hat"],
-}
 
 
 def grain(image: Image.Image) -> float:
@@ -43,16 +38,8 @@ def grain(image: Image.Image) -> float:
 
 
 GRAIN = MetricSpec(
-    name="grain",
-    title="Grain",
-    version=1,
-    higher_is_better=False,
-    pairing="image",
-    convention="std of grey levels in [0, 1]",
-    definition="standard deviation of the generated image's grey levels",
-    compute=grain,
-    decimals=4,
-    max_drop=0.001,
+    "grain", "Grain", 1, False, "image", convention="std of grey levels in [0, 1]", compute=grain,
+    definition="standard deviation of the generated image's grey levels", decimals=4, max_drop=0.001,
 )
 
 
@@ -69,29 +56,10 @@ def example_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _run(out: Path, data: Path, prompts: Path, noise: float, extra: str = "grain") -> dict:
-    args = [
-        "run",
-        "--method",
-        "mean_color:MeanColor",
-        "--method-args",
-        f"noise={noise}",
-        "--subjects",
-        "dog,can",
-        "--prompts",
-        str(prompts),
-        "--images-per-prompt",
-        "2",
-        "--preset",
-        "smoke",
-        "--data",
-        str(data),
-        "--out",
-        str(out),
-        "--quiet",
-        "--extra-metrics",
-        extra,
-    ]
-    assert main(args) == 0
+    args = "run --method mean_color:MeanColor --subjects dog,can --images-per-prompt 2 --preset smoke --quiet"
+    args += f" --method-args noise={noise} --extra-metrics {extra}"
+    args += f" --prompts {prompts} --data {data} --out {out}"
+    assert main(args.split()) == 0
     # The run just made (a new metric version may name another run directory beside the old one).
     found = [p / "results.json" for p in out.iterdir() if (p / "results.json").exists()]
     return json.loads(max(found, key=lambda p: p.stat().st_mtime_ns).read_text())
