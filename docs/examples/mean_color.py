@@ -5,10 +5,12 @@ flat image of that colour with a little seeded noise. Useless as a generator, us
 example of the Method contract (bench/method.py) and as a sanity floor: it shows what DINO and
 CLIP-I give for colour alone.
 
-    bench run --method mean_color:MeanColor --subjects dog,can --method-args noise=0.1
+    bench run --method docs/examples/mean_color.py:MeanColor --subjects dog,can --method-args noise=0.1
 
-(with this folder on PYTHONPATH), or register it through the entry-point group
-``dreambench.methods`` in your package's pyproject.toml.
+(by its file; or ``--method mean_color:MeanColor`` with this folder on PYTHONPATH), or register it
+through the entry-point group ``dreambench.methods`` in your package's pyproject.toml. Editing
+this file and running again renders into a new run directory: the file's digest is part of the
+run's identity (dreambench.code_identity).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class MeanColor:
     """Flat images of the subject's mean colour, plus seeded noise."""
 
     name = "mean-color"
+    version = "1"  # optional (dreambench.method): part of the method's code identity
 
     @dataclass(frozen=True)
     class Config:
