@@ -1,13 +1,55 @@
-"""Shared test fixtures. Tests are CPU-only and offline."""
+"""Shared test fixtures. Tests are CPU-only and offline.
+
+The environment is the one the README's tests section states and nothing more: DREAMBENCH_DATA
+defaults to ../shared/dreambooth (beside the repository) for every test, CLI calls and subprocesses
+included, and the Hugging Face hub is offline.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+DATA_ENV = "DREAMBENCH_DATA"
+DEFAULT_DATA = REPO.parent / "shared" / "dreambooth"
+README_DATA_NOTE = (
+    f"{DATA_ENV} defaults to ../shared/dreambooth (a google/dreambooth clone beside the repository); "
+    "see the README's test section"
+)
+_SESSION_DATA = pytest.StashKey[Path]()
+
+
+def _holds_dataset(path: Path) -> bool:
+    return (path / "dataset").is_dir() or (path / "dog").is_dir()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Set the README's defaults before anything is imported or collected.
+
+    Set here rather than in a fixture: huggingface_hub reads HF_HUB_OFFLINE when it is imported,
+    which test modules do at collection, and the CLI reads DREAMBENCH_DATA itself.
+    """
+    os.environ.setdefault(DATA_ENV, str(DEFAULT_DATA))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    config.stash[_SESSION_DATA] = Path(os.environ[DATA_ENV])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failure in a session without the dataset says where the dataset was looked for."""
+    report = yield
+    data = item.config.stash[_SESSION_DATA]
+    if report.failed and not _holds_dataset(data) and README_DATA_NOTE not in str(report.longrepr):
+        report.sections.append(
+            ("dreambench dataset", f"{DATA_ENV}={data} holds no dataset: {README_DATA_NOTE}")
+        )
+    return report
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -17,7 +59,6 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = os.environ.get("DREAMBENCH_TEST_CACHE")
     path = Path(root) if root else tmp_path_factory.mktemp("dreambench-cache")
     os.environ["DREAMBENCH_CACHE"] = str(path)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return path
 
 
@@ -27,9 +68,9 @@ def dreambench_data() -> Path:
 
     Fails loudly, never skips: a test that needs the real dataset must not pass silently without it.
     """
-    path = Path(os.environ.get("DREAMBENCH_DATA", REPO.parent / "shared" / "dreambooth"))
-    if not (path / "dataset").is_dir() and not (path / "dog").is_dir():
-        pytest.fail(f"DREAMBENCH_DATA={path} does not hold the google/dreambooth dataset")
+    path = Path(os.environ.get(DATA_ENV, DEFAULT_DATA))
+    if not _holds_dataset(path):
+        pytest.fail(f"{DATA_ENV}={path} does not hold the google/dreambooth dataset; {README_DATA_NOTE}")
     return path
 
 

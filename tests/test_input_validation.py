@@ -90,7 +90,11 @@ def test_a_float_step_count_from_a_json_file_is_refused(tmp_path: Path) -> None:
         resolve_config(DreamBooth.Config, DreamBooth.PRESETS, "smoke", parse_method_args(f"@{path}"), "dreambooth")
 
 
-def test_bad_method_args_fail_before_the_run_directory_is_written(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_bad_method_args_fail_before_the_run_directory_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture, dreambench_data: Path
+) -> None:
+    """The subjects resolve first (from DREAMBENCH_DATA, as a user's `bench run` without --data
+    finds them), then the bad value is refused before anything is written."""
     from dreambench.cli import main
 
     out = tmp_path / "runs"
