@@ -105,9 +105,27 @@ class DatasetDeclaration:
         subjects it uses, so a file missing from one subject does not block runs of the others.
         """
         subjects = self.load(self.data_dir(data))
+        for subject in subjects:
+            self._check_category(subject)
         if check_files:
             self.check_files(subjects)
         return subjects
+
+    def _check_category(self, subject: Subject) -> None:
+        """A loader's subject must use a declared category and the kind that category maps to."""
+        if subject.category is None:
+            return
+        kind = self.categories.get(subject.category)
+        if kind is None:
+            raise BenchError(
+                f"dataset {self.name!r}: subject {subject.name!r} has category {subject.category!r}; "
+                f"declared: {', '.join(self.categories) or 'none'}"
+            )
+        if subject.kind != kind:
+            raise BenchError(
+                f"dataset {self.name!r}: subject {subject.name!r} of category {subject.category!r} has kind "
+                f"{subject.kind!r}; the declaration maps it to {kind!r}"
+            )
 
     def check_files(self, subjects: list[Subject]) -> None:
         """Raise BenchError naming the first missing folder or image of `subjects`, or the first

@@ -214,6 +214,19 @@ def test_a_toy_copy_that_is_missing_names_the_dataset_and_its_variable(
         toy.subjects()
 
 
+def test_a_subject_outside_the_declared_categories_is_refused(
+    toy_files: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    source, manifest, prompts = toy_files
+    declaration = _toy_declaration(source, manifest, prompts, revision="r1")
+    no_critters = replace(declaration, categories={"thing": "object"})
+    with pytest.raises(BenchError, match="subject 'newt' has category 'critter'; declared: thing"):
+        no_critters.subjects(source)
+    swapped = replace(declaration, categories={"critter": "object", "thing": "object"})
+    with pytest.raises(BenchError, match="the declaration maps it to 'object'"):
+        swapped.subjects(source)
+
+
 def test_register_refuses_a_built_in_name_and_a_wrong_type(toy_files: tuple[Path, Path, Path]) -> None:
     declaration = _toy_declaration(*toy_files, revision="r1")
     taken = replace(declaration, location=replace(declaration.location, name="dreambooth"))
@@ -237,7 +250,15 @@ def test_declaration_contract(name: str) -> None:
     for prompt_set in declaration.prompt_sets:
         assert load_prompt_set(prompt_set, dataset=name).sha256
     assert set(declaration.categories.values()) <= set(KINDS)
-    assert callable(declaration.load) and callable(declaration.verify)
+    # Its subjects, from the copy the tests use (DREAMBENCH_DATA for dreambooth): sorted, unique,
+    # each with a kind, a class noun and one pinned sha256 per image.
+    subjects = declaration.subjects(check_files=False)
+    names = [s.name for s in subjects]
+    assert names == sorted(set(names)) and names
+    for subject in subjects:
+        assert subject.kind in KINDS and subject.class_noun and subject.image_paths
+        assert len(subject.image_paths) == len(subject.image_sha256)
+        assert all(len(sha) == 64 for sha in subject.image_sha256)
 
 
 def test_dreambooth_record_is_unchanged() -> None:
