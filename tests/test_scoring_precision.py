@@ -38,25 +38,25 @@ ONE_PROMPT = {
 
 
 @pytest.mark.parametrize(
-    ("flags", "arch", "capability", "environ", "native"),
+    ("flags", "arch", "environ", "native"),
     [
-        (ZEN4, "x86_64", "AVX512", {}, True),
-        (SAPPHIRE_RAPIDS, "x86_64", "AVX512", {}, True),
-        (ZEN3, "x86_64", "AVX2", {}, False),
-        # bf16 units, but torch kept from them: oneDNN capped (its matmuls), or ATen at AVX2.
-        (ZEN4, "x86_64", "AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
-        (ZEN4, "x86_64", "AVX512", {"DNNL_MAX_CPU_ISA": "avx512_core"}, False),
-        (ZEN4, "x86_64", "AVX512", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
-        (ZEN4, "x86_64", "AVX2", {}, False),
-        (frozenset({"fp", "asimd", "bf16", "i8mm"}), "aarch64", "DEFAULT", {}, True),
-        (frozenset({"fp", "asimd"}), "aarch64", "DEFAULT", {}, False),
-        (frozenset(), "riscv64", "DEFAULT", {}, False),
+        (ZEN4, "x86_64", {}, True),
+        (SAPPHIRE_RAPIDS, "x86_64", {}, True),
+        (ZEN3, "x86_64", {}, False),
+        # bf16 units, but oneDNN (the matmuls) kept from them; ATen's own level does not decide.
+        (ZEN4, "x86_64", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+        (ZEN4, "x86_64", {"DNNL_MAX_CPU_ISA": "avx512_core"}, False),
+        (ZEN4, "x86_64", {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+        (ZEN4, "x86_64", {"ATEN_CPU_CAPABILITY": "avx2"}, True),
+        (frozenset({"fp", "asimd", "bf16", "i8mm"}), "aarch64", {}, True),
+        (frozenset({"fp", "asimd"}), "aarch64", {}, False),
+        (frozenset(), "riscv64", {}, False),
     ],
 )
 def test_cpu_bf16_support_from_flags(
-    flags: frozenset[str], arch: str, capability: str, environ: dict[str, str], native: bool
+    flags: frozenset[str], arch: str, environ: dict[str, str], native: bool
 ) -> None:
-    support = cpu_bf16_support(flags=flags, arch=arch, capability=capability, environ=environ)
+    support = cpu_bf16_support(flags=flags, arch=arch, environ=environ)
     assert support.native is native
     assert ("emulated" in support.reason) is (not native)
 
@@ -77,7 +77,6 @@ def machine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     native = request.param == "native"
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(precision, "cpu_flags", lambda: ZEN4 if native else ZEN3)
-    monkeypatch.setattr(precision, "_torch_cpu_capability", lambda: "AVX512" if native else "AVX2")
     monkeypatch.setattr(precision, "cpu_model", lambda: "Stub CPU")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
@@ -202,10 +201,9 @@ def test_auto_is_the_same_result_as_the_precision_it_picks(
     images, prompts = job
     out = tmp_path / "runs"
     runs = {}
-    for kind, flags, capability in (("emulated", ZEN3, "AVX2"), ("native", ZEN4, "AVX512")):
+    for kind, flags in (("emulated", ZEN3), ("native", ZEN4)):
         monkeypatch.setattr(platform, "machine", lambda: "x86_64")
         monkeypatch.setattr(precision, "cpu_flags", lambda flags=flags: flags)
-        monkeypatch.setattr(precision, "_torch_cpu_capability", lambda capability=capability: capability)
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
         assert _eval(images, dreambench_data, out / kind, prompts, "--scoring-precision", "auto") == 0
         (run_dir,) = (out / kind).iterdir()
