@@ -225,3 +225,32 @@ def test_unknown_precision_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None
         main(["eval", "somewhere", "--scoring-precision", "fp16"])
     assert exc.value.code == 2
     assert "auto" in capsys.readouterr().err
+
+
+def test_evaluate_takes_auto_and_warns_for_emulated_bf16(
+    machine: bool,
+    job: tuple[Path, Path],
+    dreambench_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`dreambench.evaluate()` goes the same way as the CLI: auto resolved by the machine, and the
+    warning for bf16 where it is emulated."""
+    import dreambench
+
+    images, prompts = job
+    common = {
+        "images_dir": images,
+        "subjects": "vase",
+        "preset": "smoke",
+        "data": dreambench_data,
+        "prompts": prompts,
+        "images_per_prompt": 1,
+        "progress": False,
+    }
+    auto = dreambench.evaluate(**common, out=tmp_path / "auto", scoring_precision="auto")
+    assert auto["scoring"]["precision"] == ("bf16" if machine else "fp32")
+    assert "--scoring-precision bf16" not in capsys.readouterr().err
+    bf16 = dreambench.evaluate(**common, out=tmp_path / "bf16", scoring_precision="bf16")
+    assert bf16["scoring"]["precision"] == "bf16"
+    assert ("--scoring-precision bf16" in capsys.readouterr().err) is (not machine)
