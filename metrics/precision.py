@@ -1,7 +1,7 @@
 """Whether this machine runs bf16 natively, and what each scoring precision resolves to here.
 
 bf16 scoring is only a fast mode where the hardware has bf16 arithmetic. On a CPU without it torch
-emulates bf16 (convert, multiply in fp32, round back) and `--scoring-precision bf16` runs 4-5x
+emulates bf16 (convert, multiply in fp32, round back) and `--scoring-precision bf16` runs 3-4x
 *slower* than fp32 (docs/PERFORMANCE.md). This module is the one place that knows which kind of
 machine this is:
 
@@ -217,5 +217,5 @@ def precision_warning(requested: str, device: str | torch.device) -> str | None:
     where = cpu_model() if resolved.type == "cpu" else str(resolved)
     return (
         f"warning: --scoring-precision bf16 on {where}: {support.reason}, so scoring will be slower "
-        "than fp32 here (4-5x on CPUs); --scoring-precision fp32 (or auto) is faster on this machine"
+        "than fp32 here (3-4x on CPUs); --scoring-precision fp32 (or auto) is faster on this machine"
     )
