@@ -45,7 +45,7 @@ class RunRequest:
     subject_dir: tuple[str | Path, ...] = ()
     class_noun: tuple[str, ...] = ()
     kind: tuple[str, ...] = ()
-    prompts: str | Path = "dreambench"
+    prompts: str | Path | None = None  # a prompt set name or file; None: the dataset's default
     # Presets and scoring.
     preset: str = "dreambooth"
     metric_preset: str | None = None
@@ -125,7 +125,10 @@ def _subjects(request: RunRequest, subjects: str | None = None) -> tuple[list[Su
     )
 
 
-def _scorer(request: RunRequest, device: str) -> Scorer:
+def _scorer(request: RunRequest, device: str, *, renders: bool) -> Scorer:
+    """The scorer of the request's metric preset, with the optional metrics it asks for (their
+    versions enter the scoring identity); ``renders``: a method renders (PRES can be computed)."""
+    from dreambench.metrics.metric_registry import select_optional_metrics
     from dreambench.metrics.presets import get_metric_preset
     from dreambench.metrics.scorer import Scorer
     from dreambench.presets import get_run_preset
@@ -139,17 +142,9 @@ def _scorer(request: RunRequest, device: str) -> Scorer:
         device=device,
         backend=request.embedder_backend,
         clip_t_keep_identifier=True if request.clip_t_keep_identifier else None,
+        extra_metrics=select_optional_metrics(request.extra_metrics, renders=renders),
         **precision,
     )
-
-
-def _extra_metrics(request: RunRequest, allowed: tuple[str, ...]) -> tuple[str, ...]:
-    from types import SimpleNamespace
-
-    from dreambench.commands.subject_args import extra_metrics_from_args
-
-    text = request.extra_metrics if isinstance(request.extra_metrics, str) else ",".join(request.extra_metrics)
-    return extra_metrics_from_args(SimpleNamespace(extra_metrics=text), allowed)
 
 
 def build_method(request: RunRequest, preset: str) -> tuple[MethodHandle, str, dict[str, Any]]:
@@ -195,10 +190,9 @@ def _run_method(request: RunRequest) -> RunOutcome:
     device = device_from_args(request.device, runs_here=request.executor == "local")
     executor_cls = executor_class(request.executor)
     preset = get_run_preset(request.preset)
-    scorer = _scorer(request, device)
-    optional = _extra_metrics(request, ("pres", "div"))
+    scorer = _scorer(request, device, renders=True)
     subjects, dataset_info = _subjects(request)
-    prompt_set = load_prompt_set(request.prompts)
+    prompt_set = load_prompt_set(request.prompts, dataset=request.dataset)
     method, method_preset, method_args = build_method(request, preset.method_preset)
     config = make_run_config(
         method=method,
@@ -221,7 +215,7 @@ def _run_method(request: RunRequest) -> RunOutcome:
         device=device,
         keep_weights=request.keep_weights,
         embedder_backend=request.embedder_backend,
-        optional_metrics=optional,
+        optional_metrics=scorer.extra_metrics,
         pres_samples=request.pres_samples,
     )
     executor = executor_cls(address=request.address) if request.executor != "local" else None
@@ -258,10 +252,9 @@ def _score_images(request: RunRequest) -> RunOutcome:
             raise BenchError(f"IMAGES_DIR {images_dir} has no subject folders ({layout_words})")
         subjects_spec = ",".join(present)
     preset = get_run_preset(request.preset)
-    scorer = _scorer(request, device)
-    optional = _extra_metrics(request, ("div",))
+    scorer = _scorer(request, device, renders=False)
     subjects, dataset_info = _subjects(request, subjects_spec)
-    prompt_set = load_prompt_set(request.prompts)
+    prompt_set = load_prompt_set(request.prompts, dataset=request.dataset)
     layout = scan_external(images_dir, subjects, prompt_set, request.images_per_prompt)
     for path in layout.unexpected:
         sys.stderr.write(f"warning: ignoring {path}: not <prompt_idx>-<sample_idx>.png within the prompt set\n")
@@ -287,7 +280,7 @@ def _score_images(request: RunRequest) -> RunOutcome:
         prompt_set=prompt_set,
         run_dir=rd.root,
         device=device,
-        optional_metrics=optional,
+        optional_metrics=scorer.extra_metrics,
     )
     # The import writes into the run directory too: hold its lock from here (execute_run re-enters it).
     with run_lock(rd.root):

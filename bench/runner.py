@@ -319,6 +319,8 @@ def run_subject(
     name = subject.name
     rd.sweep_temp_files(name)
     meta = {"kind": subject.kind, "class_noun": subject.class_noun, "n_real": len(subject.image_paths)}
+    if subject.category is not None:
+        meta["category"] = subject.category
     consumed = method.consumed_images(subject)
     meta["images_consumed"] = None if consumed is None else [Path(p).name for p in consumed]
     meta["images_scored_against"] = [Path(p).name for p in subject.image_paths]
@@ -830,6 +832,8 @@ def _build_results(
         # compare` refuses to compare across precisions. identity_key: on every scores.jsonl row.
         "scoring": {
             "precision": worker.scorer.precision,
+            # What was asked for: "auto" resolves to the precision above, by what the device runs natively.
+            "requested_precision": worker.scorer.requested_precision,
             "identity_key": worker.scorer.identity_key(),
             "batch_size": worker.scorer.batch_size,
         },

@@ -30,7 +30,7 @@ Importing this module is cheap (no torch, no numpy): the leaderboard reads it.
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from dreambench.errors import BenchError, did_you_mean
 from dreambench.metrics.metric_spec import MetricSpec
@@ -140,6 +140,24 @@ def find_metric(name: str) -> MetricSpec | None:
 def optional_metric_names() -> tuple[str, ...]:
     """The metrics `--extra-metrics` offers, in display order."""
     return tuple(name for name, m in metrics().items() if m.availability == "optional")
+
+
+def select_optional_metrics(names: str | Sequence[str], *, renders: bool) -> tuple[str, ...]:
+    """The optional metrics a run computes, validated, in display order.
+
+    ``names``: ``"pres,div"`` or a sequence of names. ``renders``: whether the run renders with a
+    method (False for `bench eval`), so metrics over the method's "a {class}" samples (PRES) can be
+    computed; otherwise they are not offered. An unknown name is a did-you-mean error.
+    """
+    listed = names.split(",") if isinstance(names, str) else list(names)
+    wanted = [n.strip() for n in listed if n.strip()]
+    choices = [
+        n for n in optional_metric_names() if renders or get_metric(n).pairing != "class-samples"
+    ]
+    for name in wanted:
+        if name not in choices:
+            raise did_you_mean(name, choices, "extra metric")
+    return tuple(m for m in choices if m in wanted)
 
 
 def metric_title(name: str) -> str:

@@ -141,7 +141,8 @@ def test_toy_dataset_end_to_end(
     out = tmp_path / "runs"
     _, _, prompts = toy_files
     run = ["run", "--dataset", "toy", "--data", str(data), "--method", "base-model", "--preset", "smoke"]
-    run += ["--images-per-prompt", "1", "--prompts", str(prompts), "--out", str(out), "--quiet"]
+    # No --prompts: the dataset's own default prompt set.
+    run += ["--images-per-prompt", "1", "--out", str(out), "--quiet"]
     assert main(run) == 0
     (results,) = _results(out)
     assert (
@@ -158,6 +159,7 @@ def test_toy_dataset_end_to_end(
     subjects = results["subjects"]
     assert sorted(subjects) == ["newt", "pebble"]
     assert (subjects["newt"]["kind"], subjects["newt"]["class_noun"]) == ("live", "salamander")
+    assert subjects["newt"]["category"] == "critter"
     assert (subjects["pebble"]["kind"], subjects["pebble"]["class_noun"]) == ("object", "stone")
     rows = (out / results["run"]["run_dir"].split("/")[-1] / "subjects/newt/images.jsonl").read_text()
     assert "salamander in the grass" in rows
@@ -169,7 +171,7 @@ def test_toy_dataset_end_to_end(
     assert main(["report", str(out), "-o", str(report), "--data", str(data)]) == 0
     page = (report / "index.html").read_text()
     # Metadata from results.json, real images located through the toy declaration.
-    assert "live · salamander" in page and "object · stone" in page
+    assert "live · critter · salamander" in page and "object · thing · stone" in page
     assert "real images are not shown" not in page
     assert page.count('alt="newt real ') == 2 and page.count('alt="pebble real ') == 2
 

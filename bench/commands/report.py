@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="DreamBooth dataset location, for the real images (default: $DREAMBENCH_DATA, else the cache)",
+        help="the dataset's location, for the real images (default: the dataset's environment variable, e.g. $DREAMBENCH_DATA for dreambooth, else the cache)",
     )
     parser.set_defaults(func=run)
 

@@ -162,45 +162,12 @@ def _optional_metric_names() -> tuple[str, ...]:
     return optional_metric_names()
 
 
-def extra_metrics_from_args(args: argparse.Namespace, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
-    """The validated --extra-metrics names, in display order.
-
-    The choices are the optional metrics declared now (metrics/metric_registry.py: built-ins,
-    installed plugins, `register_metric`). ``allowed`` says what the command can compute: when it
-    names no metric that needs the method's "a {class}" samples (`bench eval` renders none), such
-    metrics (PRES) are not offered.
-    """
-    from dreambench.errors import did_you_mean
-    from dreambench.metrics.metric_registry import get_metric
-
-    choices = _optional_metric_names()
-    renders = allowed is None or any(get_metric(m).pairing == "class-samples" for m in allowed if m in choices)
-    if not renders:
-        choices = tuple(m for m in choices if get_metric(m).pairing != "class-samples")
-    names = [n.strip() for n in args.extra_metrics.split(",") if n.strip()]
-    for name in names:
-        if name not in choices:
-            raise did_you_mean(name, choices, "extra metric")
-    return tuple(m for m in choices if m in names)
-
-
 def subject_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options `add_subject_args` added, as `dreambench.request.RunRequest` fields."""
+    names = ("dataset", "subjects", "data", "prompts", "preset", "metric_preset", "embedder_backend", "out")
+    names += ("device", "scoring_precision", "extra_metrics", "clip_t_keep_identifier")
     return {
-        "dataset": args.dataset,
-        "subjects": args.subjects,
-        "data": args.data,
-        "subject_dir": tuple(args.subject_dir),
-        "class_noun": tuple(args.class_noun),
-        "kind": tuple(args.kind),
-        "prompts": args.prompts,
-        "preset": args.preset,
-        "metric_preset": args.metric_preset,
-        "embedder_backend": args.embedder_backend,
-        "scoring_precision": args.scoring_precision,
-        "extra_metrics": args.extra_metrics,
-        "clip_t_keep_identifier": args.clip_t_keep_identifier,
-        "out": args.out,
-        "device": args.device,
+        **{name: getattr(args, name) for name in names},
+        **{name: tuple(getattr(args, name)) for name in ("subject_dir", "class_noun", "kind")},
         "progress": not (args.quiet or args.json),
     }
