@@ -1,4 +1,11 @@
-"""Rendering: one image per (prompt, seed), independent of batch composition, byte-identical on CPU."""
+"""Rendering: one image per (prompt, seed), independent of batch composition, byte-identical on CPU.
+
+Byte-identity is between renders on one machine (same CPU kernels and thread count), which is what
+rebuilding a deleted image needs; no stored bytes from another machine are compared. The ancestral
+sampler's check is within one 8-bit level instead: with torch's AVX2 kernels one pixel of the last
+image of a batch comes out one level off its render alone (AVX-512 kernels give the same bytes),
+while an image drawn from another generator is ~45 levels off on average.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import dataclasses
 import hashlib
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -70,7 +78,9 @@ def test_stochastic_sampler_draws_from_each_images_own_generator(base: Component
     sampler = SamplerSettings(scheduler="euler-a", steps=3, guidance=7.5, resolution=TINY_RESOLUTION)
     together = render(base.pipeline(), PROMPTS[:3], SEEDS[:3], sampler, "cpu", batch_size=3)
     alone = render(base.pipeline(), [PROMPTS[2]], [SEEDS[2]], sampler, "cpu", batch_size=3)[0]
-    assert png_sha(alone) == png_sha(together[2])
+    # Its own generator's noise: the same picture up to CPU rounding (see the module docstring).
+    diff = np.abs(np.asarray(alone, dtype=np.int16) - np.asarray(together[2], dtype=np.int16))
+    assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.001 * diff.size, (diff.max(), np.count_nonzero(diff))
 
 
 def test_matches_stock_pipeline_with_a_seeded_cpu_generator(base: Components) -> None:
