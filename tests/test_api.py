@@ -34,6 +34,7 @@ def test_public_names_resolve_without_importing_torch() -> None:
         dreambench.Nope  # noqa: B018
 
 
+@pytest.mark.slow
 def test_evaluate_runs_a_method_and_scores_images(tmp_path: Path, dreambench_data: Path) -> None:
     prompts = tmp_path / "one.json"
     prompts.write_text(json.dumps(ONE_PROMPT))

@@ -22,6 +22,9 @@ from dreambench.atomic import is_temp_name
 from dreambench.cli import main
 from dreambench.hold_points import HOLD_ENV
 
+# Minutes on a 2-vCPU CPU: out of the default run, run by CI with `-m slow` (README).
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 PROMPTS = {

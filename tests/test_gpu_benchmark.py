@@ -64,6 +64,7 @@ def check_result(result: dict[str, Any], size: str, device: str, repeats: int, s
     assert {"torch", "diffusers", "transformers"} <= set(result["versions"])
 
 
+@pytest.mark.slow
 def test_tiny_cpu_every_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

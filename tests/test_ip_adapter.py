@@ -307,6 +307,7 @@ def test_published_key_names_for_sdxl() -> None:
     assert widths[1] == (640, 2048) and widths[101] == (1280, 2048)
 
 
+@pytest.mark.slow
 def test_sdxl_adapter_loads_through_stock_diffusers_and_runs_through_bench_run(
     dreambench_data: Path, tmp_path: Path
 ) -> None:

@@ -16,11 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from dreambench.atomic import TEMP_PREFIX, is_temp_name
 from dreambench.cache_root import cache_root
 from dreambench.cli import main
 from dreambench.hold_points import HOLD_ENV
 from dreambench.reference_impl.dreambooth import WEIGHTS_DIR
+
+# Minutes on a 2-vCPU CPU: out of the default run, run by CI with `-m slow` (README).
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = {

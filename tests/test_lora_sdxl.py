@@ -138,6 +138,7 @@ def test_training_feeds_the_unet_sdxl_conditioning(dog: Subject) -> None:
         assert torch.equal(added["text_embeds"], pooled)
 
 
+@pytest.mark.slow
 def test_saved_lora_loads_in_stock_sdxl_and_renders_the_same_bytes(
     prepared: tuple[DreamBoothLoRA, Path], dog: Subject
 ) -> None:
@@ -225,6 +226,7 @@ def test_full_finetuning_refuses_an_sdxl_base_before_anything_is_written() -> No
     DreamBoothLoRA(FAST, device="cpu").check_ready()  # the LoRA method does
 
 
+@pytest.mark.slow
 def test_bench_run_on_the_tiny_sdxl_end_to_end(dreambench_data: Path, tmp_path: Path) -> None:
     from PIL import Image
 

@@ -138,6 +138,7 @@ def test_ray_results_equal_local_results(ray_env: None, dreambench_data: Path, t
     assert not ray.is_initialized()  # the local instance it started is shut down
 
 
+@pytest.mark.slow
 def test_killed_worker_is_retried_and_run_completes(
     ray_env: None, ray_session: Path, dreambench_data: Path, tmp_path: Path
 ) -> None:
