@@ -54,30 +54,55 @@ def measure_stage(device: str) -> Iterator[dict[str, Any]]:
 COST_FIELDS: tuple[str, ...] = ("wall_s", "device_s", "peak_device_mib", "peak_host_mib")
 
 
-def valid_stage_costs(obj: Any) -> dict[str, dict[str, Any]]:
-    """The well-formed ``{stage: record}`` entries of a parsed cost.json (anything else: dropped).
+def _is_record(record: Any) -> bool:
+    return isinstance(record, dict) and all(
+        record.get(k) is None or (isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool))
+        for k in COST_FIELDS
+    )
+
+
+def valid_stage_costs(obj: Any) -> dict[str, dict[str, Any] | None]:
+    """The well-formed ``{stage: record}`` entries of a parsed cost.json, with ``None`` for a stage
+    whose cost is unknown (its record was lost to a damaged cost.json); anything else: dropped.
 
     cost.json is bookkeeping, not a result: a damaged one must never fail a subject, and a record
     that is not a mapping of numbers (or None) to the known fields would break the run's totals.
     """
     if not isinstance(obj, dict):
         return {}
-    kept: dict[str, dict[str, Any]] = {}
+    kept: dict[str, dict[str, Any] | None] = {}
     for stage, record in obj.items():
-        if not isinstance(stage, str) or not isinstance(record, dict):
+        if not isinstance(stage, str):
             continue
-        fields = {k: record.get(k) for k in COST_FIELDS}
-        if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in fields.values()):
-            kept[stage] = fields
+        if record is None:
+            kept[stage] = None
+        elif _is_record(record):
+            kept[stage] = {k: record.get(k) for k in COST_FIELDS}
     return kept
 
 
-def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+def is_well_formed(obj: Any) -> bool:
+    """True when a parsed cost.json is an object of stage -> record (or None: unknown) throughout."""
+    return isinstance(obj, dict) and all(
+        isinstance(stage, str) and (record is None or _is_record(record)) for stage, record in obj.items()
+    )
+
+
+def repaired_costs(obj: Any, stages: tuple[str, ...]) -> dict[str, dict[str, Any] | None]:
+    """What a damaged cost.json becomes: its well-formed records kept, every other stage of
+    `stages` marked unknown (None) until that stage does work again. A stage's wall time cannot be
+    recomputed without redoing the stage, so it is never guessed."""
+    kept = valid_stage_costs(obj)
+    return {**{stage: None for stage in stages}, **{s: r for s, r in kept.items() if r is not None}}
+
+
+def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any] | None]]) -> dict[str, Any]:
     """Run totals from per-subject ``{stage: record}``: seconds add up, peaks take the maximum.
 
-    Returns ``{"stages": {stage: totals}, "total": totals, "n_subjects": n}`` where totals hold
-    wall_s, device_s (None on CPU), peak_device_mib (None on CPU), peak_host_mib and
-    wall_s_per_subject (for "total").
+    Returns ``{"stages": {stage: totals}, "total": totals, "n_subjects": n, "unknown": {subject:
+    [stage, ...]}}`` where totals hold wall_s, device_s (None on CPU), peak_device_mib (None on
+    CPU), peak_host_mib and wall_s_per_subject (for "total"). A stage whose cost is unknown (None)
+    adds nothing to the totals and is listed under "unknown", so the totals are known to be short.
     """
 
     def combine(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,11 +123,20 @@ def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any]]]) -> dict
         }
 
     stages: dict[str, list[dict[str, Any]]] = {}
-    for _, cost in sorted(subject_costs.items()):
+    unknown: dict[str, list[str]] = {}
+    for subject, cost in sorted(subject_costs.items()):
         for stage, record in cost.items():
-            stages.setdefault(stage, []).append(record)
+            if record is None:
+                unknown.setdefault(subject, []).append(stage)
+            else:
+                stages.setdefault(stage, []).append(record)
     everything = [r for records in stages.values() for r in records]
     total = combine(everything)
     n = len(subject_costs)
     total["wall_s_per_subject"] = round(total["wall_s"] / n, 3) if n else None
-    return {"stages": {s: combine(r) for s, r in sorted(stages.items())}, "total": total, "n_subjects": n}
+    return {
+        "stages": {s: combine(r) for s, r in sorted(stages.items())},
+        "total": total,
+        "n_subjects": n,
+        "unknown": {subject: sorted(names) for subject, names in unknown.items()},
+    }

@@ -9,7 +9,8 @@ Per subject (see bench/store.py for the files):
    chunk, so a kill loses at most the chunk in flight.
 2. Scores: recomputed only when scores.jsonl does not cover exactly the current images (by sha256)
    with their figures; the embedding cache makes that cheap when most images are unchanged. A
-   damaged derived file is recomputed (cost.json: ignored), never a failure.
+   damaged derived file is recomputed, never a failure; a damaged cost.json keeps its good records
+   and marks the other stages' cost unknown until they do work again (a time is never guessed).
 3. Summary: the per-subject figures (metrics/aggregate.py), written to summary.json.
 
 A subject that raises is recorded in its error.txt (the failure's line, then the traceback) and
@@ -318,6 +319,7 @@ def run_subject(
     config, prompt_set, device = spec.config, spec.prompt_set, spec.device
     name = subject.name
     rd.sweep_temp_files(name)
+    cost_problem = rd.repair_cost(name, ("score",) if method.scores_real_pairs else COST_STAGES)
     meta = {"kind": subject.kind, "class_noun": subject.class_noun, "n_real": len(subject.image_paths)}
     if subject.category is not None:
         meta["category"] = subject.category
@@ -341,7 +343,7 @@ def run_subject(
             rd.write_scores(name, rows)
             rd.record_cost(name, score=cost)
         summary = summarize_real_pairs(rows[0], len(subject.image_paths))
-        return {**meta, **summary, "scoring": scorer.identity_key(), "cost": rd.read_cost(name)}
+        return {**meta, **summary, "scoring": scorer.identity_key(), "cost": _subject_cost(rd, name, cost_problem)}
 
     index, expected, missing = _missing_images(rd, subject, prompt_set, config)
     n_pres = spec.pres_samples if _class_sample_metrics(spec.optional_metrics) else 0
@@ -384,8 +386,26 @@ def run_subject(
         "n_generated": len(rows),
         "scoring": scorer.identity_key(),
         **summary,
-        "cost": rd.read_cost(name),
+        "cost": _subject_cost(rd, name, cost_problem),
     }
+
+
+#: The stages whose cost a rendering subject records (bench/cost.py).
+COST_STAGES = ("prepare", "render", "score")
+
+
+def _subject_cost(rd: RunDir, name: str, problem: str | None) -> dict[str, Any]:
+    """The subject's cost.json; when a damaged one left stages unknown (they had nothing to redo,
+    and a stage's time cannot be recomputed without redoing it), say so in one line."""
+    cost = rd.read_cost(name)
+    unknown = [stage for stage, record in cost.items() if record is None]
+    if unknown:
+        print(
+            f"warning: {rd.subject_dir(name) / 'cost.json'} {problem or 'was damaged earlier'}; "
+            f"{name}'s cost of {', '.join(unknown)} is unknown (results.json cost.unknown)",
+            file=sys.stderr,
+        )
+    return cost
 
 
 def _method_config(method: MethodHandle, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ Layout (one folder per resolved config)::
       subjects/<name>/pres/<k>.png, pres.jsonl   "a {class}" samples for PRES (when asked for)
       subjects/<name>/optional_scores.json     PRES / DIV with the sha256s they were computed from
       subjects/<name>/cost.json                wall seconds of each stage when it last did work
+                                               (null: unknown, its record was lost to damage)
       subjects/<name>/summary.json             the subject's figures once it finished (its row)
       subjects/<name>/error.txt                why it failed (first line), then the traceback
 
@@ -31,7 +32,7 @@ from dreambench.atomic import (
     remove_entry,
     sweep_temp_entries,
 )
-from dreambench.cost import valid_stage_costs
+from dreambench.cost import is_well_formed, repaired_costs, valid_stage_costs
 from dreambench.errors import BenchError
 
 
@@ -150,16 +151,38 @@ class RunDir:
         names = sorted(p.name for p in subjects.iterdir() if p.is_dir()) if subjects.is_dir() else []
         return self.sweep_temp_files() + sum(self.sweep_temp_files(name) for name in names)
 
-    def read_cost(self, subject: str) -> dict[str, dict[str, Any]]:
-        """Cost of each stage the last time it did work (kept across resumes); a damaged cost.json
-        (truncated, not JSON, wrong shape) reads as no record, never as a failure."""
+    def read_cost(self, subject: str) -> dict[str, dict[str, Any] | None]:
+        """Cost of each stage the last time it did work (kept across resumes); ``None`` for a stage
+        whose cost is unknown (`repair_cost`). A damaged cost.json reads as no record, never as a
+        failure."""
         path = self.subject_dir(subject) / "cost.json"
         try:
             return valid_stage_costs(json.loads(path.read_text()))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return {}
 
-    def record_cost(self, subject: str, **stages: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def repair_cost(self, subject: str, stages: tuple[str, ...]) -> str | None:
+        """Rewrite a damaged cost.json (not JSON, wrong shape, a bad record; or missing where
+        stages left their outputs) with its well-formed records kept and the other `stages`
+        marked unknown until they do work again; return what was wrong, or None when nothing was."""
+        path = self.subject_dir(subject) / "cost.json"
+        try:
+            obj: Any = json.loads(path.read_text())
+        except FileNotFoundError:
+            # Stages did work here before (their outputs are on disk) and left no record.
+            if not any((self.subject_dir(subject) / f).is_file() for f in ("images.jsonl", "scores.jsonl")):
+                return None
+            obj, problem = {}, "is missing"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            obj, problem = {}, "is not valid JSON"
+        else:
+            if is_well_formed(obj):
+                return None
+            problem = "does not hold stage -> {wall_s, device_s, peak_device_mib, peak_host_mib}"
+        atomic_write_json(path, repaired_costs(obj, stages))
+        return problem
+
+    def record_cost(self, subject: str, **stages: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
         cost = {**self.read_cost(subject), **stages}
         atomic_write_json(self.subject_dir(subject) / "cost.json", cost)
         return cost

@@ -182,3 +182,51 @@ def test_aggregation_is_exact_whatever_the_order() -> None:
     cells = ((0, 0, 0.1), (0, 1, 0.2), (1, 0, 0.3))
     rows = [{"prompt_idx": p, "sample_idx": s, "dino": v, "clip_i": v, "clip_t": v} for p, s, v in cells]
     assert summarize_subject_images(rows, 4) == summarize_subject_images(rows[::-1], 4)
+
+
+COST_DAMAGE: dict[str, Callable[[Path], None]] = {
+    "truncated": lambda path: path.write_text('{"prepare": '),
+    "a bad record": lambda path: path.write_text('{"render": {"wall_s": "soon"}, "score": 3}'),
+    "deleted": lambda path: path.unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(COST_DAMAGE))
+def test_a_damaged_cost_json_is_repaired_and_its_lost_stages_marked_unknown(
+    damage: str,
+    finished: Path,
+    dreambench_data: Path,
+    prompts: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stage's wall time cannot be recomputed without redoing the stage: the rerun keeps what is
+    well-formed, marks the rest unknown (null) in cost.json, summary.json and results.json, and
+    says so in one line; nothing else changes."""
+    out, run_dir = _copy(finished, tmp_path)
+    cost_path = run_dir / "subjects/dog/cost.json"
+    can_cost = json.loads((run_dir / "subjects/can/cost.json").read_text())
+    COST_DAMAGE[damage](cost_path)
+    capsys.readouterr()
+    assert main(_argv(out, dreambench_data, prompts, "dog,can")) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "cost.json" in line]
+    assert len(warnings) == 1 and str(cost_path) in warnings[0], err
+    assert "prepare, render, score is unknown" in warnings[0]
+    unknown = {"prepare": None, "render": None, "score": None}
+    assert json.loads(cost_path.read_text()) == unknown
+    assert json.loads((run_dir / "subjects/dog/summary.json").read_text())["cost"] == unknown
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["subjects"]["dog"]["cost"] == unknown
+    assert results["subjects"]["can"]["cost"] == can_cost
+    assert results["cost"]["unknown"] == {"dog": ["prepare", "render", "score"]}
+    assert results["cost"]["total"]["wall_s"] == pytest.approx(sum(r["wall_s"] for r in can_cost.values()))
+    assert figures(out) == figures(finished)
+
+    # Once a stage does work again its cost is known again; the others stay unknown.
+    (run_dir / "subjects/dog/scores.jsonl").unlink()
+    assert main(_argv(out, dreambench_data, prompts, "dog,can")) == 0
+    cost = json.loads(cost_path.read_text())
+    assert cost["prepare"] is None and cost["render"] is None and cost["score"]["wall_s"] >= 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["cost"]["unknown"] == {"dog": ["prepare", "render"]}
