@@ -51,7 +51,7 @@ def scan_external(
     missing: list[str] = []
     for subject in subjects:
         folder = images_dir / subject.name
-        n_prompts = len(prompt_set.templates(subject.kind))
+        n_prompts = len(prompt_set.templates(subject.kind, subject.name))
         found: dict[tuple[int, int], Path] = {}
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             match = _NAME.match(path.stem)
@@ -115,7 +115,7 @@ def import_external(
     """
     from dreambench.dataset.images import load_image
 
-    prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
+    prompts = prompt_set.render(subject.kind, identifier, subject.class_noun, subject.name)
     rows = []
     for p in range(len(prompts)):
         for s in range(images_per_prompt):

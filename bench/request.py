@@ -192,7 +192,7 @@ def _run_method(request: RunRequest) -> RunOutcome:
     preset = get_run_preset(request.preset)
     scorer = _scorer(request, device, renders=True)
     subjects, dataset_info = _subjects(request)
-    prompt_set = load_prompt_set(request.prompts, dataset=request.dataset)
+    prompt_set = load_prompt_set(request.prompts, dataset=request.dataset, data=request.data)
     method, method_preset, method_args = build_method(request, preset.method_preset)
     config = make_run_config(
         method=method,
@@ -254,7 +254,7 @@ def _score_images(request: RunRequest) -> RunOutcome:
     preset = get_run_preset(request.preset)
     scorer = _scorer(request, device, renders=False)
     subjects, dataset_info = _subjects(request, subjects_spec)
-    prompt_set = load_prompt_set(request.prompts, dataset=request.dataset)
+    prompt_set = load_prompt_set(request.prompts, dataset=request.dataset, data=request.data)
     layout = scan_external(images_dir, subjects, prompt_set, request.images_per_prompt)
     for path in layout.unexpected:
         sys.stderr.write(f"warning: ignoring {path}: not <prompt_idx>-<sample_idx>.png within the prompt set\n")

@@ -97,7 +97,7 @@ def _missing_images(
     An image is reused only when its file's sha256 is the one its index line records: a 0-byte,
     truncated or replaced PNG (or a damaged index line) is rendered again, never scored as is.
     """
-    n_prompts = len(prompt_set.templates(subject.kind))
+    n_prompts = len(prompt_set.templates(subject.kind, subject.name))
     expected = [(p, s) for p in range(n_prompts) for s in range(config.images_per_prompt)]
     wanted = set(expected)
     index = {
@@ -357,7 +357,7 @@ def run_subject(
             with measure_stage(device) as prepare_cost:
                 method.prepare(subject, rd.prepare_dir(name))
             identifier = method.identifier(subject)
-            prompts = prompt_set.render(subject.kind, identifier, subject.class_noun)
+            prompts = prompt_set.render(subject.kind, identifier, subject.class_noun, subject.name)
             progress.stage(name, "render")
             with measure_stage(device) as render_cost:
                 _render(rd, method, subject, prompts, identifier, index, missing, config, progress)

@@ -15,10 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dreambench.dataset.location import DEFAULT_DATASET, DataLocation
 from dreambench.dataset.subject import KINDS, Kind, Subject
 from dreambench.errors import BenchError
+
+if TYPE_CHECKING:
+    from dreambench.dataset.prompts import PromptSet
 
 __all__ = ["DEFAULT_DATASET", "DatasetDeclaration", "check_declaration"]
 
@@ -37,7 +41,8 @@ class DatasetDeclaration:
         empty list means byte-identical to the pin.
     fetch: (destination, progress) -> the located folder of a verified copy installed there; None
         when the dataset cannot be downloaded by dreambench (its hint then says how to get it).
-    prompt_sets: name -> JSON/YAML file of each prompt set the dataset ships.
+    prompt_sets: name -> JSON/YAML file of each prompt set the dataset ships, or a function that
+        reads the set from the located copy (a dataset whose prompts ship with its images).
     default_prompt_set: the one a run uses when no --prompts is given (a key of `prompt_sets`).
     categories: the dataset's own subject categories -> the prompt-template kind each uses
         ("live" or "object"); empty when its categories are exactly live/object.
@@ -48,7 +53,7 @@ class DatasetDeclaration:
     manifest: Path
     load: Callable[[Path], list[Subject]]
     verify: Callable[[Path], list[str]]
-    prompt_sets: Mapping[str, Path]
+    prompt_sets: Mapping[str, Path | Callable[[Path], PromptSet]]
     default_prompt_set: str
     fetch: Callable[[Path, bool], Path] | None = None
     categories: Mapping[str, Kind] = field(default_factory=dict)
