@@ -292,6 +292,19 @@ def _notes(baseline: RunResults, current: RunResults, results: list[MetricCompar
         ]
         if len(missing) == 1:
             notes.append(f"{m.metric} does not apply to the {missing[0]} run: not compared")
+    for name, run in (("baseline", baseline), ("current", current)):
+        # Optional by schema (docs/RESULTS.md): what the gate uses instead, said once per run.
+        if run.raw.get("ci") is None:
+            notes.append(
+                f"the {name} run ({run.path}) records no bootstrap intervals (ci): the gate's "
+                "intervals are its own paired ones, computed from the per-subject figures"
+            )
+        flat = sorted(s for s, entry in run.subjects.items() if not entry.get("per_prompt"))
+        if flat and run.method != "real-images":
+            notes.append(
+                f"the {name} run records no per-prompt figures for {len(flat)} subject(s) "
+                f"({', '.join(flat[:3])}{', ...' if len(flat) > 3 else ''}): their intervals resample subjects only"
+            )
     if not (baseline.calibrated and current.calibrated):
         notes.append(
             "uncalibrated run(s) (random-weight embedders): the gate detects changed outputs, "

@@ -223,13 +223,23 @@ def _validate(path: Path, raw: Any) -> None:
         if not isinstance(spec["version"], int) or isinstance(spec["version"], bool):
             raise fail(f"has metrics.{name}.version={spec['version']!r}, expected an integer")
 
+    for name, spec in metrics.items():
+        for key, kind in (("embedder", dict), ("convention", str), ("higher_is_better", bool)):
+            if spec.get(key) is not None and not isinstance(spec[key], kind):
+                raise fail(f"has metrics.{name}.{key}={spec[key]!r}, expected {_TYPE_NAMES[kind]}")
+
     subjects = raw["subjects"]
     if not isinstance(subjects, dict):
         raise fail("has 'subjects' that is not an object")
     for name, entry in subjects.items():
         if not isinstance(entry, dict):
             raise fail(f"has subjects.{name} that is not an object")
+        if "kind" not in entry:
+            raise fail(f"lacks the required key 'subjects.{name}.kind' (valid: {', '.join(SUBJECT_KINDS)})")
+        if entry["kind"] not in SUBJECT_KINDS:
+            raise fail(f"has subjects.{name}.kind={entry['kind']!r}; valid: {', '.join(SUBJECT_KINDS)}")
         _check_figures(fail, f"subjects.{name}", entry, metrics, required=False)
+        _check_per_prompt(fail, f"subjects.{name}", entry.get("per_prompt"), metrics)
 
     _check_figures(fail, "overall", raw["overall"], metrics, required=True)
     for key in ("overall_live", "overall_object"):
@@ -244,6 +254,67 @@ def _validate(path: Path, raw: Any) -> None:
     failures = raw.get("failures")
     if failures is not None and not isinstance(failures, dict):
         raise fail("has 'failures' that is not an object of subject -> reason")
+
+    # Sections optional by schema (older files lack them; docs/RESULTS.md says what is shown
+    # instead): absent or null is fine, present of the wrong type is not.
+    for key, kind in _OPTIONAL_SECTIONS.items():
+        if raw.get(key) is not None and not isinstance(raw[key], kind):
+            raise fail(f"has {key}={_shown(raw[key])}, expected {_TYPE_NAMES[kind]}")
+    _check_ci_section(fail, raw.get("ci"))
+    cost = raw.get("cost")
+    if cost is not None and cost.get("total") is not None and not isinstance(cost["total"], dict):
+        raise fail(f"has cost.total={_shown(cost['total'])}, expected an object")
+
+
+#: The kinds a subject can have (dreambench.dataset.subject).
+SUBJECT_KINDS: tuple[str, ...] = ("live", "object")
+
+_TYPE_NAMES: dict[type, str] = {dict: "an object", list: "a list", str: "a string", bool: "true or false"}
+
+#: Top-level sections a results.json may lack (files of earlier schema-1 versions), with their type.
+_OPTIONAL_SECTIONS: dict[str, type] = {
+    "uncalibrated_reasons": list,
+    "dataset": dict,
+    "protocol": dict,
+    "render_protocol": dict,
+    "scoring": dict,
+    "ci": dict,
+    "cost": dict,
+    "stamp": dict,
+    "overall_live": dict,
+    "overall_object": dict,
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _check_per_prompt(fail: Any, where: str, per_prompt: Any, metrics: dict[str, Any]) -> None:
+    """A subject's optional per_prompt: prompt index -> figures (the real-images ceiling has none)."""
+    if per_prompt is None:
+        return
+    if not isinstance(per_prompt, dict):
+        raise fail(f"has {where}.per_prompt={_shown(per_prompt)}, expected an object of prompt index -> figures")
+    for prompt, figures in per_prompt.items():
+        _check_figures(fail, f"{where}.per_prompt.{prompt}", figures, metrics, required=False)
+
+
+def _check_ci_section(fail: Any, ci: Any) -> None:
+    """The top-level bootstrap section: each overall section's and each subject's intervals."""
+    if ci is None:
+        return
+    for key in ("overall", "overall_live", "overall_object"):
+        if ci.get(key) is not None:
+            _check_intervals(fail, f"ci.{key}", ci[key])
+    subjects = ci.get("subjects")
+    if subjects is None:
+        return
+    if not isinstance(subjects, dict):
+        raise fail(f"has ci.subjects={_shown(subjects)}, expected an object of subject -> intervals")
+    for name, intervals in subjects.items():
+        _check_intervals(fail, f"ci.subjects.{name}", intervals)
 
 
 def _require_object(fail: Any, raw: dict[str, Any], key: str, fields: tuple[str, ...]) -> None:
@@ -276,11 +347,14 @@ def _check_figures(fail: Any, where: str, section: Any, metrics: dict[str, Any],
         isinstance(section["n_subjects"], int) and not isinstance(section["n_subjects"], bool)
     ):
         raise fail(f"has {where}.n_subjects={section['n_subjects']!r}, expected an integer")
-    ci = section.get("ci")
-    if ci is None:
-        return
+    if section.get("ci") is not None:
+        _check_intervals(fail, f"{where}.ci", section["ci"])
+
+
+def _check_intervals(fail: Any, where: str, ci: Any) -> None:
+    """metric -> [low, high] with low <= high."""
     if not isinstance(ci, dict):
-        raise fail(f"has {where}.ci that is not an object of metric -> [low, high]")
+        raise fail(f"has {where} that is not an object of metric -> [low, high]")
     for metric, bounds in ci.items():
         ok = (
             isinstance(bounds, list)
@@ -289,4 +363,4 @@ def _check_figures(fail: Any, where: str, section: Any, metrics: dict[str, Any],
             and bounds[0] <= bounds[1]
         )
         if not ok:
-            raise fail(f"has {where}.ci.{metric}={bounds!r}, expected [low, high] with low <= high")
+            raise fail(f"has {where}.{metric}={bounds!r}, expected [low, high] with low <= high")
