@@ -17,6 +17,8 @@ from dreambench.lazy_registry import entry_point_targets, load_attr
 
 DATASETS: dict[str, str] = {
     "dreambooth": "dreambench.dataset.dreambooth:DREAMBOOTH",
+    "dreambench-plus": "dreambench.dataset.dreambench_plus:DREAMBENCH_PLUS",
+    "customconcept101": "dreambench.dataset.customconcept101:CUSTOMCONCEPT101",
 }
 
 ENTRY_POINT_GROUP = "dreambench.datasets"
