@@ -35,6 +35,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from html import escape
@@ -221,6 +222,13 @@ def read_generated(run_dir: Path, subject: str) -> list[GeneratedImage]:
             match = re.fullmatch(r"(\d+)-(\d+)", path.stem)
             if match is not None:
                 rows.append({"file": path.name, "prompt_idx": int(match[1]), "sample_idx": int(match[2])})
+    # A scored image the index no longer lists still gets its cell (a gap when its file is gone):
+    # the gallery never silently shows fewer images than the run scored.
+    listed = {str(row.get("file")) for row in rows}
+    for name in sorted(set(scores) - listed):
+        match = re.fullmatch(r"(\d+)-(\d+)\.png", name)
+        if match is not None:
+            rows.append({"file": name, "prompt_idx": int(match[1]), "sample_idx": int(match[2])})
     images = [
         GeneratedImage(
             path=folder / "images" / str(row["file"]),
@@ -259,19 +267,27 @@ class Thumbnails:
 
     A thumbnail is named by the source's sha256 (given, or hashed here) and made only when it does
     not exist yet. `url` returns its path relative to the report root, or None when the source
-    cannot be read (the page then shows a text placeholder instead of a broken image).
+    is missing or cannot be read (the page then marks the gap instead of showing a broken image;
+    `gaps` lists those sources, `gap` says which of the two).
     """
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.made = 0
         self._seen: dict[Path, str | None] = {}
+        self.gaps: dict[Path, str] = {}
 
     def url(self, source: Path, sha256: str | None = None) -> str | None:
         if source in self._seen:
             return self._seen[source]
         self._seen[source] = result = self._make(source, sha256)
+        if result is None:
+            self.gaps[source] = "missing" if not source.is_file() else "unreadable"
         return result
+
+    def gap(self, source: Path) -> str:
+        """"missing" or "unreadable" for a source `url` could not show."""
+        return self.gaps.get(source, "unreadable")
 
     def _make(self, source: Path, sha256: str | None) -> str | None:
         if not source.is_file():
@@ -319,6 +335,18 @@ class Report:
     run_pages: tuple[Path, ...]
     scatter: ScatterPlot
     thumbnails_made: int
+    gaps: tuple[Path, ...] = ()
+
+
+def _warn_gaps(thumbs: Thumbnails) -> None:
+    """One line on stderr naming the images the gallery could not show (count, first few)."""
+    if not thumbs.gaps:
+        return
+    shown = ", ".join(f"{path} ({why})" for path, why in list(thumbs.gaps.items())[:3])
+    more = f" and {len(thumbs.gaps) - 3} more" if len(thumbs.gaps) > 3 else ""
+    sys.stderr.write(
+        f"warning: {len(thumbs.gaps)} image(s) missing or unreadable, marked as gaps in the gallery: {shown}{more}\n"
+    )
 
 
 def write_report(results: list[RunResults], out_dir: Path, data: Path | None = None) -> Report:
@@ -342,7 +370,8 @@ def write_report(results: list[RunResults], out_dir: Path, data: Path | None = N
         atomic_write_text(
             index, _run_page(board, board.entries[0], real[dataset_name(run)], thumbs, scatter, root="")
         )
-        return Report(index, (index,), scatter, thumbs.made)
+        _warn_gaps(thumbs)
+        return Report(index, (index,), scatter, thumbs.made, tuple(thumbs.gaps))
     names = _page_names(board.entries)
     pages = []
     for entry in board.entries:
@@ -351,7 +380,8 @@ def write_report(results: list[RunResults], out_dir: Path, data: Path | None = N
         atomic_write_text(page, _run_page(board, entry, own, thumbs, scatter, root="../"))
         pages.append(page)
     atomic_write_text(index, _index_page(board, names, scatter))
-    return Report(index, tuple(pages), scatter, thumbs.made)
+    _warn_gaps(thumbs)
+    return Report(index, tuple(pages), scatter, thumbs.made, tuple(thumbs.gaps))
 
 
 def _page_names(entries: Iterable[Entry]) -> dict[RunResults, str]:
@@ -544,6 +574,7 @@ def _subject_html(
                     alt=f"{subject} real {path.name}",
                     title=path.name,
                     caption=path.name,
+                    gap=thumbs.gap(path),
                 )
             )
         lines.append(f'<div class="thumbs">{"".join(figs)}</div>')
@@ -594,6 +625,7 @@ def _subject_html(
                     alt=f"{subject} {im.path.stem}",
                     title=title,
                     caption=caption or im.path.name,
+                    gap=thumbs.gap(im.path),
                 )
                 + "</td>"
             )
@@ -602,9 +634,14 @@ def _subject_html(
     return [*lines, "</section>"]
 
 
-def _thumb_html(relative: str | None, root: str, alt: str, title: str, caption: str) -> str:
+def _thumb_html(
+    relative: str | None, root: str, alt: str, title: str, caption: str, gap: str = "unreadable"
+) -> str:
     if relative is None:
-        return f'<figure><p class="note">unreadable</p><figcaption>{escape(caption)}</figcaption></figure>'
+        return (
+            f'<figure class="gap"><p class="note">{escape(gap)}: {escape(alt)}</p>'
+            f"<figcaption>{escape(caption)}</figcaption></figure>"
+        )
     return (
         f'<figure><img class="thumb" src="{_url(relative, root)}" alt="{escape(alt)}" '
         f'title="{escape(title)}" width="{THUMBNAIL_SIZE}" height="{THUMBNAIL_SIZE}">'

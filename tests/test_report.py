@@ -334,18 +334,39 @@ def test_explicit_missing_data_dir_is_an_error(runs_root: Path, tmp_path: Path) 
         )
 
 
-def test_missing_and_unreadable_images_do_not_break_the_page(
-    runs_root: Path, tmp_path: Path, dreambench_data: Path
+def test_missing_and_unreadable_images_are_named_and_marked_as_gaps(
+    runs_root: Path, tmp_path: Path, dreambench_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`bench report` never silently shows fewer images than the run scored: a deleted PNG, an
+    unreadable one and a scored image its index lost are each a marked gap, named on stderr."""
     import shutil
 
     run_dir = tmp_path / "run"
     shutil.copytree(runs_root / "dreambooth-default-1111aaaa", run_dir)
-    (run_dir / "subjects" / "dog6" / "images" / "0-1.png").unlink()
-    (run_dir / "subjects" / "dog6" / "images" / "1-0.png").write_bytes(b"not a png")
-    report = write_report([load_results(run_dir)], tmp_path / "out", data=dreambench_data)
-    _assert_self_contained(tmp_path / "out")
-    assert report.index.read_text().count("unreadable") == 2
+    images = run_dir / "subjects" / "dog6" / "images"
+    (images / "0-1.png").unlink()
+    (images / "1-0.png").write_bytes(b"not a png")
+    index = run_dir / "subjects" / "backpack" / "images.jsonl"
+    index.write_text("".join(line + "\n" for line in index.read_text().splitlines() if "1-1.png" not in line))
+    (run_dir / "subjects" / "backpack" / "images" / "1-1.png").unlink()
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert dreambench.cli.main(["report", str(run_dir), "-o", str(out), "--data", str(dreambench_data)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    (warning,) = [line for line in err if line.startswith("warning:")]
+    assert warning.startswith("warning: 3 image(s) missing or unreadable, marked as gaps in the gallery: ")
+    for name, why in (("backpack/images/1-1.png", "missing"), ("dog6/images/0-1.png", "missing"),
+                      ("dog6/images/1-0.png", "unreadable")):  # fmt: skip
+        assert f"{name} ({why})" in warning, warning
+    _assert_self_contained(out)
+    text = (out / "index.html").read_text()
+    assert text.count('<figure class="gap">') == 3
+    assert "missing: dog6 0-1" in text and "unreadable: dog6 1-0" in text and "missing: backpack 1-1" in text
+
+    capsys.readouterr()
+    assert dreambench.cli.main(["report", str(runs_root / "dreambooth-default-1111aaaa"), "-o", str(tmp_path / "ok"),
+                                "--data", str(dreambench_data)]) == 0  # fmt: skip
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_read_generated_joins_scores_by_file(runs_root: Path) -> None:
