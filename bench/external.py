@@ -85,18 +85,20 @@ def _shown(items: list[str]) -> str:
 def _check_decodable(images_dir: Path, paths: list[Path]) -> None:
     """Decode every input before anything is copied: a damaged file is named by the user's path,
     and a bad folder leaves no half-imported run directory behind."""
-    from dreambench.dataset.images import load_image
+    from dreambench.dataset.images import MIN_SIDE, load_image
 
     damaged: list[str] = []
+    first_reason = ""
     for path in paths:
         try:
             load_image(path)
-        except BenchError:
+        except BenchError as exc:
             damaged.append(str(path))
+            first_reason = first_reason or str(exc)
     if damaged:
         raise BenchError(
-            f"{images_dir}: {len(damaged)} image(s) cannot be decoded: {_shown(damaged)}; "
-            "replace them with readable PNG/JPEG/WebP files"
+            f"{images_dir}: {len(damaged)} image(s) refused: {_shown(damaged)} (first: {first_reason}); "
+            f"replace them with readable PNG/JPEG/WebP files of at least {MIN_SIDE}x{MIN_SIDE} pixels"
         )
 
 

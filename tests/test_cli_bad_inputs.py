@@ -263,3 +263,34 @@ def test_run_with_an_unknown_method_preset_is_one_line_even_for_a_one_preset_met
     out = tmp_path / "runs"
     line = one_line_error(capsys, _run_argv(out, dreambench_data, prompts, "--method-preset", "nope"))
     assert "'nope'" in line and "default" in line and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "mode", "expected"),
+    [
+        ((1, 1), "RGB", "is 1x1 pixels; images must be at least 8x8"),
+        ((10_000, 9_000), "1", "the limit is 89.5 MP"),
+    ],
+)
+def test_eval_refuses_an_image_outside_the_size_limits_in_one_line(
+    size: tuple[int, int],
+    mode: str,
+    expected: str,
+    dreambench_data: Path,
+    prompts: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The decoding policy (dataset/images.py) holds for outside images as for generated and real
+    ones: refused before anything is copied, one line naming the file."""
+    images = tmp_path / "images"
+    folder = _external_images(images, "can", 1)
+    bad = folder / "0-0.png"
+    Image.new(mode, size).save(bad)
+    out = tmp_path / "runs"
+    argv = ["eval", str(images), "--subjects", "can", "--prompts", str(prompts), "--images-per-prompt", "1"]
+    line = one_line_error(
+        capsys, [*argv, "--preset", "smoke", "--data", str(dreambench_data), "--out", str(out)]
+    )
+    assert str(bad) in line and expected in line, line
+    assert not out.exists()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dreambench.dataset.images import file_sha256, load_image
+from dreambench.dataset.images import MAX_PIXELS, MIN_SIDE, file_sha256, load_image
 from dreambench.errors import BenchError
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -71,7 +72,7 @@ def test_cmyk_jpeg_becomes_rgb(tmp_path: Path) -> None:
 
 
 def test_rgba_transparency_is_composited_over_white(tmp_path: Path) -> None:
-    array = np.zeros((4, 4, 4), dtype=np.uint8)  # fully transparent black
+    array = np.zeros((8, 8, 4), dtype=np.uint8)  # fully transparent black
     array[0, 0] = (0, 0, 0, 255)  # one opaque black pixel
     array[0, 1] = (0, 0, 0, 128)  # half-transparent black
     path = tmp_path / "alpha.png"
@@ -85,7 +86,7 @@ def test_rgba_transparency_is_composited_over_white(tmp_path: Path) -> None:
 
 def test_la_transparency_is_composited_over_white(tmp_path: Path) -> None:
     path = tmp_path / "la.png"
-    Image.new("LA", (4, 4), (0, 0)).save(path)
+    Image.new("LA", (8, 8), (0, 0)).save(path)
     assert load_image(path).getpixel((1, 1)) == (255, 255, 255)
 
 
@@ -100,7 +101,7 @@ def test_palette_and_grayscale_become_rgb(tmp_path: Path) -> None:
 
 
 def test_palette_with_transparent_index_goes_white(tmp_path: Path) -> None:
-    image = Image.new("P", (4, 4), 0)
+    image = Image.new("P", (8, 8), 0)
     image.putpalette([0, 0, 0, 255, 0, 0] + [0] * (256 * 3 - 6))
     image.putpixel((0, 0), 1)
     path = tmp_path / "pt.png"
@@ -111,7 +112,7 @@ def test_palette_with_transparent_index_goes_white(tmp_path: Path) -> None:
 
 
 def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path: Path) -> None:
-    array = np.array([[0, 257 * 128, 65535]], dtype=np.uint16)
+    array = np.tile(np.array([[0, 257 * 128, 65535] + [0] * 5], dtype=np.uint16), (8, 1))
     path = tmp_path / "i16.png"
     Image.fromarray(array).save(path)
     with Image.open(path) as raw:
@@ -157,3 +158,40 @@ def test_file_sha256_matches_hashlib(tmp_path: Path) -> None:
     data = bytes(range(256)) * 10_000  # more than one read chunk
     path.write_bytes(data)
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 64), (64, 7)])
+def test_an_image_below_the_minimum_size_is_refused_naming_it(size: tuple[int, int], tmp_path: Path) -> None:
+    path = tmp_path / "tiny.png"
+    Image.new("RGB", size, RED).save(path)
+    with pytest.raises(
+        BenchError, match=rf"{re.escape(str(path))} is {size[0]}x{size[1]} pixels; .* at least 8x8"
+    ):
+        load_image(path)
+    Image.new("RGB", (MIN_SIDE, MIN_SIDE), RED).save(path)
+    assert load_image(path).size == (MIN_SIDE, MIN_SIDE)
+
+
+def test_an_image_above_the_pixel_limit_is_refused_before_decoding(tmp_path: Path) -> None:
+    """The limit is read from the header: a 10000x9000 PNG is refused without decoding 270 MB."""
+    path = tmp_path / "huge.png"
+    Image.new("1", (10_000, 9_000)).save(path)  # 1-bit: a small file and a small write
+    with pytest.raises(
+        BenchError, match=rf"{re.escape(str(path))} is 10000x9000 pixels \(90 MP\); the limit is 89.5 MP"
+    ):
+        load_image(path)
+    assert MAX_PIXELS == 89_478_485
+
+
+def test_accepted_images_decode_to_the_pixels_they_always_did(tmp_path: Path) -> None:
+    """The size limits only refuse: a 16-bit greyscale PNG is scaled, an EXIF-rotated JPEG turned
+    upright, both exactly as before the limits existed (the policy is not in the scoring identity)."""
+    gray = tmp_path / "g16.png"
+    Image.fromarray(np.full((16, 16), 257 * 200, dtype=np.uint16)).save(gray)
+    assert load_image(gray).getpixel((0, 0)) == (200, 200, 200)
+    rotated = tmp_path / "r.jpg"
+    wide = Image.new("RGB", (40, 20), RED)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    wide.save(rotated, exif=exif.tobytes())
+    assert load_image(rotated).size == (20, 40)
