@@ -6,13 +6,15 @@ A base-model reference is one of:
   on first use under the dreambench cache. Uncalibrated: for smoke runs and tests only.
 * ``"tiny-sdxl"`` — the embedded, randomly initialised tiny Stable Diffusion XL
   (reference_impl/tiny_sdxl.py): two text encoders, SDXL's UNet conditioning. Uncalibrated.
+* ``"tiny-flux"`` — the embedded, randomly initialised tiny FLUX.1 (reference_impl/tiny_flux.py):
+  MMDiT transformer, CLIP + T5 text encoders, flow matching. Uncalibrated.
 * ``"random:sd15"`` (optionally ``"random:sd15:seed=N"``) — Stable Diffusion 1.5's real
   architecture with seeded random weights (reference_impl/random_model.py), built on first use on
   the machine that runs it, nothing downloaded. Uncalibrated: real-scale timings, noise images.
 * a local folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
   ``text_encoder/``, ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/``, ``tokenizer_2/``).
 * a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``
-  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0), fetched by ``dreambench.hub_fetch``: the
+  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0; ``FLUX_REPO`` for FLUX.1-dev), fetched by ``dreambench.hub_fetch``: the
   local Hugging Face cache is tried first; only if the model is missing there and downloads are
   allowed (``HF_HUB_OFFLINE`` unset) are the needed files downloaded (fp32
   safetensors of unet/vae/text encoder(s) plus configs — not the single-file checkpoints).
@@ -43,6 +45,7 @@ from dreambench.reference_impl.random_model import (
     parse_random_spec,
     provenance,
 )
+from dreambench.reference_impl.tiny_flux import TINY_FLUX_ID, ensure_tiny_flux
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
 from dreambench.reference_impl.tiny_sdxl import TINY_SDXL_ID, ensure_tiny_sdxl
 
@@ -54,7 +57,13 @@ if TYPE_CHECKING:
         StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import (
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+        T5EncoderModel,
+        T5Tokenizer,
+    )
 
 SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 # The repository's commit as pinned by several public projects (e.g. reproducibility manifests that
@@ -68,9 +77,19 @@ SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 # the snapshot folder name in the Hugging Face cache).
 SDXL_REVISION = "462165984030d82259a11f4367a4eed129e94a7b"
 
+FLUX_REPO = "black-forest-labs/FLUX.1-dev"
+# No revision of FLUX.1-dev is pinned yet (a gated repository whose commit could not be verified
+# offline): "main" is used and recorded, as for any other hub id; pass base_revision to pin one.
+
 # The pipeline class (model_index.json ``_class_name``) of each supported layout.
 SD_PIPELINE = "StableDiffusionPipeline"
 SDXL_PIPELINE = "StableDiffusionXLPipeline"
+FLUX_PIPELINE = "FluxPipeline"
+
+# Model families (``Components.family``): the layout decides the conditioning, the objective
+# (epsilon/v-prediction for SD and SDXL, flow matching for FLUX.1) and the pipeline.
+FAMILY_OF_PIPELINE = {SD_PIPELINE: "sd", SDXL_PIPELINE: "sdxl", FLUX_PIPELINE: "flux"}
+FLOW_FAMILIES = ("flux",)
 
 # What a Stable Diffusion v1/v2 training+sampling run needs from the hub (fp32 safetensors only).
 _HUB_FILES = (
@@ -87,33 +106,46 @@ _HUB_FILES = (
     "vae/diffusion_pytorch_model.safetensors",
     "unet/config.json",
     "unet/diffusion_pytorch_model.safetensors",
+    # FLUX.1: the transformer (sharded) instead of a UNet; T5 as text_encoder_2 (sharded).
+    "transformer/config.json",
+    "transformer/diffusion_pytorch_model*.safetensors*",
+    "text_encoder_2/model*.safetensors*",
 )
 
 
 @dataclass
 class Components:
-    """A loaded Stable Diffusion (or SDXL) model, as separate components (fp32, on ``device``).
+    """A loaded Stable Diffusion, SDXL or FLUX.1 model, as separate components (fp32, on ``device``).
 
-    ``text_encoder_2`` / ``tokenizer_2`` are set for SDXL only (``is_sdxl``); ``pipeline_options``
+    ``family`` is "sd", "sdxl" or "flux" (``FAMILY_OF_PIPELINE``). ``unet`` is the denoiser of SD
+    and SDXL; FLUX.1 has ``transformer`` instead (``denoiser`` is whichever is set).
+    ``text_encoder_2`` / ``tokenizer_2`` are SDXL's second CLIP or FLUX.1's T5; ``pipeline_options``
     holds the pipeline's own config from model_index.json that changes pixels
     (SDXL: ``force_zeros_for_empty_prompt``).
     """
 
     folder: Path
-    unet: UNet2DConditionModel
+    unet: UNet2DConditionModel | None
     vae: AutoencoderKL
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
     scheduler_config: dict[str, Any]
     description: dict[str, Any] = field(default_factory=dict)
-    text_encoder_2: CLIPTextModelWithProjection | None = None
-    tokenizer_2: CLIPTokenizer | None = None
+    text_encoder_2: CLIPTextModelWithProjection | T5EncoderModel | None = None
+    tokenizer_2: CLIPTokenizer | T5Tokenizer | None = None
     pipeline_options: dict[str, Any] = field(default_factory=dict)
+    family: str = "sd"
+    transformer: Any = None
 
     @property
     def is_sdxl(self) -> bool:
         """True for an SDXL model (two text encoders, text_time UNet conditioning)."""
-        return self.text_encoder_2 is not None
+        return self.family == "sdxl"
+
+    @property
+    def denoiser(self) -> Any:
+        """The network that predicts noise / velocity: the UNet, or FLUX.1's transformer."""
+        return self.unet if self.unet is not None else self.transformer
 
     def pipeline(
         self, unet: UNet2DConditionModel | None = None, text_encoder: CLIPTextModel | None = None
@@ -127,6 +159,18 @@ class Components:
         """
         from diffusers import PNDMScheduler, StableDiffusionPipeline
 
+        if self.family == "flux":
+            from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+            return FluxPipeline(
+                scheduler=FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config),
+                vae=self.vae,
+                text_encoder=text_encoder if text_encoder is not None else self.text_encoder,
+                tokenizer=self.tokenizer,
+                text_encoder_2=self.text_encoder_2,
+                tokenizer_2=self.tokenizer_2,
+                transformer=self.transformer,
+            )
         if self.is_sdxl:
             from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
@@ -183,7 +227,7 @@ def _folder_key(folder: Path) -> str:
 
 def is_calibrated(ref: str) -> bool:
     """False for the random-weight base models (``tiny``, ``tiny-sdxl``, ``random:...``): their figures mean nothing."""
-    return ref not in (TINY_MODEL_ID, TINY_SDXL_ID) and not is_random_spec(ref)
+    return ref not in (TINY_MODEL_ID, TINY_SDXL_ID, TINY_FLUX_ID) and not is_random_spec(ref)
 
 
 def locate_base_model(
@@ -209,8 +253,9 @@ def locate_base_model(
             "initialised_on": record["initialised_on"],
             "calibrated": False,
         }
-    if ref in (TINY_MODEL_ID, TINY_SDXL_ID):
-        folder = ensure_tiny_model(seed=0) if ref == TINY_MODEL_ID else ensure_tiny_sdxl(seed=0)
+    tiny_builders = {TINY_MODEL_ID: ensure_tiny_model, TINY_SDXL_ID: ensure_tiny_sdxl, TINY_FLUX_ID: ensure_tiny_flux}
+    if ref in tiny_builders:
+        folder = tiny_builders[ref](seed=0)
         return folder, {
             "source": "tiny",
             "id": ref,
@@ -236,7 +281,7 @@ def locate_base_model(
         }
     if not is_hub_id(ref):
         raise BenchError(
-            f"base model {ref!r} is neither 'tiny', 'tiny-sdxl', 'random:sd15', an existing folder, "
+            f"base model {ref!r} is neither 'tiny', 'tiny-sdxl', 'tiny-flux', 'random:sd15', an existing folder, "
             f"nor a hub id like {SD15_REPO!r} or {SDXL_REPO!r}"
         )
     revision = revision or {SD15_REPO: SD15_REVISION, SDXL_REPO: SDXL_REVISION}.get(ref, "main")
@@ -277,11 +322,12 @@ def quiet_loading() -> Iterator[None]:
             d_logging.enable_progress_bar()
 
 
-def pipeline_class(folder: Path, ref: str) -> str:
-    """The layout of the diffusers folder ``folder``: ``SD_PIPELINE`` or ``SDXL_PIPELINE``.
+def pipeline_class(folder: Path, ref: str, transformers_ok: bool = False) -> str:
+    """The layout of the diffusers folder ``folder``: ``SD_PIPELINE``, ``SDXL_PIPELINE`` or
+    (with ``transformers_ok``: the caller handles transformer models) ``FLUX_PIPELINE``.
 
     Read from model_index.json (a folder without one is taken as SD 1.x/2.x, unet + one text
-    encoder); any other pipeline (the SDXL refiner, transformer models) is a one-line BenchError.
+    encoder); any other pipeline (the SDXL refiner, other transformer models) is a one-line BenchError.
     """
     index_path = folder / "model_index.json"
     if not index_path.is_file():
@@ -290,10 +336,13 @@ def pipeline_class(folder: Path, ref: str) -> str:
     name = index.get("_class_name", "")
     if name == SDXL_PIPELINE and index.get("text_encoder") and index.get("text_encoder_2"):
         return SDXL_PIPELINE
+    if transformers_ok and name == FLUX_PIPELINE and index.get("transformer"):
+        return name
     if "text_encoder_2" in index or "transformer" in index:
+        also = "" if transformers_ok else f"; dreambooth-lora and base-model also take FLUX.1 ({FLUX_PIPELINE})"
         raise BenchError(
             f"base model {ref!r} is a {name or 'non-SD'} layout; supported: Stable Diffusion 1.x/2.x "
-            f"({SD_PIPELINE}) and SDXL base ({SDXL_PIPELINE} with both text encoders)"
+            f"({SD_PIPELINE}) and SDXL base ({SDXL_PIPELINE} with both text encoders){also}"
         )
     return SD_PIPELINE
 
@@ -309,12 +358,23 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     folder, description = locate_base_model(ref, revision, device)
-    sdxl = pipeline_class(folder, ref) == SDXL_PIPELINE
-    text_encoder_2 = tokenizer_2 = None
+    family = FAMILY_OF_PIPELINE[pipeline_class(folder, ref, transformers_ok=True)]
+    sdxl = family == "sdxl"
+    text_encoder_2 = tokenizer_2 = unet = transformer = None
     pipeline_options: dict[str, Any] = {}
     try:
         with quiet_loading():
-            unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32)
+            if family in FLOW_FAMILIES:
+                from diffusers import FluxTransformer2DModel
+                from transformers import T5EncoderModel, T5Tokenizer
+
+                transformer = FluxTransformer2DModel.from_pretrained(
+                    folder, subfolder="transformer", torch_dtype=torch.float32
+                )
+                text_encoder_2 = T5EncoderModel.from_pretrained(folder, subfolder="text_encoder_2", dtype=torch.float32)
+                tokenizer_2 = T5Tokenizer.from_pretrained(folder, subfolder="tokenizer_2")
+            else:
+                unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32)
             vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
             text_encoder = CLIPTextModel.from_pretrained(
                 folder, subfolder="text_encoder", dtype=torch.float32
@@ -337,7 +397,7 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
         raise BenchError(
             f"base model {ref!r} at {folder} could not be loaded ({first}); re-download it or use --preset smoke"
         ) from None
-    for module in (unet, vae, text_encoder, text_encoder_2):
+    for module in (unet, transformer, vae, text_encoder, text_encoder_2):
         if module is None:
             continue
         module.to(device)
@@ -354,6 +414,8 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
         text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2,
         pipeline_options=pipeline_options,
+        family=family,
+        transformer=transformer,
     )
 
 

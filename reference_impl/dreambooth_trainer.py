@@ -18,6 +18,10 @@ noise schedule, loss) and differs only where it is faster for the same result:
   ``time_ids`` (original size, crop top-left, target size) of each instance image, precomputed
   once; a class (prior) row gets the time ids of the instance example it is paired with, as the
   script's ``collate_fn`` does. The text encoders stay frozen on SDXL.
+* FLUX.1 bases train the flow-matching objective of ``train_dreambooth_lora_flux.py`` instead of
+  the noise-prediction one: the caller passes ``objective`` (reference_impl/flow_matching.py),
+  which draws the noise and the timestep and returns prediction and target; the loop, the
+  optimizer, clipping and the prior-preservation loss are the same.
 * On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires; fp16 with a
   GradScaler), fused AdamW,
   SDPA attention (diffusers' default processor), optional 8-bit Adam (bitsandbytes), gradient
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     from transformers import CLIPTextModel
 
     from dreambench.reference_impl.base_model import Components
+    from dreambench.reference_impl.flow_matching import FlowMatchObjective
     from dreambench.reference_impl.latent_cache import LatentDist
 
 
@@ -214,6 +219,7 @@ def train_dreambooth(
     trainable: Sequence[torch.nn.Parameter] | None = None,
     after_step: Callable[[int], None] | None = None,
     train_text_encoder: bool = False,
+    objective: Callable[[list[str]], FlowMatchObjective] | None = None,
 ) -> TrainResult:
     """Fine-tune ``base.unet`` (and ``base.text_encoder`` if ``train_text_encoder``) in place.
 
@@ -221,23 +227,26 @@ def train_dreambooth(
     ``trainable`` (default: the UNet's parameters, plus the text encoder's when trained) is what
     the optimizer updates; with ``train_text_encoder`` the text encoder also runs with gradients
     every step (Textual Inversion trains its embedding row that way). ``after_step(step)`` runs
-    after each optimizer step. Raises ``TrainingDiverged`` (naming ``subject_name`` and the step)
-    if the loss is not finite or rises far above its start (``loss_diverged``).
+    after each optimizer step. ``objective`` (flow-matching bases): called with the prompt rows,
+    it returns the ``FlowMatchObjective`` that computes each step's prediction and target.
+    Raises ``TrainingDiverged`` (naming ``subject_name`` and the step) if the loss is not finite or rises far above its start (``loss_diverged``).
     """
     import torch
     from diffusers import DDPMScheduler
 
     started = time.perf_counter()
-    unet, text_encoder = base.unet, base.text_encoder
+    unet, text_encoder = base.denoiser, base.text_encoder
     amp_dtype = autocast_dtype(settings.mixed_precision, device)
 
     # 1. Noise schedule of the base model, as a DDPM training scheduler (what the script loads).
-    noise_scheduler = DDPMScheduler.from_config(base.scheduler_config)
-    prediction_type = noise_scheduler.config.prediction_type
-    if prediction_type not in ("epsilon", "v_prediction"):
-        raise BenchError(
-            f"base model prediction_type {prediction_type!r} is not supported; valid: epsilon, v_prediction"
-        )
+    #    Flow-matching bases bring their own (``objective``).
+    if objective is None:
+        noise_scheduler = DDPMScheduler.from_config(base.scheduler_config)
+        prediction_type = noise_scheduler.config.prediction_type
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise BenchError(
+                f"base model prediction_type {prediction_type!r} is not supported; valid: epsilon, v_prediction"
+            )
 
     # 2. What trains. The VAE never does; the text encoder only if asked.
     base.vae.requires_grad_(False)
@@ -269,7 +278,12 @@ def train_dreambooth(
     frozen_embeddings = None
     # SDXL only: pooled text embeddings (rows as above) and per-instance-image time ids.
     pooled_embeddings = time_ids = None
-    if base.is_sdxl:
+    flow = None
+    if objective is not None:
+        if train_text:
+            raise BenchError("training the text encoders of a flow-matching base is not supported; expected them frozen")
+        flow = objective(prompts)
+    elif base.is_sdxl:
         from dreambench.reference_impl.sdxl import encode_prompts, micro_conditioning
 
         if train_text:
@@ -322,39 +336,46 @@ def train_dreambooth(
             latents = torch.cat([latents, classes.sample(items % len(classes), dev_gen)])
         latents = latents.to(memory_format=memory_format)
 
-        # 8. Forward diffusion at a random timestep per example.
-        noise = torch.randn(latents.shape, generator=dev_gen, device=latents.device, dtype=latents.dtype)
-        timesteps = torch.randint(
-            0,
-            noise_scheduler.config.num_train_timesteps,
-            (latents.shape[0],),
-            generator=dev_gen,
-            device=latents.device,
-        )
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-        if prediction_type == "epsilon":
-            target = noise
-        else:
-            target = noise_scheduler.get_velocity(latents, noise, timesteps)
-
-        # 9. Conditioning for this batch: instance prompt rows, then class prompt rows. (A single
-        #    instance prompt draws nothing, so the random streams stay those of plain DreamBooth.)
+        # 8-9. Conditioning rows for this batch: instance prompt rows, then class prompt rows. (A
+        #    single instance prompt draws nothing, so the random streams stay those of plain
+        #    DreamBooth; cpu_gen and dev_gen are separate streams, so drawing the rows first
+        #    changes no number.)
         picks = torch.randint(n_prompts, (bsz,), generator=cpu_gen).tolist() if n_prompts > 1 else [0] * bsz
         rows = torch.tensor(picks + ([n_prompts] * bsz if classes is not None else []), device=device)
-        with autocast():
-            embeddings = (
-                frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]
+        if flow is not None:
+            # Flow matching (FLUX.1): noise, timestep, interpolation and velocity prediction.
+            with autocast():
+                pred, target = flow(unet_forward, latents, rows, dev_gen)
+        else:
+            # 8. Forward diffusion at a random timestep per example.
+            noise = torch.randn(latents.shape, generator=dev_gen, device=latents.device, dtype=latents.dtype)
+            timesteps = torch.randint(
+                0,
+                noise_scheduler.config.num_train_timesteps,
+                (latents.shape[0],),
+                generator=dev_gen,
+                device=latents.device,
             )
-            if pooled_embeddings is None:
-                pred = unet_forward(noisy, timesteps, embeddings).sample
+            noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+            if prediction_type == "epsilon":
+                target = noise
             else:
-                # Each row's time ids: its instance image's; a class row shares its pair's (collate_fn).
-                pairs = (items % len(instance)).to(device)
-                added = {
-                    "text_embeds": pooled_embeddings[rows],
-                    "time_ids": time_ids[torch.cat([pairs, pairs]) if classes is not None else pairs],
-                }
-                pred = unet_forward(noisy, timesteps, embeddings, added_cond_kwargs=added).sample
+                target = noise_scheduler.get_velocity(latents, noise, timesteps)
+
+            with autocast():
+                embeddings = (
+                    frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]
+                )
+                if pooled_embeddings is None:
+                    pred = unet_forward(noisy, timesteps, embeddings).sample
+                else:
+                    # Each row's time ids: its instance image's; a class row shares its pair's (collate_fn).
+                    pairs = (items % len(instance)).to(device)
+                    added = {
+                        "text_embeds": pooled_embeddings[rows],
+                        "time_ids": time_ids[torch.cat([pairs, pairs]) if classes is not None else pairs],
+                    }
+                    pred = unet_forward(noisy, timesteps, embeddings, added_cond_kwargs=added).sample
 
         # 10. Loss = instance MSE + lambda * prior MSE; stop at once if it is not finite.
         loss = prior_preservation_loss(pred, target, bsz, data.prior_loss_weight)

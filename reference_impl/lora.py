@@ -23,6 +23,15 @@ as ``train_dreambooth_lora_sdxl.py`` conditions (reference_impl/sdxl.py); the fi
 method then renders, trains and samples its class priors at SDXL's native resolution, declared as
 its ``render_deviation`` (docs/METHODS.md).
 
+FLUX.1: with a FLUX.1 base (``base_model=black-forest-labs/FLUX.1-dev``, a local FLUX folder, or
+the embedded ``tiny-flux``; the ``flux`` preset follows diffusers'
+examples/dreambooth/README_flux.md) the adapters go on the transformer's attention and
+feed-forward projections (``FLUX_LORA_TARGET_MODULES``), training is flow matching
+(reference_impl/flow_matching.py) through the same trainer loop, the file is saved through
+``FluxPipeline.save_lora_weights`` and loads with its stock ``load_lora_weights``, and the method
+renders with the flow-matching Euler sampler at FLUX.1's guidance and native resolution, declared
+as its ``render_deviation`` (reference_impl/flux.py, docs/METHODS.md).
+
 LoRA is not part of the DreamBooth paper,
 so the ``paper`` preset is the paper's data side (identifier, prompts, class images) trained with
 the diffusers LoRA recipe (see ``PRESETS``); like every method it renders with the run preset's
@@ -31,7 +40,9 @@ sampler.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,9 +50,15 @@ from typing import TYPE_CHECKING
 from dreambench.atomic import fsync_directory, remove_entry, temp_name
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_method import require_sampler
-from dreambench.reference_impl.base_model import SDXL_REPO, Components, load_base_model
-from dreambench.reference_impl.checked_settings import at_least
+from dreambench.reference_impl.base_model import FLUX_REPO, SDXL_REPO, Components, load_base_model
+from dreambench.reference_impl.checked_settings import at_least, positive
 from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data
+from dreambench.reference_impl.flow_matching import WeightingScheme
+from dreambench.reference_impl.flux import (
+    FLUX_MAX_SEQUENCE_LENGTH,
+    FLUX_TRAINING_GUIDANCE,
+    flux_render_deviation,
+)
 from dreambench.reference_impl.identifier import choose_identifier
 from dreambench.reference_impl.sdxl import sdxl_render_deviation
 
@@ -51,12 +68,33 @@ if TYPE_CHECKING:
 
     from dreambench.dataset.subject import Subject
     from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainResult
+    from dreambench.reference_impl.flow_matching import FlowMatchObjective
 
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 """diffusers' default LoRA file name (what ``load_lora_weights(folder)`` looks for)."""
 
 # train_dreambooth_lora.py: LoraConfig(target_modules=["to_k", "to_q", "to_v", "to_out.0"]).
 LORA_TARGET_MODULES = ("to_k", "to_q", "to_v", "to_out.0")
+
+# train_dreambooth_lora_flux.py's default target_modules (used when --lora_layers is not given) on
+# diffusers main: attention of both streams and the double-stream blocks' feed-forward layers.
+# (The revision 5700e52 read for flux.py targeted only to_k/to_q/to_v/to_out.0; the current
+# script's default is this list, as quoted in dreambench issue 21 and in later revisions of the script.)
+FLUX_LORA_TARGET_MODULES = (
+    "attn.to_k",
+    "attn.to_q",
+    "attn.to_v",
+    "attn.to_out.0",
+    "attn.add_k_proj",
+    "attn.add_q_proj",
+    "attn.add_v_proj",
+    "attn.to_add_out",
+    "ff.net.0.proj",
+    "ff.net.2",
+    "ff_context.net.0.proj",
+    "ff_context.net.2",
+)
+TARGETS_OF_FAMILY = {"sd": LORA_TARGET_MODULES, "sdxl": LORA_TARGET_MODULES, "flux": FLUX_LORA_TARGET_MODULES}
 
 # Trainable parameters of a rank-4 attention LoRA on SD 1.5's UNet (lora_target_layers of a meta
 # UNet with SD 1.5's config); the disk estimate's fallback when the base model is not available.
@@ -79,6 +117,13 @@ class DreamBoothLoRA(DreamBooth):
 
         # train_dreambooth_lora.py --rank default; lora_alpha = rank (scale 1), as the script sets it.
         lora_rank: int = field(default=4, metadata=at_least(1))
+        # Flow-matching bases (FLUX.1) only; train_dreambooth_lora_flux.py's argparse defaults:
+        # --weighting_scheme=none (uniform timesteps, unweighted loss), --guidance_scale=3.5 (the
+        # training guidance, used when the transformer has guidance embeddings),
+        # --max_sequence_length=512 (T5 tokens).
+        weighting_scheme: WeightingScheme = "none"
+        training_guidance: float = field(default=FLUX_TRAINING_GUIDANCE, metadata=positive())
+        max_sequence_length: int = field(default=FLUX_MAX_SEQUENCE_LENGTH, metadata=at_least(1))
 
         def check_combination(self) -> None:
             super().check_combination()
@@ -143,10 +188,53 @@ class DreamBoothLoRA(DreamBooth):
         mixed_precision="bf16",
     )
 
+    # FLUX.1-dev, as diffusers' examples/dreambooth/README_flux.md trains it
+    # (https://github.com/huggingface/diffusers/blob/main/examples/dreambooth/README_flux.md):
+    # --pretrained_model_name_or_path=black-forest-labs/FLUX.1-dev --mixed_precision="bf16"
+    # --instance_prompt="a photo of sks dog" --resolution=512 --train_batch_size=1
+    # --guidance_scale=1 --gradient_accumulation_steps=4 --optimizer="prodigy" --learning_rate=1.
+    # --lr_scheduler="constant" --lr_warmup_steps=0 --max_train_steps=500 --seed="0", no prior
+    # preservation. Batch 1 x 4 accumulated = train_batch_size=4 (as for sdxl). From
+    # train_dreambooth_lora_flux.py's argparse: --rank=4 (lora_alpha = rank), --adam_weight_decay=1e-04,
+    # betas (0.9, 0.999), eps 1e-8, --max_grad_norm=1.0, --weighting_scheme=none,
+    # --max_sequence_length=512. Deviations (docs/METHODS.md): AdamW at the script's default
+    # --learning_rate=1e-4 instead of Prodigy at 1.0 (prodigyopt is not a dependency), and
+    # training at the render resolution (FLUX.1's native 1024 px) instead of the README's 512.
+    PRESETS["flux"] = Config(
+        base_model=FLUX_REPO,
+        identifier="sks",
+        instance_prompt="a photo of {identifier} {class_noun}",
+        class_prompt="a photo of {class_noun}",
+        prior_preservation=False,
+        num_class_images=100,
+        prior_loss_weight=1.0,
+        train_steps=500,
+        learning_rate=1e-4,
+        train_batch_size=4,
+        adam_weight_decay=1e-4,
+        lora_rank=4,
+        mixed_precision="bf16",
+        weighting_scheme="none",
+        training_guidance=1.0,
+        max_sequence_length=FLUX_MAX_SEQUENCE_LENGTH,
+    )
+
     def _declared_render_deviation(self) -> dict[str, object] | None:
-        # On an SDXL base the method renders at SDXL's native resolution, not the preset's (which
-        # is SD 1.x's): declared per instance, since it follows from the configured base model.
-        return sdxl_render_deviation(self.config.base_model, self.config.base_revision or None)
+        # On an SDXL or FLUX.1 base the method renders at the model's native resolution (and FLUX.1
+        # with its flow-matching sampler), not the preset's SD 1.x protocol: declared per
+        # instance, since it follows from the configured base model.
+        revision = self.config.base_revision or None
+        return flux_render_deviation(self.config.base_model, revision) or sdxl_render_deviation(
+            self.config.base_model, revision
+        )
+
+    def check_ready(self) -> None:
+        """Fail now, before a run writes anything, if the base model cannot be found (one line);
+        SD 1.x/2.x, SDXL and FLUX.1 layouts are all trained."""
+        from dreambench.reference_impl.base_model import locate_base_model, pipeline_class
+
+        folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)
+        pipeline_class(folder, self.config.base_model, transformers_ok=True)
 
     def _train_and_save(
         self, base: Components, subject: Subject, weights_dir: Path
@@ -157,7 +245,7 @@ class DreamBoothLoRA(DreamBooth):
         data = build_training_data(
             base, subject, identifier, self.config, require_sampler(self.sampler, self.name), self.device, self.seed
         )
-        adapters = add_lora(base.unet, self.config.lora_rank, self.seed)
+        adapters = add_lora(base.denoiser, self.config.lora_rank, self.seed, TARGETS_OF_FAMILY[base.family])
         result = train_dreambooth(
             base,
             data,
@@ -166,9 +254,24 @@ class DreamBoothLoRA(DreamBooth):
             self.seed,
             subject_name=subject.name,
             trainable=adapters,
+            objective=self._objective(base),
         )
-        save_lora(weights_dir, base.unet, sdxl=base.is_sdxl)
+        save_lora(weights_dir, base.denoiser, family=base.family)
         return identifier, data, result
+
+    def _objective(self, base: Components) -> Callable[[list[str]], FlowMatchObjective] | None:
+        """The flow-matching objective for a FLUX.1 base (None: the trainer's noise prediction)."""
+        from dreambench.reference_impl.base_model import FLOW_FAMILIES
+        from dreambench.reference_impl.flow_matching import FlowMatchObjective, FlowMatchSettings
+
+        if base.family not in FLOW_FAMILIES:
+            return None
+        settings = FlowMatchSettings(
+            weighting_scheme=self.config.weighting_scheme,
+            guidance=self.config.training_guidance,
+            max_sequence_length=self.config.max_sequence_length,
+        )
+        return lambda prompts: FlowMatchObjective(base, prompts, settings, self.device)
 
     def _load_trained(self, workdir: Path) -> Components:
         from dreambench.reference_impl.base_model import quiet_loading
@@ -197,29 +300,42 @@ class DreamBoothLoRA(DreamBooth):
         rank = self.config.lora_rank
         try:
             folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)
-            unet_config = json.loads((folder / "unet" / "config.json").read_text())
+            flux = (folder / "transformer" / "config.json").is_file()
+            config = json.loads((folder / ("transformer" if flux else "unet") / "config.json").read_text())
         except (BenchError, OSError):
             return _SD15_RANK4_LORA_PARAMS * rank // 4 * 4
         with torch.device("meta"):
-            unet = UNet2DConditionModel.from_config(unet_config)
-        layers = [m for _, m in lora_target_layers(unet)]
+            if flux:
+                from diffusers import FluxTransformer2DModel
+
+                denoiser = FluxTransformer2DModel.from_config(config)
+            else:
+                denoiser = UNet2DConditionModel.from_config(config)
+        targets = FLUX_LORA_TARGET_MODULES if flux else LORA_TARGET_MODULES
+        layers = [m for _, m in lora_target_layers(denoiser, targets)]
         # Two tensors (A, B) per layer; ~160 bytes of safetensors header per tensor name and shape.
         return sum(4 * rank * (m.in_features + m.out_features) + 2 * 160 for m in layers)
 
 
-def lora_target_layers(unet: UNet2DConditionModel) -> list[tuple[str, torch.nn.Linear]]:
-    """The UNet's linear layers that get an adapter: names ending in one of ``LORA_TARGET_MODULES``."""
+def lora_target_layers(
+    unet: UNet2DConditionModel, targets: Sequence[str] = LORA_TARGET_MODULES
+) -> list[tuple[str, torch.nn.Linear]]:
+    """The denoiser's linear layers that get an adapter: names ending in one of ``targets``
+    (peft's suffix matching of ``target_modules``)."""
     import torch
 
     return [
         (name, module)
         for name, module in unet.named_modules()
-        if isinstance(module, torch.nn.Linear) and name.endswith(tuple("." + t for t in LORA_TARGET_MODULES))
+        if isinstance(module, torch.nn.Linear) and name.endswith(tuple("." + t for t in targets))
     ]
 
 
-def add_lora(unet: UNet2DConditionModel, rank: int, seed: int) -> list[torch.nn.Parameter]:
-    """Add a trainable rank-``rank`` LoRA adapter (alpha = rank) to ``unet``; return its parameters.
+def add_lora(
+    unet: UNet2DConditionModel, rank: int, seed: int, targets: Sequence[str] = LORA_TARGET_MODULES
+) -> list[torch.nn.Parameter]:
+    """Add a trainable rank-``rank`` LoRA adapter (alpha = rank) on ``targets`` of the denoiser
+    ``unet`` (a UNet, or FLUX.1's transformer); return its parameters.
 
     peft's "gaussian" init draws A from the global torch RNG, so it is seeded here (and the caller's
     RNG state restored): the same seed gives the same adapter.
@@ -231,7 +347,7 @@ def add_lora(unet: UNet2DConditionModel, rank: int, seed: int) -> list[torch.nn.
         r=rank,
         lora_alpha=rank,
         init_lora_weights="gaussian",
-        target_modules=list(LORA_TARGET_MODULES),
+        target_modules=list(targets),
     )
     devices = [unet.device] if unet.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -243,30 +359,41 @@ def add_lora(unet: UNet2DConditionModel, rank: int, seed: int) -> list[torch.nn.
     return params
 
 
-def save_lora(weights_dir: Path, unet: UNet2DConditionModel, sdxl: bool = False) -> None:
+def save_lora(weights_dir: Path, unet: UNet2DConditionModel, family: str = "sd") -> None:
     """Write ``weights_dir/pytorch_lora_weights.safetensors`` in diffusers' format, atomically.
 
     As train_dreambooth_lora.py: ``convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))``
-    through ``StableDiffusionLoraLoaderMixin.save_lora_weights`` (``sdxl``: through
+    through ``StableDiffusionLoraLoaderMixin.save_lora_weights`` (family "sdxl": through
     ``StableDiffusionXLPipeline.save_lora_weights``, as train_dreambooth_lora_sdxl.py), plus the
     peft config as adapter metadata (so rank and alpha load exactly). Keys: ``unet.<module>.lora.{down,up}.weight``.
+    FLUX.1 (``family="flux"``): ``FluxPipeline.save_lora_weights(transformer_lora_layers=
+    get_peft_model_state_dict(transformer))`` as train_dreambooth_lora_flux.py; keys
+    ``transformer.<module>.lora_{A,B}.weight``.
     """
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
-    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
     metadata = unet.peft_config["default"].to_dict()
+    if family == "flux":
+        layers = get_peft_model_state_dict(unet)
+        save = functools.partial(
+            FluxPipeline.save_lora_weights, transformer_lora_layers=layers, transformer_lora_adapter_metadata=metadata
+        )
+    else:
+        layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+        pipeline = StableDiffusionXLPipeline if family == "sdxl" else StableDiffusionPipeline
+        save = functools.partial(
+            pipeline.save_lora_weights, unet_lora_layers=layers, unet_lora_adapter_metadata=metadata
+        )
     # diffusers writes into a folder; only its one file is kept. The folder has a temp name
     # (bench/atomic.py) so a kill mid-save leaves nothing the subject's sweep does not recognise.
     tmp = weights_dir / temp_name("lora-save")
     tmp.mkdir()
     try:
-        (StableDiffusionXLPipeline if sdxl else StableDiffusionPipeline).save_lora_weights(
-            str(tmp), unet_lora_layers=layers, unet_lora_adapter_metadata=metadata, safe_serialization=True
-        )
+        save(str(tmp), safe_serialization=True)
         os.replace(tmp / LORA_WEIGHTS_FILE, weights_dir / LORA_WEIGHTS_FILE)
         fsync_directory(weights_dir)
     finally:

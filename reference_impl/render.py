@@ -49,6 +49,8 @@ SCHEDULERS: dict[str, str] = {
     "euler": "EulerDiscreteScheduler",
     "euler-a": "EulerAncestralDiscreteScheduler",
     "ddpm": "DDPMScheduler",
+    # Flow-matching models (FLUX.1): the Euler ODE solver their checkpoints ship.
+    "flow-euler": "FlowMatchEulerDiscreteScheduler",
 }
 
 
@@ -140,7 +142,10 @@ def render(
     """Render one RGB image per ``(prompts[i], seeds[i])`` with ``pipe``; see the module docstring.
 
     ``pipe`` is any ``StableDiffusionPipeline`` (base weights, fine-tuned UNet, LoRA, added tokens);
-    its scheduler is replaced by a fresh ``sampler.scheduler`` (built from its current config). ``autocast_dtype`` (CUDA only)
+    its scheduler is replaced by a fresh ``sampler.scheduler`` (built from its current config).
+    A ``FluxPipeline`` works the same way: the per-seed noise [C, h, w] is drawn exactly as
+    ``FluxPipeline(generator=[...])`` draws it and then packed into 2 x 2 patches as it packs it;
+    ``guidance`` is its distilled guidance input and the negative prompt is not used. ``autocast_dtype`` (CUDA only)
     runs the denoiser in fp16/bf16 autocast. ``extra_inputs`` are further pipeline arguments shared
     by every image (e.g. IP-Adapter's ``ip_adapter_image_embeds``, reference_impl/ip_adapter.py);
     they must not depend on the batch. Raises BenchError on mismatched lengths.
@@ -157,12 +162,18 @@ def render(
         raise BenchError(f"render: batch_size={batch_size} must be at least 1")
     if not prompts:
         return []
-    factor = pipe.vae_scale_factor
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+    packed = hasattr(pipe, "_pack_latents")  # FLUX.1: latents enter as 2 x 2 patches
+    factor = pipe.vae_scale_factor * (2 if packed else 1)
     if sampler.resolution % factor != 0:
         raise BenchError(
             f"render: resolution {sampler.resolution} must be a multiple of the VAE factor {factor}"
         )
-    latent_shape = (pipe.unet.config.in_channels, sampler.resolution // factor, sampler.resolution // factor)
+    side = sampler.resolution // pipe.vae_scale_factor
+    channels = denoiser.config.in_channels // 4 if packed else denoiser.config.in_channels
+    latent_shape = (channels, side, side)
+    # Flux has no negative prompt unless true CFG is asked for; every other pipeline gets the protocol's.
+    negative = {} if packed else {"negative_prompt": [sampler.negative_prompt] * batch_size}
     pipe.scheduler = make_scheduler(sampler.scheduler, dict(pipe.scheduler.config), sampler.scheduler_config)
     pipe.set_progress_bar_config(disable=True)
     on_cuda = torch.device(device).type == "cuda"
@@ -181,16 +192,18 @@ def render(
         chunk_prompts = list(prompts[start : start + n_real]) + [prompts[start]] * (batch_size - n_real)
         chunk_seeds = list(seeds[start : start + n_real]) + [seeds[start]] * (batch_size - n_real)
         latents, generators = initial_latents(chunk_seeds, latent_shape)
+        if packed:
+            latents = pipe._pack_latents(latents, batch_size, channels, side, side)
         autocast = torch.autocast("cuda", dtype=autocast_dtype) if use_autocast else contextlib.nullcontext()
         with autocast:
             out = pipe(
                 prompt=chunk_prompts,
-                negative_prompt=[sampler.negative_prompt] * batch_size,
+                **negative,
                 height=sampler.resolution,
                 width=sampler.resolution,
                 num_inference_steps=sampler.steps,
                 guidance_scale=sampler.guidance,
-                latents=latents.to(device=device, dtype=pipe.unet.dtype),
+                latents=latents.to(device=device, dtype=denoiser.dtype),
                 generator=generators,
                 output_type="pil",
                 **dict(extra_inputs or {}),
