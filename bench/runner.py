@@ -294,6 +294,7 @@ def _optional_scores(
             and _has_figures(entry, ("value",))
             and isinstance(entry.get("weight"), int)
             and isinstance(entry.get("per_prompt"), (dict, type(None)))
+            and isinstance(entry.get("per_image"), (dict, type(None)))
         )
         if not reusable:
             score = scorer.score_optional(name, inputs)
@@ -301,12 +302,13 @@ def _optional_scores(
                 "value": score.value,
                 "per_prompt": score.per_prompt,
                 "weight": score.weight,
+                **({"per_image": score.per_image} if score.per_image is not None else {}),
                 "sha256": shas,
                 "version": metric.version,
                 "scoring": scorer.identity_key(),
             }
         entry = stored[name]
-        out[name] = SubjectScore(entry["value"], entry["weight"], entry["per_prompt"])
+        out[name] = SubjectScore(entry["value"], entry["weight"], entry["per_prompt"], entry.get("per_image"))
     if json.dumps(stored, sort_keys=True) != before:
         rd.write_json(path, stored)
     return out

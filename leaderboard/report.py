@@ -85,6 +85,8 @@ table.grid td { vertical-align: top; border: none; padding: 0.15rem; }
 table.grid td.prompt { max-width: 16rem; font-size: 0.8rem; padding-right: 0.6rem; }
 table.grid td.prompt .figs { color: #57606a; font-size: 0.75rem; font-variant-numeric: tabular-nums; }
 p.note { color: #57606a; font-style: italic; }
+span.flag { display: inline-block; font-size: 0.65rem; color: #fff; background: #cf222e; padding: 0 0.3rem;
+  border-radius: 3px; }
 figure.scatter img { max-width: 100%; width: 700px; height: auto; border: 1px solid #d0d7de; }
 nav.subjects a { margin-right: 0.5rem; }
 """
@@ -114,6 +116,8 @@ class GeneratedImage:
     prompt: str
     sha256: str | None
     scores: dict[str, float | None] = field(default_factory=dict)
+    # The declared `image_flag`s of optional metrics whose per-image value is non-zero ("copy").
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,7 @@ def read_generated(run_dir: Path, subject: str) -> list[GeneratedImage]:
     """
     folder = run_dir / "subjects" / subject
     scores = {row["file"]: row for row in _read_jsonl(folder / "scores.jsonl") if "file" in row}
+    flags = _image_flags(folder / "optional_scores.json")
     rows = _read_jsonl(folder / "images.jsonl")
     if not rows and (folder / "images").is_dir():
         for path in (folder / "images").glob("*.png"):
@@ -237,10 +242,32 @@ def read_generated(run_dir: Path, subject: str) -> list[GeneratedImage]:
             prompt=str(row.get("prompt") or ""),
             sha256=row.get("sha256"),
             scores={m: scores.get(str(row["file"]), {}).get(m) for m in METRICS},
+            flags=flags.get(str(row["file"]), ()),
         )
         for row in rows
     ]
     return sorted(images, key=lambda im: (im.prompt_idx, im.sample_idx))
+
+
+def _image_flags(path: Path) -> dict[str, tuple[str, ...]]:
+    """File name -> the flags of the optional metrics that decide per image (a metric declaring
+    `image_flag`, e.g. copy_rate's "copy") and gave that image a non-zero value."""
+    from dreambench.metrics.metric_registry import find_metric
+
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    flags: dict[str, tuple[str, ...]] = {}
+    for name, entry in (stored.items() if isinstance(stored, dict) else ()):
+        spec = find_metric(name)
+        per_image = entry.get("per_image") if isinstance(entry, dict) else None
+        if spec is None or not spec.image_flag or not isinstance(per_image, dict):
+            continue
+        for file, record in per_image.items():
+            if isinstance(record, dict) and record.get("value"):
+                flags[file] = (*flags.get(file, ()), spec.image_flag)
+    return flags
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -615,7 +642,7 @@ def _subject_html(
                 continue
             caption = _scores_text(im.scores)
             title = "\n".join(
-                x for x in (prompt, im.path.name, _scores_text(im.scores, METRIC_TITLES, "\n")) if x
+                x for x in (prompt, im.path.name, _scores_text(im.scores, METRIC_TITLES, "\n"), *im.flags) if x
             )
             cells.append(
                 "<td>"
@@ -627,6 +654,7 @@ def _subject_html(
                     caption=caption or im.path.name,
                     gap=thumbs.gap(im.path),
                 )
+                + "".join(f'<span class="flag">{escape(flag)}</span>' for flag in im.flags)
                 + "</td>"
             )
         lines.append(f"<tr>{''.join(cells)}</tr>")

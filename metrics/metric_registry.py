@@ -64,6 +64,16 @@ BUILTIN_METRICS: tuple[MetricSpec, ...] = (
         "mean over prompts per subject, mean over subjects overall",
         compute="dreambench.metrics.diversity:score", in_every_identity=True,
     ),
+    # Copying inflates DINO and CLIP-I above the real-images ceiling (metrics/copy_detection.py).
+    MetricSpec(
+        "copy_rate", "Copy", 1, False, "real", "optional", ("dino", "clip"),
+        convention="share of generated images in [0, 1]",
+        definition="share of generated images that copy a reference photo: within the pixel limit of one "
+        "(32x32 box-averaged RGB, mean absolute difference < min(0.015, half the closest pair of reference "
+        "photos)), or closer to one in both DINO and CLIP than the subject's two most similar reference "
+        "photos are to each other; mean over subjects overall",
+        compute="dreambench.metrics.copy_detection:score", max_drop=0.02, image_flag="copy",
+    ),
 )  # fmt: skip
 
 #: The metrics every results.json has, in display order ("dino", "clip_i", "clip_t").

@@ -3,8 +3,9 @@ gate on one metric, in one frozen value (`MetricSpec`). metrics/metric_registry.
 
 Pairings (what a metric compares a generated image with):
 
-    real           the subject's real images, under the metric preset's pairing (all pairs, or one
-                   paired source image); per generated image; computed by the Scorer from embeddings
+    real           the subject's real images: core and preset metrics under the metric preset's
+                   pairing (all pairs, or one paired source image), computed by the Scorer from
+                   embeddings; an optional metric by its own rule (copy_rate); per generated image
     text           the image's prompt text (CLIP-T); per generated image; computed by the Scorer
     image          nothing: a function of the decoded generated image alone; per generated image
     prompt-group   the other images of the same (subject, prompt) (DIV); per prompt
@@ -25,7 +26,9 @@ other metric is optional and brings its computation, `compute` (a callable or a 
         the mean over subjects (metrics/aggregate.py), like the core metrics.
     any other pairing:  compute(scorer: Scorer, images: SubjectImages) -> SubjectScore
         one subject's figure (and per-prompt figures where it has them) with its weight in the
-        pooled mean; the scorer gives cached embeddings (`scorer._image_embeddings`), the metric
+        pooled mean, and where it decides per image, each generated image's record (`per_image`:
+        file name -> {"value": figure, ...}; the report shows `image_flag` on those whose value is
+        non-zero); the scorer gives cached embeddings (`scorer._image_embeddings`), the metric
         preset (`scorer.preset`) and LPIPS (`scorer.lpips`).
 
 Importing this module is cheap (no torch, no numpy).
@@ -44,7 +47,8 @@ if TYPE_CHECKING:
     from dreambench.metrics.scorer import ImageRef
 
 PAIRINGS: dict[str, str] = {
-    "real": "each generated image against the subject's real images (the metric preset's pairing)",
+    "real": "each generated image against the subject's real images (the metric preset's pairing, "
+    "or an optional metric's own rule)",
     "text": "each generated image against the text of its prompt",
     "image": "each generated image on its own",
     "prompt-group": "the images of one (subject, prompt) among themselves",
@@ -67,11 +71,13 @@ class SubjectScore:
 
     value: the subject's figure; weight: its weight in the pooled mean over subjects (the number of
     pairs or images it averages); per_prompt: prompt index -> figure, where the metric has them
-    (they feed the per-prompt bootstrap)."""
+    (they feed the per-prompt bootstrap); per_image: generated image file name -> its record
+    ({"value": figure, plus whatever explains it}), where the metric decides per image."""
 
     value: float
     weight: int
     per_prompt: dict[int, float] | None = None
+    per_image: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,8 @@ class SubjectImages:
         """The sha256s a metric of `pairing` is computed from: its stored figure is reused only
         while they are the same."""
         refs = self.class_samples if pairing == "class-samples" else self.generated
+        if pairing == "real":  # compared with the real images: they are inputs too
+            refs = (*refs, *self.real)
         return [r.sha256 for r in refs]
 
 
@@ -112,7 +120,8 @@ class MetricSpec:
     decimals: digits shown in tables; max_drop: `bench compare`'s default tolerance, in the
     figure's units; in_every_identity: the version is part of every scoring identity, computed or
     not (PRES and DIV were recorded so before optional metrics entered only when requested; keeping
-    it keeps their run directories).
+    it keeps their run directories); image_flag: the word the report's gallery shows on a generated
+    image whose per-image value is non-zero ("copy"), for metrics that record `per_image`.
     """
 
     name: str
@@ -128,6 +137,7 @@ class MetricSpec:
     decimals: int = 3
     max_drop: float = 0.01
     in_every_identity: bool = False
+    image_flag: str = ""
 
     def __post_init__(self) -> None:
         def bad(what: str) -> BenchError:
@@ -149,8 +159,8 @@ class MetricSpec:
         if self.availability == "optional":
             if self.compute is None:
                 raise bad("an optional metric declares its computation (compute=...)")
-            if self.pairing in ("real", "text"):
-                raise bad(f"pairing {self.pairing!r} is computed by the Scorer for core and preset metrics only")
+            if self.pairing == "text":
+                raise bad("pairing 'text' is computed by the Scorer for core and preset metrics only")
         elif self.pairing not in ("real", "text") or len(self.networks) != 1:
             raise bad("core and preset metrics pair with 'real' or 'text' through exactly one network")
         if self.decimals < 0 or self.max_drop < 0:

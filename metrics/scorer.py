@@ -481,10 +481,11 @@ class Scorer:
             if m.availability != "optional":
                 raise BenchError(f"metric {name!r} is always computed; it is not an optional metric")
             info[name] = m.info()
-            if m.networks:
-                network = m.networks[0]
-                embedder = self.lpips.id if network == "lpips" else self.embedder_id(network)
-                info[name]["embedder"] = embedder.as_dict()
+            ids = {n: (self.lpips.id if n == "lpips" else self.embedder_id(n)).as_dict() for n in m.networks}
+            if ids:
+                info[name]["embedder"] = ids[m.networks[0]]
+            if len(ids) > 1:  # copy_rate: DINO and CLIP
+                info[name]["embedders"] = ids
         return info
 
     def score_optional(self, name: str, images: SubjectImages) -> SubjectScore:
