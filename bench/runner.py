@@ -376,8 +376,8 @@ def run_subject(
         with measure_stage(device) as score_cost:
             rows = _score_images(rd, scorer, subject, images)
         rd.record_cost(name, score=score_cost)
-    # One pair per generated image under a paired pairing (dreambench-plus), n_real pairs otherwise.
-    pairs_per_image = 1 if scorer.preset.pairing == "paired-source" else len(subject.image_paths)
+    # One pair per generated image under a one-pair pairing (dreambench-plus, uno), n_real otherwise.
+    pairs_per_image = scorer.preset.pairs_per_image(len(subject.image_paths))
     summary = summarize_subject_images(rows, pairs_per_image)
     if spec.optional_metrics:
         optional = _optional_scores(rd, scorer, subject, images, pres_rows, spec)

@@ -11,6 +11,13 @@
     dreambench-plus  DreamBench++'s evaluation code: DINO v1 ViT-S/8 ("dino") and DINOv2 ViT-S/14
                    ("dinov2"), CLIP ViT-B/32, cosine x 100, each generated image against ONE paired
                    real image (see PAIRINGS), identifier removed from the CLIP-T text
+    kosmos-g       Kosmos-G's DreamBench evaluation: DINO ViT-S/16, CLIP ViT-B/32 (transformers), cosine x 100,
+                   each generated image against its one source image ("paired-source"), CLIP-T on the
+                   class-noun prompt (identifier removed)
+    uno            UNO's DreamBench protocol as issue 19 states it: DINO ViT-S/16, CLIP ViT-B/32, cosine x 100,
+                   each generated image against the subject's ONE fixed reference image
+                   ("fixed-reference", metrics/data/uno-singleip.json), CLIP-T on the class-noun prompt
+                   (pairing and scale unverified against UNO's evaluation code: docs/METHODS.md)
     <name>-smoke   every preset above except `dreambooth-hf` has a smoke twin: the same architectures,
                    preprocessing and conventions with seeded random weights (UNCALIBRATED)
 
@@ -63,7 +70,14 @@ PAIRINGS: dict[str, str] = {
     # of the subject, real images in file-name order. Every real image serves about equally often.
     "paired-source": "one pair per generated image: (p, s) with real image (p + s) mod n_real in "
     "file-name order; real-images: distinct real-real pairs",
+    # UNO conditions every prompt of a subject on one named real image: each generated image is
+    # paired with that image only. The per-subject list is a versioned data file (the preset's
+    # `references`, metrics/reference_list.py), found among the real images by sha256.
+    "fixed-reference": "one pair per generated image: the subject's one listed reference image "
+    "(the preset's reference list); real-images: distinct real-real pairs",
 }
+# Pairings with exactly one real image per generated image (the pooled mean weighs each image once).
+ONE_PAIR_PAIRINGS: tuple[str, ...] = ("paired-source", "fixed-reference")
 # `backend` override accepted by the Scorer -> (dino backend, clip backend).
 BACKEND_OVERRIDES: dict[str, tuple[str, str]] = {
     "native": ("timm", "open_clip"),
@@ -101,6 +115,7 @@ class MetricPreset:
     scale: multiplies every reported cosine (1.0 = raw cosine in [-1, 1]; 100.0 = some papers' x100).
     dinov2: a second DINO-type network, reported as its own metric "dinov2" (DreamBench++), or None.
     pairing: a key of PAIRINGS.
+    references: the reference list (metrics/data/<name>.json) of pairing "fixed-reference", else "".
     protocol: the conventions' name; the leaderboard refuses to mix protocols.
     source: the file the preset's choices come from (repo, path, URL).
     """
@@ -116,10 +131,20 @@ class MetricPreset:
     pairing: str = "all-pairs"
     protocol: str = "dreambooth"
     source: str = ""
+    references: str = ""
 
     def __post_init__(self) -> None:
         if self.pairing not in PAIRINGS:
             raise BenchError(f"unknown pairing {self.pairing!r}; valid: {', '.join(PAIRINGS)}")
+        if bool(self.references) != (self.pairing == "fixed-reference"):
+            raise BenchError(
+                f"metric preset {self.name!r}: pairing 'fixed-reference' needs a reference list, and only it"
+            )
+
+    def pairs_per_image(self, n_real: int) -> int:
+        """How many (generated, real) pairs one generated image's DINO / CLIP-I averages: 1 under a
+        one-pair pairing (ONE_PAIR_PAIRINGS), else every real image of the subject."""
+        return 1 if self.pairing in ONE_PAIR_PAIRINGS else n_real
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -163,6 +188,7 @@ class MetricPreset:
             "pairing": self.pairing,
             "protocol": self.protocol,
             "source": self.source,
+            **({"references": self.references} if self.references else {}),
             "metric_versions": dict(METRIC_VERSIONS),
         }
 
@@ -194,6 +220,17 @@ DREAMBENCH_PLUS_SOURCE = (
     "yuangpeng/dreambench_plus dreambench_plus/metrics/dino_score.py, dreambench_plus/metrics/clip_score.py, "
     "dreambench_plus/generate_images.py: "
     "https://github.com/yuangpeng/dreambench_plus/blob/main/dreambench_plus/metrics/dino_score.py"
+)
+
+KOSMOS_G_SOURCE = (
+    "microsoft/unilm@7b4b9f03f16e312292ea044634ae56a87b37f3d9 kosmos-g/sample_kosmosg_dreambench.py, "
+    "kosmos-g/eval/dino_score.py, kosmos-g/eval/clip_score.py, kosmos-g/eval/dreambench_prompts.py: "
+    "https://github.com/microsoft/unilm/blob/7b4b9f03f16e312292ea044634ae56a87b37f3d9/kosmos-g/sample_kosmosg_dreambench.py"
+)
+UNO_SOURCE = (
+    "bytedance/UNO datasets/dreambench_singleip.json (reference list, read from a copy: "
+    "metrics/data/uno-singleip.json); pairing and x100 as dreambench issue 19 states them, not verified "
+    "against UNO's eval/evaluate_clip_dino_score_single_subject.py: https://github.com/bytedance/UNO"
 )
 
 
@@ -253,6 +290,29 @@ _NEW_PRESETS = (
         pairing="paired-source",
         protocol="dreambench-plus",
         source=DREAMBENCH_PLUS_SOURCE,
+    ),
+    MetricPreset(
+        name="kosmos-g",
+        description="Kosmos-G code: DINO ViT-S/16 + CLIP ViT-B/32 (transformers), x100, one source image per generated image",
+        calibrated=True,
+        dino=EmbedderSpec("timm", DINO_ARCH, WeightsSource.pinned()),
+        clip=EmbedderSpec("transformers", CLIP_ARCH, WeightsSource.pinned()),
+        scale=100.0,
+        pairing="paired-source",
+        protocol="kosmos-g",
+        source=KOSMOS_G_SOURCE,
+    ),
+    MetricPreset(
+        name="uno",
+        description="UNO: DINO ViT-S/16 + CLIP ViT-B/32, x100, each generated image against the subject's one fixed reference",
+        calibrated=True,
+        dino=EmbedderSpec("timm", DINO_ARCH, WeightsSource.pinned()),
+        clip=EmbedderSpec("open_clip", CLIP_ARCH, WeightsSource.pinned()),
+        scale=100.0,
+        pairing="fixed-reference",
+        references="uno-singleip",
+        protocol="uno",
+        source=UNO_SOURCE,
     ),
 )
 for _preset in _NEW_PRESETS:

@@ -59,10 +59,12 @@ from dreambench.metrics.metric_spec import MetricSpec, SubjectImages, SubjectSco
 from dreambench.metrics.precision import precision_warning, resolve_precision
 from dreambench.metrics.presets import (
     DEFAULT_METRIC_PRESET,
+    ONE_PAIR_PAIRINGS,
     EmbedderSpec,
     MetricPreset,
     get_metric_preset,
 )
+from dreambench.metrics.reference_list import load_reference_list
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +78,7 @@ if TYPE_CHECKING:
 _PAIRING_WORDS = {
     "all-pairs": "mean over all (generated, real) pairs",
     "paired-source": "per generated image, with its one paired real image (PAIRINGS)",
+    "fixed-reference": "per generated image, with the subject's one listed reference image (PAIRINGS)",
 }
 
 
@@ -223,6 +226,8 @@ class Scorer:
             identity["pairing"] = self.preset.pairing
         if self.preset.protocol != "dreambooth":
             identity["protocol"] = self.preset.protocol
+        if self.preset.references:
+            identity["references"] = load_reference_list(self.preset.references).record()
         return identity
 
     def _metric_versions(self) -> dict[str, int]:
@@ -423,7 +428,9 @@ class Scorer:
         Pairing "paired-source" (DreamBench++): dino / clip_i (and dinov2) are the cosine with the
         one real image `paired_source_index(positions[i], len(real))`, whose file name the row
         records as "paired_with". `positions`: (prompt_idx, sample_idx) of each generated image,
-        required for that pairing. Every figure is multiplied by the preset's scale (1.0: raw cosine).
+        required for that pairing. Pairing "fixed-reference" (UNO): the cosine with the subject's one
+        real image in the preset's reference list (found by sha256), also recorded as "paired_with".
+        Every figure is multiplied by the preset's scale (1.0: raw cosine).
         """
         if len(prompts) != len(generated):
             raise BenchError(
@@ -447,13 +454,18 @@ class Scorer:
                 )
             index = [paired_source_index(p, s, len(real)) for p, s in positions]
             extra = [{"paired_with": Path(real[k].path).name} for k in index]
+        elif self.preset.pairing == "fixed-reference":
+            references = load_reference_list(self.preset.references)
+            fixed = references.index_in([(Path(r.path).name, r.sha256) for r in real])
+            index = [fixed] * len(generated)
+            extra = [{"paired_with": Path(real[fixed].path).name} for _ in generated]
         figures: dict[str, np.ndarray] = {}
         for m in declared:
             k = m.networks[0]
             if m.pairing == "text":
                 texts = [clip_t_text(p, identifier, self.preset.clip_t_keep_identifier) for p in prompts]
                 figures[m.name] = paired_cosine(gen_emb[k], self._text_embeddings(texts)) * scale
-            elif self.preset.pairing == "paired-source":
+            elif self.preset.pairing in ONE_PAIR_PAIRINGS:
                 figures[m.name] = paired_cosine(gen_emb[k], real_emb[k][index]) * scale
             else:
                 figures[m.name] = per_image_mean_cosine(gen_emb[k], real_emb[k]) * scale
