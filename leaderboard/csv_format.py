@@ -15,7 +15,7 @@ import csv
 import io
 
 from dreambench.leaderboard.results import METRICS
-from dreambench.leaderboard.table import Aggregate, Entry, Figure, Leaderboard
+from dreambench.leaderboard.table import REPORTED_MARK, Aggregate, Entry, Figure, Leaderboard
 
 CSV_COLUMNS: tuple[str, ...] = (
     "run",
@@ -43,7 +43,9 @@ def render_csv(board: Leaderboard) -> str:
     """The leaderboard as CSV text (rows in leaderboard order, subjects alphabetical)."""
     out = io.StringIO()
     columns = (*CSV_COLUMNS, *(c for m in board.optional_metrics() for c in _metric_columns(m)))
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    # `--reported`: published rows (scope "reported", not re-measured) and where each was read.
+    columns += ("source", "protocol") if board.reported else ()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for entry in board.entries:
         writer.writerow(_aggregate_row(entry, "overall", entry.overall))
@@ -55,6 +57,13 @@ def render_csv(board: Leaderboard) -> str:
                 writer.writerow(_base(entry, f"subject:{subject}") | _figure_cells(entry.subjects[subject]))
             elif subject in entry.run.failures:
                 writer.writerow(_base(entry, f"subject:{subject}") | {"error": entry.run.failures[subject]})
+    for row in board.reported:
+        figures = {m: _number(v) for m, v in row.figures.items()}
+        writer.writerow(
+            {"label": f"{row.method} {REPORTED_MARK}", "method": row.method, "kind": "reported", "scope": "reported"}
+            | {"base_model": row.base_model or "", "source": row.source_text, "protocol": row.protocol_text}
+            | figures
+        )
     return out.getvalue()
 
 

@@ -52,8 +52,10 @@ def tables_html(board: Leaderboard, per_subject: bool = True) -> list[str]:
     per-subject table per metric), then its footnotes and notes. Uncalibrated rows and columns
     carry class="uncalibrated"."""
     uncalibrated_rows = tuple(not e.run.calibrated for e in board.entries)
-    overall, split, cost, *subject_tables = board.tables()
+    overall, split, cost, *subject_tables = board.measured_tables()
     lines = _table_html(overall, row_marks=uncalibrated_rows)
+    reported = board.reported_table()  # `--reported`: published rows, right after the measured ones
+    lines += [] if reported is None else _table_html(reported)
     lines += _table_html(split, row_marks=uncalibrated_rows)
     lines += _table_html(cost, row_marks=uncalibrated_rows)
     for table in subject_tables if per_subject else []:

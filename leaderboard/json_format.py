@@ -11,6 +11,8 @@
   "overall_subjects": {"common_to_all_runs": true | false, "subjects": ["backpack", ...] | null},
       // true when the runs scored different subjects: every run's overall, live and object
       // figures are then means over "subjects" (the ones all runs scored), with "ci": null
+  "reported": [{"method", "base_model", "figures", "source", "protocol", "beside_measured"}],
+      // `--reported` (leaderboard/reported.py): published, not re-measured; [] without it
   "runs": [                                                     // leaderboard order
     {"rank": 1, "label": "real-images", "run_dir": "runs/...", "method": ..., "preset": ...,
      "metric_preset": "dreambooth" | null, "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
@@ -56,6 +58,18 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
             "common_to_all_runs": board.common_subjects is not None,
             "subjects": None if board.common_subjects is None else list(board.common_subjects),
         },
+        # `--reported`: published figures, not re-measured (leaderboard/reported.py).
+        "reported": [
+            {
+                "method": r.method,
+                "base_model": r.base_model,
+                "figures": r.figures,
+                "source": r.source,
+                "protocol": r.protocol,
+                "beside_measured": r in board.reported_beside(),
+            }
+            for r in board.reported
+        ],
         "runs": [
             {
                 "rank": rank,

@@ -31,6 +31,10 @@ Conventions, shared by every output format:
   render protocol) and metric preset ("Metrics": embedders, pairing, scale; metrics/presets.py).
   Rows scored under different metric presets are refused, so "Metrics" is one name per table;
   it is shown so that a table read on its own says which convention its numbers follow.
+- Reported rows (`bench leaderboard --reported`, leaderboard/reported.py): figures read from papers,
+  in their own table "Reported, not re-measured" (every row, its source and stated protocol, and
+  whether it stands beside the measured rows); a row whose stated protocol matches every measured
+  run is also appended to the overall table, its method marked REPORTED_MARK. Every format shows them.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import Any
 
 from dreambench.errors import BenchError
 from dreambench.leaderboard.compatibility import check_comparable, embedder_notes, render_deviation
+from dreambench.leaderboard.reported import ReportedRow
 from dreambench.leaderboard.results import METRICS, RunResults
 from dreambench.metrics.metric_registry import METRIC_TITLES, display_order, find_metric
 
@@ -60,6 +65,7 @@ REDUCED_PRECISION_FOOTNOTE = (
     "scoring (measured in docs/PERFORMANCE.md); `bench compare` refuses to compare them with fp32 runs"
 )
 NOT_APPLICABLE = "n/a"
+REPORTED_MARK = "(reported, not re-measured)"
 FAILED = "failed"
 ABSENT = "—"
 
@@ -173,6 +179,8 @@ class Leaderboard:
     # The subjects the overall / live / object figures are means over, when the runs' subject sets
     # differ (the subjects every run scored); None when every run scored the same subjects.
     common_subjects: tuple[str, ...] | None = None
+    # Published rows shown with `--reported` (leaderboard/reported.py), in the data file's order.
+    reported: tuple[ReportedRow, ...] = ()
 
     @property
     def footnotes(self) -> tuple[str, ...]:
@@ -234,6 +242,21 @@ class Leaderboard:
                 e.run.run_dir.name,
             )
             for e in self.entries
+        )
+        rows += tuple(
+            (
+                f"{r.method} {REPORTED_MARK}",
+                "reported",
+                ABSENT,
+                ABSENT,
+                *(_reported_text(r, m) for m in (*METRICS, *optional)),
+                ABSENT,
+                ABSENT,
+                ABSENT,
+                r.base_model or ABSENT,
+                r.source_text,
+            )
+            for r in self.reported_beside()
         )
         numeric = (
             False,
@@ -317,12 +340,46 @@ class Leaderboard:
             "Cost (wall time of the stages that did work; peaks over the run)", header, tuple(rows), numeric
         )
 
-    def tables(self) -> tuple[TextTable, ...]:
+    def reported_beside(self) -> tuple[ReportedRow, ...]:
+        """The reported rows whose stated protocol matches every measured run."""
+        runs = [e.run for e in self.entries]
+        return tuple(r for r in self.reported if r.mismatch(runs) is None)
+
+    def reported_table(self) -> TextTable | None:
+        """Every reported row with its source and protocol; None without `--reported`."""
+        if not self.reported:
+            return None
+        metrics = display_order({m for r in self.reported for m in r.figures})
+        runs = [e.run for e in self.entries]
+        header = ("Method", "Base model", *(METRIC_TITLES.get(m, m) for m in metrics))
+        header += ("Source", "Protocol (as the source states it)", "Beside the measured rows")
+        rows = tuple(
+            (
+                r.method,
+                r.base_model or ABSENT,
+                *(_reported_text(r, m) for m in metrics),
+                r.source_text,
+                r.protocol_text,
+                "yes" if r.mismatch(runs) is None else f"no: {r.mismatch(runs)}",
+            )
+            for r in self.reported
+        )
+        numeric = (False, False, *(True for _ in metrics), False, False, False)
+        return TextTable("Reported, not re-measured (figures read from papers)", header, rows, numeric)
+
+    def measured_tables(self) -> tuple[TextTable, ...]:
+        """The tables of the measured runs: overall, live/object, cost, one per metric."""
         return (self.overall_table(), self.split_table(), self.cost_table(), *self.subject_tables())
 
+    def tables(self) -> tuple[TextTable, ...]:
+        """`measured_tables`, then the reported table with `--reported`."""
+        reported = self.reported_table()
+        return (*self.measured_tables(), *([] if reported is None else [reported]))
 
-def build_leaderboard(runs: list[RunResults]) -> Leaderboard:
-    """Check the runs are comparable (BenchError if not) and arrange them into a Leaderboard."""
+
+def build_leaderboard(runs: list[RunResults], reported: Sequence[ReportedRow] = ()) -> Leaderboard:
+    """Check the runs are comparable (BenchError if not) and arrange them into a Leaderboard;
+    `reported`: published rows to show beside them (`--reported`)."""
     if not runs:
         raise BenchError("no runs to put on the leaderboard; pass run directories written by `bench run`")
     check_comparable(runs)
@@ -379,7 +436,16 @@ def build_leaderboard(runs: list[RunResults]) -> Leaderboard:
         subject_kinds=kinds,
         notes=tuple(notes),
         common_subjects=common,
+        reported=tuple(reported),
     )
+
+
+def _reported_text(row: ReportedRow, metric: str) -> str:
+    """A reported figure at the metric's decimals; "n/a" for null, "—" when the source has none."""
+    if metric not in row.figures:
+        return ABSENT
+    value = row.figures[metric]
+    return NOT_APPLICABLE if value is None else f"{value:.{metric_decimals(metric)}f}"
 
 
 def _names_text(names: Sequence[str]) -> str:

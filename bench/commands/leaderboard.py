@@ -5,6 +5,11 @@ A RUN_DIR may be a run directory, a results.json file, or a folder of run direct
 a terminal is drawn as rich tables; piped, it is plain Markdown text) or, with -o, atomically to
 FILE. Without --format, the format follows FILE's suffix (.md .csv .json .html), else Markdown.
 Nothing is written unless every run loads and the runs are comparable.
+
+--reported adds the figures published in papers (leaderboard/data/reported.json) in their own
+section, "reported, not re-measured", each with its source and stated protocol; a published row
+also stands in the overall table where its stated protocol matches every measured run
+(leaderboard/reported.py). `bench compare` never reads them.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "-o", "--output", type=Path, default=None, metavar="FILE", help="write to FILE instead of stdout"
+    )
+    parser.add_argument(
+        "--reported",
+        action="store_true",
+        help="also show figures published in papers (reported, not re-measured), with their sources",
     )
     parser.set_defaults(func=run)
 
@@ -82,12 +92,15 @@ def expand_run_dirs(paths: list[Path]) -> list[Path]:
     return list(unique.values())
 
 
-def load_board(paths: list[Path]) -> Leaderboard:
-    """Load every run the arguments name and arrange them (BenchError if any is bad or incomparable)."""
+def load_board(paths: list[Path], reported: bool = False) -> Leaderboard:
+    """Load every run the arguments name and arrange them (BenchError if any is bad or incomparable);
+    `reported`: with the published rows (leaderboard/reported.py)."""
+    from dreambench.leaderboard.reported import load_reported
     from dreambench.leaderboard.results import load_results
     from dreambench.leaderboard.table import build_leaderboard
 
-    return build_leaderboard([load_results(p) for p in expand_run_dirs(paths)])
+    rows = load_reported().rows if reported else ()
+    return build_leaderboard([load_results(p) for p in expand_run_dirs(paths)], reported=rows)
 
 
 def render(fmt: str, board: Leaderboard, output: Path | None) -> str:
@@ -109,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if output is not None:
         check_output_path(output, "-o", folder=False)
-    board = load_board(args.run_dirs)
+    board = load_board(args.run_dirs, reported=args.reported)
     if output is None and fmt == "md" and sys.stdout.isatty():
         _print_rich(board)
         return 0
