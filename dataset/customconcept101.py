@@ -21,14 +21,12 @@ dataset/file_pin.py). ``python -m dreambench.dataset.customconcept101 DIR`` reco
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from dreambench.atomic import atomic_write_text
 from dreambench.dataset.declaration import DatasetDeclaration
-from dreambench.dataset.file_pin import check_folder, folder_images, image_files
+from dreambench.dataset.file_pin import check_folder, folder_images, image_files, record_manifest
 from dreambench.dataset.images import file_sha256
 from dreambench.dataset.location import DataLocation
 from dreambench.dataset.manifest import load_manifest
@@ -127,8 +125,4 @@ CUSTOMCONCEPT101 = DatasetDeclaration(
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m dreambench.dataset.customconcept101 /path/to/customconcept101")
-    atomic_write_text(
-        MANIFEST_PATH, json.dumps(build_manifest(Path(sys.argv[1])), indent=2, sort_keys=True) + "\n"
-    )
+    record_manifest(sys.argv, "dreambench.dataset.customconcept101", MANIFEST_PATH, build_manifest)

@@ -24,15 +24,13 @@ repository commit whose README names the archive; no file sha256 yet (see datase
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from dreambench.atomic import atomic_write_text
 from dreambench.dataset.declaration import DatasetDeclaration
-from dreambench.dataset.file_pin import check_file
+from dreambench.dataset.file_pin import check_file, record_manifest
 from dreambench.dataset.images import file_sha256
 from dreambench.dataset.location import DataLocation
 from dreambench.dataset.manifest import load_manifest, manifest_sha256
@@ -215,8 +213,4 @@ DREAMBENCH_PLUS = DatasetDeclaration(
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m dreambench.dataset.dreambench_plus /path/to/dreambench_plus/data")
-    atomic_write_text(
-        MANIFEST_PATH, json.dumps(build_manifest(Path(sys.argv[1])), indent=2, sort_keys=True) + "\n"
-    )
+    record_manifest(sys.argv, "dreambench.dataset.dreambench_plus", MANIFEST_PATH, build_manifest)

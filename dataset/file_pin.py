@@ -11,8 +11,13 @@ checked, never that the copy matches.
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from dreambench.atomic import atomic_write_text
 from dreambench.dataset.images import IMAGE_SUFFIXES, file_sha256
 
 NOT_PINNED = "not pinned"
@@ -68,3 +73,10 @@ def check_folder(folder: Path, rel: str, pinned: dict[str, str] | None) -> list[
         if path.name not in pinned:
             problems.append(f"{rel}/{path.name}: unexpected image (not in the manifest)")
     return problems
+
+
+def record_manifest(argv: list[str], module: str, manifest: Path, build: Callable[[Path], dict[str, Any]]) -> None:
+    """``python -m <module> DIR``: write the manifest with the sha256s recorded from the copy at DIR."""
+    if len(argv) != 2:
+        sys.exit(f"usage: python -m {module} /path/to/the/copy")
+    atomic_write_text(manifest, json.dumps(build(Path(argv[1])), indent=2, sort_keys=True) + "\n")

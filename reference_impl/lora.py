@@ -43,7 +43,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -200,20 +200,11 @@ class DreamBoothLoRA(DreamBooth):
     # --max_sequence_length=512. Deviations (docs/METHODS.md): AdamW at the script's default
     # --learning_rate=1e-4 instead of Prodigy at 1.0 (prodigyopt is not a dependency), and
     # training at the render resolution (FLUX.1's native 1024 px) instead of the README's 512.
-    PRESETS["flux"] = Config(
+    # The remaining values (identifier, prompts, steps, learning rate, batch, weight decay, rank,
+    # bf16) are the ones the sdxl preset already takes from the same scripts' shared defaults.
+    PRESETS["flux"] = replace(
+        PRESETS["sdxl"],
         base_model=FLUX_REPO,
-        identifier="sks",
-        instance_prompt="a photo of {identifier} {class_noun}",
-        class_prompt="a photo of {class_noun}",
-        prior_preservation=False,
-        num_class_images=100,
-        prior_loss_weight=1.0,
-        train_steps=500,
-        learning_rate=1e-4,
-        train_batch_size=4,
-        adam_weight_decay=1e-4,
-        lora_rank=4,
-        mixed_precision="bf16",
         weighting_scheme="none",
         training_guidance=1.0,
         max_sequence_length=FLUX_MAX_SEQUENCE_LENGTH,
