@@ -78,11 +78,12 @@ class RunRequest:
         for key in options:
             if key not in valid:
                 raise BenchError(f"unknown option {key!r}; valid: {', '.join(valid)}")
-        listed = {k: tuple(v) for k, v in options.items() if k in _REPEATABLE and v is not None}
+        listed = {k: tuple(v) for k, v in options.items() if k in REPEATABLE_OPTIONS and v is not None}
         return cls(**{**options, **listed})
 
 
-_REPEATABLE = ("subject_dir", "class_noun", "kind")
+#: Options given once per custom subject folder (repeatable on the command line).
+REPEATABLE_OPTIONS = ("subject_dir", "class_noun", "kind")
 # Options that mean something only when a method runs, or only when outside images are scored.
 _METHOD_ONLY = ("method_args", "method_preset", "seed", "pres_samples", "force", "executor", "address", "keep_weights")
 _IMAGES_ONLY = ("name", "identifier")

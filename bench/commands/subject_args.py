@@ -164,10 +164,12 @@ def _optional_metric_names() -> tuple[str, ...]:
 
 def subject_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options `add_subject_args` added, as `dreambench.request.RunRequest` fields."""
+    from dreambench.request import REPEATABLE_OPTIONS
+
     names = ("dataset", "subjects", "data", "prompts", "preset", "metric_preset", "embedder_backend", "out")
     names += ("device", "scoring_precision", "extra_metrics", "clip_t_keep_identifier")
     return {
         **{name: getattr(args, name) for name in names},
-        **{name: tuple(getattr(args, name)) for name in ("subject_dir", "class_noun", "kind")},
+        **{name: tuple(getattr(args, name)) for name in REPEATABLE_OPTIONS},
         "progress": not (args.quiet or args.json),
     }
