@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dreambench.dataset.location import DEFAULT_DATASET, DataLocation
 from dreambench.dataset.subject import KINDS, Kind, Subject
@@ -46,6 +46,10 @@ class DatasetDeclaration:
     default_prompt_set: the one a run uses when no --prompts is given (a key of `prompt_sets`).
     categories: the dataset's own subject categories -> the prompt-template kind each uses
         ("live" or "object"); empty when its categories are exactly live/object.
+    build_manifest: for a dataset whose manifest records its file sha256s from a copy (published
+        where dreambench could not hash it): the located copy's folder -> the manifest with them
+        (`bench dataset verify --record` writes it to the user's cache); None when the manifest
+        is complete as committed.
     """
 
     location: DataLocation
@@ -57,6 +61,7 @@ class DatasetDeclaration:
     default_prompt_set: str
     fetch: Callable[[Path, bool], Path] | None = None
     categories: Mapping[str, Kind] = field(default_factory=dict)
+    build_manifest: Callable[[Path], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.default_prompt_set not in self.prompt_sets:

@@ -19,6 +19,7 @@ DATASETS: dict[str, str] = {
     "dreambooth": "dreambench.dataset.dreambooth:DREAMBOOTH",
     "dreambench-plus": "dreambench.dataset.dreambench_plus:DREAMBENCH_PLUS",
     "customconcept101": "dreambench.dataset.customconcept101:CUSTOMCONCEPT101",
+    "dreambooth-pairs": "dreambench.dataset.dreambooth_pairs:DREAMBOOTH_PAIRS",
 }
 
 ENTRY_POINT_GROUP = "dreambench.datasets"

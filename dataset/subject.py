@@ -20,6 +20,11 @@ class Subject:
     same order (the key of the embedding cache); category: the dataset's own category where it has
     categories beyond live/object (e.g. "animal", "style"; its declaration maps each to a kind),
     None where the kind is the category.
+    members: empty for a single subject. A subject group (a pair dataset's entry, e.g.
+    "backpack+dog") lists the subjects it is made of; its own image_paths / image_sha256 are theirs,
+    concatenated in member order, and its class noun joins theirs. Only a method that declares
+    ``subject_groups = True`` (dreambench.method) is given one; each generated image is scored
+    against each member (metrics/subject_groups.py).
     """
 
     name: str
@@ -28,3 +33,4 @@ class Subject:
     image_paths: tuple[Path, ...]
     image_sha256: tuple[str, ...]
     category: str | None = None
+    members: tuple[Subject, ...] = ()
