@@ -8,13 +8,17 @@ A base-model reference is one of:
   (reference_impl/tiny_sdxl.py): two text encoders, SDXL's UNet conditioning. Uncalibrated.
 * ``"tiny-flux"`` — the embedded, randomly initialised tiny FLUX.1 (reference_impl/tiny_flux.py):
   MMDiT transformer, CLIP + T5 text encoders, flow matching. Uncalibrated.
+* ``"tiny-sd3"`` — the embedded, randomly initialised tiny Stable Diffusion 3
+  (reference_impl/tiny_sd3.py): MMDiT transformer, two CLIP + one T5 text encoders, flow matching.
+  Uncalibrated.
 * ``"random:sd15"`` (optionally ``"random:sd15:seed=N"``) — Stable Diffusion 1.5's real
   architecture with seeded random weights (reference_impl/random_model.py), built on first use on
   the machine that runs it, nothing downloaded. Uncalibrated: real-scale timings, noise images.
 * a local folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
   ``text_encoder/``, ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/``, ``tokenizer_2/``).
 * a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``
-  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0; ``FLUX_REPO`` for FLUX.1-dev), fetched by ``dreambench.hub_fetch``: the
+  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0; ``FLUX_REPO`` for FLUX.1-dev; ``SD3_REPO``
+  for SD3 medium), fetched by ``dreambench.hub_fetch``: the
   local Hugging Face cache is tried first; only if the model is missing there and downloads are
   allowed (``HF_HUB_OFFLINE`` unset) are the needed files downloaded (fp32
   safetensors of unet/vae/text encoder(s) plus configs — not the single-file checkpoints).
@@ -47,6 +51,7 @@ from dreambench.reference_impl.random_model import (
 )
 from dreambench.reference_impl.tiny_flux import TINY_FLUX_ID, ensure_tiny_flux
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
+from dreambench.reference_impl.tiny_sd3 import TINY_SD3_ID, ensure_tiny_sd3
 from dreambench.reference_impl.tiny_sdxl import TINY_SDXL_ID, ensure_tiny_sdxl
 
 if TYPE_CHECKING:
@@ -81,15 +86,20 @@ FLUX_REPO = "black-forest-labs/FLUX.1-dev"
 # No revision of FLUX.1-dev is pinned yet (a gated repository whose commit could not be verified
 # offline): "main" is used and recorded, as for any other hub id; pass base_revision to pin one.
 
+SD3_REPO = "stabilityai/stable-diffusion-3-medium-diffusers"
+# No revision of SD3 medium is pinned yet (a gated repository; no commit hash of it could be found
+# offline): "main" is used and recorded, as for FLUX.1-dev; pass base_revision to pin one.
+
 # The pipeline class (model_index.json ``_class_name``) of each supported layout.
 SD_PIPELINE = "StableDiffusionPipeline"
 SDXL_PIPELINE = "StableDiffusionXLPipeline"
 FLUX_PIPELINE = "FluxPipeline"
+SD3_PIPELINE = "StableDiffusion3Pipeline"
 
 # Model families (``Components.family``): the layout decides the conditioning, the objective
-# (epsilon/v-prediction for SD and SDXL, flow matching for FLUX.1) and the pipeline.
-FAMILY_OF_PIPELINE = {SD_PIPELINE: "sd", SDXL_PIPELINE: "sdxl", FLUX_PIPELINE: "flux"}
-FLOW_FAMILIES = ("flux",)
+# (epsilon/v-prediction for SD and SDXL, flow matching for FLUX.1 and SD3) and the pipeline.
+FAMILY_OF_PIPELINE = {SD_PIPELINE: "sd", SDXL_PIPELINE: "sdxl", FLUX_PIPELINE: "flux", SD3_PIPELINE: "sd3"}
+FLOW_FAMILIES = ("flux", "sd3")
 
 # What a Stable Diffusion v1/v2 training+sampling run needs from the hub (fp32 safetensors only).
 _HUB_FILES = (
@@ -110,16 +120,21 @@ _HUB_FILES = (
     "transformer/config.json",
     "transformer/diffusion_pytorch_model*.safetensors*",
     "text_encoder_2/model*.safetensors*",
+    # SD3: a third text encoder (T5, sharded) and tokenizer.
+    "tokenizer_3/*",
+    "text_encoder_3/config.json",
+    "text_encoder_3/model*.safetensors*",
 )
 
 
 @dataclass
 class Components:
-    """A loaded Stable Diffusion, SDXL or FLUX.1 model, as separate components (fp32, on ``device``).
+    """A loaded Stable Diffusion, SDXL, FLUX.1 or SD3 model, as separate components (fp32, on ``device``).
 
-    ``family`` is "sd", "sdxl" or "flux" (``FAMILY_OF_PIPELINE``). ``unet`` is the denoiser of SD
-    and SDXL; FLUX.1 has ``transformer`` instead (``denoiser`` is whichever is set).
-    ``text_encoder_2`` / ``tokenizer_2`` are SDXL's second CLIP or FLUX.1's T5; ``pipeline_options``
+    ``family`` is "sd", "sdxl", "flux" or "sd3" (``FAMILY_OF_PIPELINE``). ``unet`` is the denoiser of SD
+    and SDXL; FLUX.1 and SD3 have ``transformer`` instead (``denoiser`` is whichever is set).
+    ``text_encoder_2`` / ``tokenizer_2`` are SDXL's or SD3's second CLIP or FLUX.1's T5;
+    ``text_encoder_3`` / ``tokenizer_3`` SD3's T5; ``pipeline_options``
     holds the pipeline's own config from model_index.json that changes pixels
     (SDXL: ``force_zeros_for_empty_prompt``).
     """
@@ -136,6 +151,8 @@ class Components:
     pipeline_options: dict[str, Any] = field(default_factory=dict)
     family: str = "sd"
     transformer: Any = None
+    text_encoder_3: T5EncoderModel | None = None
+    tokenizer_3: T5Tokenizer | None = None
 
     @property
     def is_sdxl(self) -> bool:
@@ -170,6 +187,20 @@ class Components:
                 text_encoder_2=self.text_encoder_2,
                 tokenizer_2=self.tokenizer_2,
                 transformer=self.transformer,
+            )
+        if self.family == "sd3":
+            from diffusers import FlowMatchEulerDiscreteScheduler, StableDiffusion3Pipeline
+
+            return StableDiffusion3Pipeline(
+                transformer=self.transformer,
+                scheduler=FlowMatchEulerDiscreteScheduler.from_config(self.scheduler_config),
+                vae=self.vae,
+                text_encoder=text_encoder if text_encoder is not None else self.text_encoder,
+                tokenizer=self.tokenizer,
+                text_encoder_2=self.text_encoder_2,
+                tokenizer_2=self.tokenizer_2,
+                text_encoder_3=self.text_encoder_3,
+                tokenizer_3=self.tokenizer_3,
             )
         if self.is_sdxl:
             from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
@@ -227,7 +258,7 @@ def _folder_key(folder: Path) -> str:
 
 def is_calibrated(ref: str) -> bool:
     """False for the random-weight base models (``tiny``, ``tiny-sdxl``, ``random:...``): their figures mean nothing."""
-    return ref not in (TINY_MODEL_ID, TINY_SDXL_ID, TINY_FLUX_ID) and not is_random_spec(ref)
+    return ref not in (TINY_MODEL_ID, TINY_SDXL_ID, TINY_FLUX_ID, TINY_SD3_ID) and not is_random_spec(ref)
 
 
 def locate_base_model(
@@ -253,7 +284,12 @@ def locate_base_model(
             "initialised_on": record["initialised_on"],
             "calibrated": False,
         }
-    tiny_builders = {TINY_MODEL_ID: ensure_tiny_model, TINY_SDXL_ID: ensure_tiny_sdxl, TINY_FLUX_ID: ensure_tiny_flux}
+    tiny_builders = {
+        TINY_MODEL_ID: ensure_tiny_model,
+        TINY_SDXL_ID: ensure_tiny_sdxl,
+        TINY_FLUX_ID: ensure_tiny_flux,
+        TINY_SD3_ID: ensure_tiny_sd3,
+    }
     if ref in tiny_builders:
         folder = tiny_builders[ref](seed=0)
         return folder, {
@@ -281,7 +317,7 @@ def locate_base_model(
         }
     if not is_hub_id(ref):
         raise BenchError(
-            f"base model {ref!r} is neither 'tiny', 'tiny-sdxl', 'tiny-flux', 'random:sd15', an existing folder, "
+            f"base model {ref!r} is neither 'tiny', 'tiny-sdxl', 'tiny-flux', 'tiny-sd3', 'random:sd15', an existing folder, "
             f"nor a hub id like {SD15_REPO!r} or {SDXL_REPO!r}"
         )
     revision = revision or {SD15_REPO: SD15_REVISION, SDXL_REPO: SDXL_REVISION}.get(ref, "main")
@@ -324,7 +360,7 @@ def quiet_loading() -> Iterator[None]:
 
 def pipeline_class(folder: Path, ref: str, transformers_ok: bool = False) -> str:
     """The layout of the diffusers folder ``folder``: ``SD_PIPELINE``, ``SDXL_PIPELINE`` or
-    (with ``transformers_ok``: the caller handles transformer models) ``FLUX_PIPELINE``.
+    (with ``transformers_ok``: the caller handles transformer models) ``FLUX_PIPELINE`` or ``SD3_PIPELINE``.
 
     Read from model_index.json (a folder without one is taken as SD 1.x/2.x, unet + one text
     encoder); any other pipeline (the SDXL refiner, other transformer models) is a one-line BenchError.
@@ -336,10 +372,14 @@ def pipeline_class(folder: Path, ref: str, transformers_ok: bool = False) -> str
     name = index.get("_class_name", "")
     if name == SDXL_PIPELINE and index.get("text_encoder") and index.get("text_encoder_2"):
         return SDXL_PIPELINE
-    if transformers_ok and name == FLUX_PIPELINE and index.get("transformer"):
+    if transformers_ok and name in (FLUX_PIPELINE, SD3_PIPELINE) and index.get("transformer"):
         return name
     if "text_encoder_2" in index or "transformer" in index:
-        also = "" if transformers_ok else f"; dreambooth-lora and base-model also take FLUX.1 ({FLUX_PIPELINE})"
+        also = (
+            ""
+            if transformers_ok
+            else f"; dreambooth-lora and base-model also take FLUX.1 ({FLUX_PIPELINE}) and SD3 ({SD3_PIPELINE})"
+        )
         raise BenchError(
             f"base model {ref!r} is a {name or 'non-SD'} layout; supported: Stable Diffusion 1.x/2.x "
             f"({SD_PIPELINE}) and SDXL base ({SDXL_PIPELINE} with both text encoders){also}"
@@ -360,11 +400,26 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
     folder, description = locate_base_model(ref, revision, device)
     family = FAMILY_OF_PIPELINE[pipeline_class(folder, ref, transformers_ok=True)]
     sdxl = family == "sdxl"
-    text_encoder_2 = tokenizer_2 = unet = transformer = None
+    text_encoder_2 = tokenizer_2 = text_encoder_3 = tokenizer_3 = unet = transformer = None
     pipeline_options: dict[str, Any] = {}
     try:
         with quiet_loading():
-            if family in FLOW_FAMILIES:
+            if family == "sd3":
+                from diffusers import SD3Transformer2DModel
+                from transformers import T5EncoderModel, T5Tokenizer
+
+                # train_dreambooth_lora_sd3.py: both CLIP encoders with projection (their projected
+                # pooled outputs are pooled_projections), T5 as text_encoder_3.
+                transformer = SD3Transformer2DModel.from_pretrained(
+                    folder, subfolder="transformer", torch_dtype=torch.float32
+                )
+                text_encoder_2 = CLIPTextModelWithProjection.from_pretrained(
+                    folder, subfolder="text_encoder_2", dtype=torch.float32
+                )
+                tokenizer_2 = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer_2")
+                text_encoder_3 = T5EncoderModel.from_pretrained(folder, subfolder="text_encoder_3", dtype=torch.float32)
+                tokenizer_3 = T5Tokenizer.from_pretrained(folder, subfolder="tokenizer_3")
+            elif family in FLOW_FAMILIES:
                 from diffusers import FluxTransformer2DModel
                 from transformers import T5EncoderModel, T5Tokenizer
 
@@ -376,7 +431,7 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
             else:
                 unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", torch_dtype=torch.float32)
             vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=torch.float32)
-            text_encoder = CLIPTextModel.from_pretrained(
+            text_encoder = (CLIPTextModelWithProjection if family == "sd3" else CLIPTextModel).from_pretrained(
                 folder, subfolder="text_encoder", dtype=torch.float32
             )
             tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
@@ -397,7 +452,7 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
         raise BenchError(
             f"base model {ref!r} at {folder} could not be loaded ({first}); re-download it or use --preset smoke"
         ) from None
-    for module in (unet, transformer, vae, text_encoder, text_encoder_2):
+    for module in (unet, transformer, vae, text_encoder, text_encoder_2, text_encoder_3):
         if module is None:
             continue
         module.to(device)
@@ -416,6 +471,8 @@ def load_base_model(ref: str, revision: str | None = None, device: str = "cpu") 
         pipeline_options=pipeline_options,
         family=family,
         transformer=transformer,
+        text_encoder_3=text_encoder_3,
+        tokenizer_3=tokenizer_3,
     )
 
 

@@ -1,6 +1,7 @@
-"""The rectified-flow (flow-matching) training objective of FLUX.1, as diffusers'
+"""The rectified-flow (flow-matching) training objective of FLUX.1 and Stable Diffusion 3, as diffusers'
 examples/dreambooth/train_dreambooth_lora_flux.py computes it (read at
-huggingface/diffusers@5700e527572620146139a8508711c929ed4d4e92):
+huggingface/diffusers@5700e527572620146139a8508711c929ed4d4e92) and train_dreambooth_lora_sd3.py
+(read at huggingface/diffusers@32f85ed01411209e60520b1723b18e4e832e4ce6):
 
     u ~ density(weighting_scheme)            (compute_density_for_timestep_sampling)
     t = scheduler.timesteps[int(u * 1000)],  sigma = the scheduler's sigma at t
@@ -9,11 +10,21 @@ huggingface/diffusers@5700e527572620146139a8508711c929ed4d4e92):
 
 ``z_0`` are the VAE latents ``(x - shift_factor) * scaling_factor`` (reference_impl/latent_cache.py);
 the scheduler is the base model's ``FlowMatchEulerDiscreteScheduler`` as configured (FLUX.1-dev
-uses dynamic shifting, so its training sigmas are the unshifted t / 1000). The loss weighting
-``compute_loss_weighting_for_sd3`` is 1 for the schemes offered here ("none", the script's default
-for FLUX; "logit_normal"; "mode"), so the loss is the trainer's plain MSE with prior preservation
-(reference_impl/dreambooth_trainer.py ``prior_preservation_loss``). The random draws (noise, u)
-come from the trainer's seeded generator, not the global RNG.
+uses dynamic shifting, so its training sigmas are the unshifted t / 1000; SD3 medium's are
+shifted by 3.0). The model-specific parts (text conditioning, transformer call) are
+reference_impl/flux.py's or reference_impl/sd3.py's ``encode_prompts`` / ``predict``.
+
+SD3's script adds two steps (``FlowMatchSettings``):
+
+* ``precondition_outputs`` (SD3's default; EDM-style): the prediction becomes
+  ``v_hat * (-sigma) + z_t`` (an estimate of z_0) and the target ``z_0``;
+* the loss weighting ``w = compute_loss_weighting_for_sd3(scheme, sigma)``, with the loss
+  ``mean(w * (pred - target)^2)``: 1 for "none", "logit_normal" (SD3's default) and "mode", so the
+  loss is the trainer's plain MSE with prior preservation (reference_impl/dreambooth_trainer.py
+  ``prior_preservation_loss``); for "sigma_sqrt" and "cosmap" both prediction and target are
+  multiplied by sqrt(w), which gives that same weighted loss through the same MSE.
+
+The random draws (noise, u) come from the trainer's seeded generator, not the global RNG.
 """
 
 from __future__ import annotations
@@ -27,13 +38,18 @@ if TYPE_CHECKING:
 
     from dreambench.reference_impl.base_model import Components
 
-# The schemes whose loss weighting is 1 (diffusers.training_utils.compute_loss_weighting_for_sd3).
-WeightingScheme = Literal["none", "logit_normal", "mode"]
+# The scripts' --weighting_scheme choices (diffusers.training_utils.compute_density_for_timestep_sampling
+# and compute_loss_weighting_for_sd3): "logit_normal" and "mode" shape the timestep density;
+# "sigma_sqrt" and "cosmap" draw timesteps uniformly and weight the loss; "none" does neither.
+WeightingScheme = Literal["none", "logit_normal", "mode", "sigma_sqrt", "cosmap"]
+# The schemes whose loss weighting is not 1.
+_WEIGHTED_SCHEMES = ("sigma_sqrt", "cosmap")
 
 
 @dataclass(frozen=True)
 class FlowMatchSettings:
-    """The flow-matching knobs of the script: timestep density and (FLUX) training guidance, T5 length."""
+    """The flow-matching knobs of the scripts: timestep density and loss weighting, (FLUX) training
+    guidance, T5 length, (SD3) output preconditioning."""
 
     weighting_scheme: WeightingScheme = "none"
     logit_mean: float = 0.0
@@ -41,6 +57,7 @@ class FlowMatchSettings:
     mode_scale: float = 1.29
     guidance: float = 3.5
     max_sequence_length: int = 512
+    precondition_outputs: bool = False
 
 
 class FlowMatchObjective:
@@ -53,18 +70,22 @@ class FlowMatchObjective:
     def __init__(self, base: Components, prompts: Sequence[str], settings: FlowMatchSettings, device: str) -> None:
         from diffusers import FlowMatchEulerDiscreteScheduler
 
-        from dreambench.reference_impl import flux
+        from dreambench.reference_impl import flux, sd3
 
+        model = sd3 if base.family == "sd3" else flux
         self.settings = settings
         self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(base.scheduler_config)
-        self.conditioning = flux.encode_prompts(base, prompts, device, settings.max_sequence_length)
-        self._predict = flux.predict
+        self.conditioning = model.encode_prompts(base, prompts, device, settings.max_sequence_length)
+        self._predict = model.predict
 
     def __call__(
         self, forward: Callable[..., Any], latents: torch.Tensor, rows: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prediction, target)`` for ``latents`` [B, C, h, w] with prompt rows ``rows``."""
-        from diffusers.training_utils import compute_density_for_timestep_sampling
+        from diffusers.training_utils import (
+            compute_density_for_timestep_sampling,
+            compute_loss_weighting_for_sd3,
+        )
 
         s = self.settings
         noise = torch_randn_like(latents, generator)
@@ -82,7 +103,13 @@ class FlowMatchObjective:
         sigmas = self.scheduler.sigmas[indices].to(device=latents.device, dtype=latents.dtype).view(-1, 1, 1, 1)
         noisy = (1.0 - sigmas) * latents + sigmas * noise
         pred = self._predict(forward, noisy, timesteps, self.conditioning, rows, s.guidance)
-        return pred, noise - latents
+        target = noise - latents
+        if s.precondition_outputs:
+            pred, target = pred * (-sigmas) + noisy, latents
+        if s.weighting_scheme in _WEIGHTED_SCHEMES:
+            root = compute_loss_weighting_for_sd3(s.weighting_scheme, sigmas).float().sqrt()
+            pred, target = pred.float() * root, target.float() * root
+        return pred, target
 
 
 def torch_randn_like(latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

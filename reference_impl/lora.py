@@ -32,6 +32,15 @@ feed-forward projections (``FLUX_LORA_TARGET_MODULES``), training is flow matchi
 renders with the flow-matching Euler sampler at FLUX.1's guidance and native resolution, declared
 as its ``render_deviation`` (reference_impl/flux.py, docs/METHODS.md).
 
+Stable Diffusion 3: with an SD3 base (``base_model=stabilityai/stable-diffusion-3-medium-diffusers``,
+a local SD3 folder, or the embedded ``tiny-sd3``; the ``sd3`` preset follows diffusers'
+examples/dreambooth/README_sd3.md) the adapters go on the transformer's attention projections
+(``SD3_LORA_TARGET_MODULES``), training is flow matching with SD3's logit-normal timesteps and
+preconditioned outputs (reference_impl/flow_matching.py), the file is saved through
+``StableDiffusion3Pipeline.save_lora_weights`` and loads with its stock ``load_lora_weights``, and
+the method renders with the flow-matching Euler sampler at SD3's guidance and native resolution,
+declared as its ``render_deviation`` (reference_impl/sd3.py, docs/METHODS.md).
+
 LoRA is not part of the DreamBooth paper,
 so the ``paper`` preset is the paper's data side (identifier, prompts, class images) trained with
 the diffusers LoRA recipe (see ``PRESETS``); like every method it renders with the run preset's
@@ -50,7 +59,7 @@ from typing import TYPE_CHECKING
 from dreambench.atomic import fsync_directory, remove_entry, temp_name
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_method import require_sampler
-from dreambench.reference_impl.base_model import FLUX_REPO, SDXL_REPO, Components, load_base_model
+from dreambench.reference_impl.base_model import FLUX_REPO, SD3_REPO, SDXL_REPO, Components, load_base_model
 from dreambench.reference_impl.checked_settings import at_least, positive
 from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data
 from dreambench.reference_impl.flow_matching import WeightingScheme
@@ -60,6 +69,13 @@ from dreambench.reference_impl.flux import (
     flux_render_deviation,
 )
 from dreambench.reference_impl.identifier import choose_identifier
+from dreambench.reference_impl.sd3 import (
+    SD3_LORA_TARGET_MODULES,
+    SD3_MAX_SEQUENCE_LENGTH,
+    SD3_PRECONDITION_OUTPUTS,
+    SD3_WEIGHTING_SCHEME,
+    sd3_render_deviation,
+)
 from dreambench.reference_impl.sdxl import sdxl_render_deviation
 
 if TYPE_CHECKING:
@@ -94,7 +110,17 @@ FLUX_LORA_TARGET_MODULES = (
     "ff_context.net.0.proj",
     "ff_context.net.2",
 )
-TARGETS_OF_FAMILY = {"sd": LORA_TARGET_MODULES, "sdxl": LORA_TARGET_MODULES, "flux": FLUX_LORA_TARGET_MODULES}
+TARGETS_OF_FAMILY = {
+    "sd": LORA_TARGET_MODULES,
+    "sdxl": LORA_TARGET_MODULES,
+    "flux": FLUX_LORA_TARGET_MODULES,
+    "sd3": SD3_LORA_TARGET_MODULES,
+}
+# The transformer class (transformer/config.json ``_class_name``) -> its default LoRA targets.
+_TARGETS_OF_TRANSFORMER = {
+    "FluxTransformer2DModel": FLUX_LORA_TARGET_MODULES,
+    "SD3Transformer2DModel": SD3_LORA_TARGET_MODULES,
+}
 
 # Trainable parameters of a rank-4 attention LoRA on SD 1.5's UNet (lora_target_layers of a meta
 # UNet with SD 1.5's config); the disk estimate's fallback when the base model is not available.
@@ -124,6 +150,9 @@ class DreamBoothLoRA(DreamBooth):
         weighting_scheme: WeightingScheme = "none"
         training_guidance: float = field(default=FLUX_TRAINING_GUIDANCE, metadata=positive())
         max_sequence_length: int = field(default=FLUX_MAX_SEQUENCE_LENGTH, metadata=at_least(1))
+        # SD3 only (train_dreambooth_lora_sd3.py --precondition_outputs): the prediction is
+        # preconditioned to an estimate of the clean latents, the target is the clean latents.
+        precondition_outputs: bool = False
 
         def check_combination(self) -> None:
             super().check_combination()
@@ -210,18 +239,43 @@ class DreamBoothLoRA(DreamBooth):
         max_sequence_length=FLUX_MAX_SEQUENCE_LENGTH,
     )
 
+    # Stable Diffusion 3 medium, as diffusers' examples/dreambooth/README_sd3.md trains it ("LoRA +
+    # DreamBooth"; https://github.com/huggingface/diffusers/blob/main/examples/dreambooth/README_sd3.md):
+    # --pretrained_model_name_or_path=stabilityai/stable-diffusion-3-medium-diffusers
+    # --mixed_precision="fp16" --instance_prompt="a photo of sks dog" --resolution=512
+    # --train_batch_size=1 --gradient_accumulation_steps=4 --learning_rate=4e-4
+    # --lr_scheduler="constant" --lr_warmup_steps=0 --max_train_steps=500 --seed="0", no prior
+    # preservation. Batch 1 x 4 accumulated = train_batch_size=4 (as for sdxl). From
+    # train_dreambooth_lora_sd3.py's argparse (huggingface/diffusers@32f85ed): --rank=4 (lora_alpha =
+    # rank), --adam_weight_decay=1e-04, betas (0.9, 0.999), eps 1e-8, --max_grad_norm=1.0,
+    # --num_class_images=100, --prior_loss_weight=1.0, --weighting_scheme=logit_normal (logit_mean 0,
+    # logit_std 1), --precondition_outputs=1, --max_sequence_length=77 (reference_impl/sd3.py).
+    # Deviation (docs/METHODS.md): training at the render resolution (SD3's native 1024 px) instead
+    # of the README's 512, as for flux.
+    PRESETS["sd3"] = replace(
+        PRESETS["sdxl"],
+        base_model=SD3_REPO,
+        learning_rate=4e-4,
+        mixed_precision="fp16",
+        weighting_scheme=SD3_WEIGHTING_SCHEME,
+        precondition_outputs=SD3_PRECONDITION_OUTPUTS,
+        max_sequence_length=SD3_MAX_SEQUENCE_LENGTH,
+    )
+
     def _declared_render_deviation(self) -> dict[str, object] | None:
-        # On an SDXL or FLUX.1 base the method renders at the model's native resolution (and FLUX.1
-        # with its flow-matching sampler), not the preset's SD 1.x protocol: declared per
-        # instance, since it follows from the configured base model.
+        # On an SDXL, FLUX.1 or SD3 base the method renders at the model's native resolution (and
+        # FLUX.1 and SD3 with their flow-matching sampler), not the preset's SD 1.x protocol:
+        # declared per instance, since it follows from the configured base model.
         revision = self.config.base_revision or None
-        return flux_render_deviation(self.config.base_model, revision) or sdxl_render_deviation(
-            self.config.base_model, revision
+        return (
+            flux_render_deviation(self.config.base_model, revision)
+            or sd3_render_deviation(self.config.base_model, revision)
+            or sdxl_render_deviation(self.config.base_model, revision)
         )
 
     def check_ready(self) -> None:
         """Fail now, before a run writes anything, if the base model cannot be found (one line);
-        SD 1.x/2.x, SDXL and FLUX.1 layouts are all trained."""
+        SD 1.x/2.x, SDXL, FLUX.1 and SD3 layouts are all trained."""
         from dreambench.reference_impl.base_model import locate_base_model, pipeline_class
 
         folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)
@@ -251,7 +305,7 @@ class DreamBoothLoRA(DreamBooth):
         return identifier, data, result
 
     def _objective(self, base: Components) -> Callable[[list[str]], FlowMatchObjective] | None:
-        """The flow-matching objective for a FLUX.1 base (None: the trainer's noise prediction)."""
+        """The flow-matching objective for a FLUX.1 or SD3 base (None: the trainer's noise prediction)."""
         from dreambench.reference_impl.base_model import FLOW_FAMILIES
         from dreambench.reference_impl.flow_matching import FlowMatchObjective, FlowMatchSettings
 
@@ -261,6 +315,7 @@ class DreamBoothLoRA(DreamBooth):
             weighting_scheme=self.config.weighting_scheme,
             guidance=self.config.training_guidance,
             max_sequence_length=self.config.max_sequence_length,
+            precondition_outputs=self.config.precondition_outputs,
         )
         return lambda prompts: FlowMatchObjective(base, prompts, settings, self.device)
 
@@ -291,18 +346,18 @@ class DreamBoothLoRA(DreamBooth):
         rank = self.config.lora_rank
         try:
             folder, _ = locate_base_model(self.config.base_model, self.config.base_revision)
-            flux = (folder / "transformer" / "config.json").is_file()
-            config = json.loads((folder / ("transformer" if flux else "unet") / "config.json").read_text())
+            transformer = (folder / "transformer" / "config.json").is_file()
+            config = json.loads((folder / ("transformer" if transformer else "unet") / "config.json").read_text())
         except (BenchError, OSError):
             return _SD15_RANK4_LORA_PARAMS * rank // 4 * 4
         with torch.device("meta"):
-            if flux:
-                from diffusers import FluxTransformer2DModel
+            if transformer:
+                import diffusers
 
-                denoiser = FluxTransformer2DModel.from_config(config)
+                denoiser = getattr(diffusers, config["_class_name"]).from_config(config)
             else:
                 denoiser = UNet2DConditionModel.from_config(config)
-        targets = FLUX_LORA_TARGET_MODULES if flux else LORA_TARGET_MODULES
+        targets = _TARGETS_OF_TRANSFORMER[config["_class_name"]] if transformer else LORA_TARGET_MODULES
         layers = [m for _, m in lora_target_layers(denoiser, targets)]
         # Two tensors (A, B) per layer; ~160 bytes of safetensors header per tensor name and shape.
         return sum(4 * rank * (m.in_features + m.out_features) + 2 * 160 for m in layers)
@@ -359,19 +414,27 @@ def save_lora(weights_dir: Path, unet: UNet2DConditionModel, family: str = "sd")
     peft config as adapter metadata (so rank and alpha load exactly). Keys: ``unet.<module>.lora.{down,up}.weight``.
     FLUX.1 (``family="flux"``): ``FluxPipeline.save_lora_weights(transformer_lora_layers=
     get_peft_model_state_dict(transformer))`` as train_dreambooth_lora_flux.py; keys
-    ``transformer.<module>.lora_{A,B}.weight``.
+    ``transformer.<module>.lora_{A,B}.weight``. SD3 (``family="sd3"``): the same through
+    ``StableDiffusion3Pipeline.save_lora_weights``, as train_dreambooth_lora_sd3.py.
     """
-    from diffusers import FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+    from diffusers import (
+        FluxPipeline,
+        StableDiffusion3Pipeline,
+        StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
+    )
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     weights_dir = Path(weights_dir)
     weights_dir.mkdir(parents=True, exist_ok=True)
     metadata = unet.peft_config["default"].to_dict()
-    if family == "flux":
+    if family in ("flux", "sd3"):
         layers = get_peft_model_state_dict(unet)
         save = functools.partial(
-            FluxPipeline.save_lora_weights, transformer_lora_layers=layers, transformer_lora_adapter_metadata=metadata
+            FluxPipeline.save_lora_weights if family == "flux" else StableDiffusion3Pipeline.save_lora_weights,
+            transformer_lora_layers=layers,
+            transformer_lora_adapter_metadata=metadata,
         )
     else:
         layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))

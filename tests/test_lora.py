@@ -183,7 +183,7 @@ def test_disk_estimate_is_the_adapter_file_size(
 
 def test_presets_and_registry() -> None:
     # "sdxl" (SDXL base 1.0, README_sdxl.md) is checked in tests/test_lora_sdxl.py.
-    assert set(DreamBoothLoRA.PRESETS) == {"paper", "diffusers", "smoke", "sdxl", "flux"}
+    assert set(DreamBoothLoRA.PRESETS) == {"paper", "diffusers", "smoke", "sdxl", "flux", "sd3"}
     diffusers, paper = DreamBoothLoRA.PRESETS["diffusers"], DreamBoothLoRA.PRESETS["paper"]
     for config in (diffusers, paper):
         assert (config.learning_rate, config.train_steps, config.lora_rank) == (1e-4, 500, 4)
