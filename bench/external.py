@@ -158,6 +158,8 @@ class ExternalImages:
     calibrated = True
     # The images were rendered elsewhere: the preset's protocol is recorded, flagged as not followed.
     render_deviation = {"reason": "images made outside dreambench: how they were rendered is not known"}
+    # Outside images of a pair dataset (e.g. a multi-subject method's own outputs) are scored per pair.
+    subject_groups = True
 
     def __init__(self, name: str = "external", identifier: str = "") -> None:
         self.name = name

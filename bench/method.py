@@ -60,6 +60,12 @@ Optional members (the harness uses the default when a method does not define one
 ``scores_real_pairs: bool`` (default False)
     True only for the real-images ceiling: the harness scores real-real pairs and never calls
     ``generate``.
+``subject_groups: bool`` (default False)
+    True when the method can personalize on several subjects at once. On a pair dataset
+    (``--dataset dreambooth-pairs``) each subject it gets is then a group: ``subject.members``
+    lists the subjects (names, class nouns, real images), ``subject.image_paths`` holds all their
+    images, and the prompts are the group's own. A method without it is refused for such a
+    dataset in one line, before anything is written.
 ``render_deviation: dict | None`` (attribute, default None)
     The render protocol belongs to the run preset and is the same for every method. A method whose
     rendering intrinsically differs (a distilled model's steps, images made elsewhere) declares
@@ -232,6 +238,10 @@ class MethodHandle:
     @property
     def scores_real_pairs(self) -> bool:
         return bool(getattr(self.method, "scores_real_pairs", False))
+
+    @property
+    def subject_groups(self) -> bool:
+        return bool(getattr(self.method, "subject_groups", False))
 
     @property
     def render_deviation(self) -> Any:

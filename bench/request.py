@@ -116,7 +116,7 @@ def _refuse_inapplicable(request: RunRequest) -> None:
 def _subjects(request: RunRequest, subjects: str | None = None) -> tuple[list[Subject], dict[str, Any]]:
     from dreambench.dataset.selection import resolve_subjects
 
-    return resolve_subjects(
+    chosen, record = resolve_subjects(
         dataset=request.dataset,
         subjects=request.subjects if subjects is None else subjects,
         data=request.data,
@@ -124,6 +124,12 @@ def _subjects(request: RunRequest, subjects: str | None = None) -> tuple[list[Su
         class_nouns=request.class_noun,
         kinds=request.kind,
     )
+    if any(s.members for s in chosen):
+        from dreambench.metrics.subject_groups import GROUP_SCORING
+
+        # How groups are scored can move their figures: part of the dataset record (the identity).
+        record = {**record, "subject_groups": GROUP_SCORING}
+    return chosen, record
 
 
 def _scorer(request: RunRequest, device: str, *, renders: bool) -> Scorer:

@@ -53,6 +53,12 @@ from dreambench.metrics.metric_registry import CORE_METRICS, get_metric
 from dreambench.metrics.metric_spec import SubjectImages, SubjectScore
 from dreambench.metrics.presets import PAIRINGS
 from dreambench.metrics.scorer import ImageRef, Scorer
+from dreambench.metrics.subject_groups import (
+    GROUP_SCORING,
+    group_image_rows,
+    overall_group_min,
+    summarize_group,
+)
 from dreambench.progress import RunProgress
 from dreambench.run_lock import run_lock
 from dreambench.seeds import image_seed
@@ -163,12 +169,22 @@ def _score_images(
             f"{rd.subject_dir(subject.name)}/images.jsonl mixes identifiers {sorted(identifiers)}; rerun with --force"
         )
     refs = [ImageRef(path=rd.images_dir(subject.name) / r["file"], sha256=r["sha256"]) for r in images]
-    scores = scorer.score_generated(
-        _real_refs(subject),
-        refs,
-        [r["prompt"] for r in images],
-        identifiers.pop(),
-        positions=[(int(r["prompt_idx"]), int(r["sample_idx"])) for r in images],
+    identifier = identifiers.pop()
+
+    def score_against(real: Subject) -> list[dict[str, Any]]:
+        return scorer.score_generated(
+            _real_refs(real),
+            refs,
+            [r["prompt"] for r in images],
+            identifier,
+            positions=[(int(r["prompt_idx"]), int(r["sample_idx"])) for r in images],
+        )
+
+    # A subject group: each image against each of its subjects, then the group's mean and minimum.
+    scores = (
+        group_image_rows({m.name: score_against(m) for m in subject.members})
+        if subject.members
+        else score_against(subject)
     )
     rows = [
         {
@@ -191,7 +207,9 @@ def _has_figures(row: dict[str, Any], keys: Sequence[str]) -> bool:
     return all(k in row and (row[k] is None or isinstance(row[k], (int, float))) for k in keys)
 
 
-def _scores_match(rows: list[dict[str, Any]], images: list[dict[str, Any]], scoring: str) -> bool:
+def _scores_match(
+    rows: list[dict[str, Any]], images: list[dict[str, Any]], scoring: str, members: Sequence[str] = ()
+) -> bool:
     """Whether scores.jsonl covers exactly these images (by file and sha256), each with its figures,
     all scored under the identity ``scoring`` (Scorer.identity_key).
 
@@ -203,6 +221,8 @@ def _scores_match(rows: list[dict[str, Any]], images: list[dict[str, Any]], scor
         _has_figures(r, CORE_METRICS)
         and isinstance(r.get("prompt_idx"), int)
         and r.get("scoring") == scoring
+        # A group's rows hold each of its subjects' figures (metrics/subject_groups.py).
+        and (not members or (isinstance(r.get("members"), dict) and list(r["members"]) == list(members)))
         for r in rows
     )
 
@@ -372,13 +392,19 @@ def run_subject(
     images = [index[k] for k in expected]
     progress.stage(name, "score")
     rows = rd.read_scores(name)
-    if not _scores_match(rows, images, scorer.identity_key()):
+    members = [m.name for m in subject.members]
+    if not _scores_match(rows, images, scorer.identity_key(), members):
         with measure_stage(device) as score_cost:
             rows = _score_images(rd, scorer, subject, images)
         rd.record_cost(name, score=score_cost)
-    # One pair per generated image under a one-pair pairing (dreambench-plus, uno), n_real otherwise.
-    pairs_per_image = scorer.preset.pairs_per_image(len(subject.image_paths))
+    # One pair per generated image under a one-pair pairing (dreambench-plus, uno), n_real otherwise;
+    # a group's image is paired with each of its subjects.
+    pairs_per_image = sum(
+        scorer.preset.pairs_per_image(len(s.image_paths)) for s in (subject.members or (subject,))
+    )
     summary = summarize_subject_images(rows, pairs_per_image)
+    if subject.members:
+        summary.update(summarize_group(rows, [m for m in summary["pair_counts"]]))
     if spec.optional_metrics:
         optional = _optional_scores(rd, scorer, subject, images, pres_rows, spec)
         add_optional_metrics(summary, optional)
@@ -455,6 +481,14 @@ def _finished_subjects(rd: RunDir) -> tuple[dict[str, dict[str, Any]], dict[str,
         else:
             damaged.append(folder.name)
     return summaries, failures, damaged
+
+
+def _group_sections(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``overall_group_min`` (mean over the groups of each group's minimum) and the rule that scored
+    the groups, when the run's subjects are groups; nothing otherwise."""
+    metrics = sorted({m for s in summaries.values() for m in s.get("group_min", {})})
+    group_min = overall_group_min(summaries, metrics)
+    return {} if group_min is None else {"overall_group_min": group_min, "group_scoring": GROUP_SCORING}
 
 
 def _attach_intervals(results: dict[str, Any], seed: int) -> None:
@@ -704,6 +738,13 @@ def _check_before_writing(
     """Everything that can refuse the run, before anything is written: the run directory's config,
     the embedders' and the method's weights, disk space. Returns the metrics' description."""
     config = spec.config
+    groups = [s.name for s in subjects if s.members]
+    if groups and not worker.method.subject_groups:
+        raise BenchError(
+            f"method {worker.method.name!r} cannot personalize on subject groups, and {groups[0]!r} "
+            f"is a group ({config.dataset.get('name', 'this dataset')} has {len(groups)}); use a method that "
+            "declares subject_groups = True (e.g. base-model) or a single-subject dataset"
+        )
     rd.check_config(config.to_dict())
     metrics_info = worker.scorer.metrics_info()
     worker.method.check_ready()
@@ -864,6 +905,7 @@ def _build_results(
         "overall_live": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "live"}),
         "overall_object": summarize_overall({k: v for k, v in summaries.items() if v["kind"] == "object"}),
         "failures": dict(sorted(failures.items())),
+        **_group_sections(summaries),
         "cost": summarize_costs({k: valid_stage_costs(v.get("cost")) for k, v in summaries.items()}),
         "stamp": stamp,
     }

@@ -92,7 +92,11 @@ def parse_entries(entries: Any, where: str) -> list[dict[str, Any]]:
     pairs: dict[tuple[str, ...], dict[str, Any]] = {}
     for i, entry in enumerate(entries):
         at = f"{where} entry {i}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("prompt"), str) or not entry["prompt"].strip():
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("prompt"), str)
+            or not entry["prompt"].strip()
+        ):
             raise BenchError(f"{at}: needs a non-empty 'prompt' string")
         paths = entry.get("image_paths")
         if not isinstance(paths, list) or len(paths) != 2:
@@ -185,9 +189,13 @@ def verify(root: Path) -> list[str]:
     if path.is_file():
         actual = file_sha256(path)
         if expected is None:
-            problems.append(f"{JSON_NAME}: {NOT_PINNED} (no sha256 recorded in {DATA_PATH.name}; nothing checked)")
+            problems.append(
+                f"{JSON_NAME}: {NOT_PINNED} (no sha256 recorded in {DATA_PATH.name}; nothing checked)"
+            )
         elif actual != expected:
-            problems.append(f"{JSON_NAME}: sha256 mismatch (expected {expected[:12]}..., got {actual[:12]}...)")
+            problems.append(
+                f"{JSON_NAME}: sha256 mismatch (expected {expected[:12]}..., got {actual[:12]}...)"
+            )
     elif _recorded_pairs() is None:
         problems.append(f"{JSON_NAME}: missing")
     used = {name for pair in pairs_of(root) for name in pair["subjects"]}

@@ -143,6 +143,8 @@ class BaseModel(DiffusersMethod):
 
     name = "base-model"
     kind = "none"  # the floor: no subject information at all
+    # It uses no subject information, so a subject group (a pair dataset) is its floor as well.
+    subject_groups = True
 
     @dataclass(frozen=True)
     class Config(ModelSettings):
