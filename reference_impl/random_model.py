@@ -1,4 +1,5 @@
-"""Random-weight base models at a real architecture: ``random:sd15`` is Stable Diffusion 1.5.
+"""Random-weight base models at a real architecture: ``random:sd15`` is Stable Diffusion 1.5,
+``random:flux`` FLUX.1-dev and ``random:sd3`` Stable Diffusion 3 medium.
 
 A base-model reference ``random:<architecture>`` (optionally ``random:<architecture>:seed=<N>``,
 seed 0 by default) names a model with the real architecture's configs, **seeded random weights**
@@ -26,6 +27,13 @@ the project pins (``base_model.SD15_REVISION``): every key of its unet/config.js
 vae/config.json, text_encoder/config.json and scheduler/scheduler_config.json that shapes the
 model or the noise schedule, without the file metadata (``_class_name``, ``_diffusers_version``,
 ``_name_or_path``, ``architectures``, ``torch_dtype``, ``transformers_version``).
+
+``random:flux`` and ``random:sd3`` are the full-size FLUX.1-dev (12B transformer, CLIP L/14,
+T5 v1.1 XXL) and SD3 medium (2B transformer, CLIP L/14 and OpenCLIP bigG/14 with projection,
+T5 v1.1 XXL) from their published configs (cited at each dict below), with the offline T5
+tokenizer of reference_impl/tiny_t5.py (its ids are a subset of T5's 32,128): for timing, not for
+images. Their folders are large (fp32: about 67 GB for FLUX.1-dev, 30 GB for SD3 medium); the GPU
+benchmark builds their modules in memory instead (``build_flux_modules`` / ``build_sd3_modules``).
 """
 
 from __future__ import annotations
@@ -47,7 +55,7 @@ if TYPE_CHECKING:
     from transformers import CLIPTextModel
 
 RANDOM_PREFIX = "random:"
-ARCHITECTURES = ("sd15",)
+ARCHITECTURES = ("sd15", "flux", "sd3")
 PROVENANCE_FILE = "dreambench_random.json"
 
 # Bump when the build changes (configs, initialisation, file layout): the folder name carries it.
@@ -116,6 +124,84 @@ SD15_TEXT_ENCODER_CONFIG: dict[str, Any] = {
 }
 SD15_SCHEDULER_CONFIG: dict[str, Any] = dict(SD_SCHEDULER_CONFIG)
 """scheduler/scheduler_config.json (PNDM over SD's scaled-linear schedule); the tiny model shares it."""
+
+# FLUX.1-dev (black-forest-labs/FLUX.1-dev, transformer/config.json; axes_dims_rope is the
+# class default [16, 56, 56], which the file also states in later revisions).
+FLUX_TRANSFORMER_CONFIG: dict[str, Any] = {
+    "attention_head_dim": 128,
+    "axes_dims_rope": [16, 56, 56],
+    "guidance_embeds": True,
+    "in_channels": 64,
+    "joint_attention_dim": 4096,
+    "num_attention_heads": 24,
+    "num_layers": 19,
+    "num_single_layers": 38,
+    "patch_size": 1,
+    "pooled_projection_dim": 768,
+}
+# FLUX.1-dev vae/config.json (SD3 medium's has the same layout with its own scaling and shift).
+FLUX_VAE_CONFIG: dict[str, Any] = {
+    "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "force_upcast": True,
+    "in_channels": 3,
+    "latent_channels": 16,
+    "layers_per_block": 2,
+    "mid_block_add_attention": True,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 1024,
+    "scaling_factor": 0.3611,
+    "shift_factor": 0.1159,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "use_post_quant_conv": False,
+    "use_quant_conv": False,
+}
+# google/t5-v1_1-xxl's encoder as FLUX.1-dev (text_encoder_2/config.json) and SD3 medium
+# (text_encoder_3/config.json) ship it.
+T5_XXL_CONFIG: dict[str, Any] = {
+    "d_ff": 10240,
+    "d_kv": 64,
+    "d_model": 4096,
+    "dense_act_fn": "gelu_new",
+    "feed_forward_proj": "gated-gelu",
+    "is_gated_act": True,
+    "layer_norm_epsilon": 1e-06,
+    "num_heads": 64,
+    "num_layers": 24,
+    "relative_attention_max_distance": 128,
+    "relative_attention_num_buckets": 32,
+    "tie_word_embeddings": False,
+    "vocab_size": 32128,
+}
+# stabilityai/stable-diffusion-3-medium-diffusers transformer/config.json.
+SD3_TRANSFORMER_CONFIG: dict[str, Any] = {
+    "attention_head_dim": 64,
+    "caption_projection_dim": 1536,
+    "in_channels": 16,
+    "joint_attention_dim": 4096,
+    "num_attention_heads": 24,
+    "num_layers": 24,
+    "out_channels": 16,
+    "patch_size": 2,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 192,
+    "sample_size": 128,
+}
+# SD3 medium vae/config.json: FLUX.1's layout, SD3's latent scaling and shift.
+SD3_VAE_CONFIG: dict[str, Any] = {**FLUX_VAE_CONFIG, "scaling_factor": 1.5305, "shift_factor": 0.0609}
+# SD3 medium text_encoder_2/config.json: the text tower of OpenCLIP ViT-bigG/14 (SDXL's second
+# encoder too), with projection.
+CLIP_BIGG_TEXT_CONFIG: dict[str, Any] = {
+    **SD15_TEXT_ENCODER_CONFIG,
+    "hidden_act": "gelu",
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_attention_heads": 20,
+    "num_hidden_layers": 32,
+    "projection_dim": 1280,
+}
 
 _SPEC = re.compile(r"^random:(?P<arch>[a-z0-9_-]+)(?::seed=(?P<seed>\d+))?$")
 
@@ -219,6 +305,55 @@ def build_sd15_modules(device: str, seed: int) -> tuple[UNet2DConditionModel, Au
     return unet, vae, text_encoder
 
 
+def build_flux_modules(device: str, seed: int) -> dict[str, Any]:
+    """FLUX.1-dev's transformer, VAE, CLIP L/14 and T5 XXL encoders with seeded random weights,
+    fp32, on ``device`` (``"meta"``: shapes only), keyed by their ``FluxPipeline`` component names.
+    The caller's global RNG state is left as it was."""
+    import torch
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        with torch.device(device):
+            modules = {
+                "transformer": FluxTransformer2DModel(**FLUX_TRANSFORMER_CONFIG),
+                "vae": AutoencoderKL(**FLUX_VAE_CONFIG),
+                "text_encoder": CLIPTextModel(CLIPTextConfig(**SD15_TEXT_ENCODER_CONFIG)),
+                "text_encoder_2": T5EncoderModel(T5Config(**T5_XXL_CONFIG)),
+            }
+    for module in modules.values():
+        module.eval()
+        module.requires_grad_(False)
+    return modules
+
+
+def build_sd3_modules(device: str, seed: int) -> dict[str, Any]:
+    """SD3 medium's transformer, VAE, CLIP L/14 and bigG/14 (with projection) and T5 XXL encoders
+    with seeded random weights, fp32, on ``device`` (``"meta"``: shapes only), keyed by their
+    ``StableDiffusion3Pipeline`` component names. The caller's global RNG state is left as it was."""
+    import torch
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    devices = [torch.device(device).index or 0] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        with torch.device(device):
+            modules = {
+                "transformer": SD3Transformer2DModel(**SD3_TRANSFORMER_CONFIG),
+                "vae": AutoencoderKL(**SD3_VAE_CONFIG),
+                "text_encoder": CLIPTextModelWithProjection(CLIPTextConfig(**SD15_TEXT_ENCODER_CONFIG)),
+                "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_BIGG_TEXT_CONFIG)),
+                "text_encoder_3": T5EncoderModel(T5Config(**T5_XXL_CONFIG)),
+            }
+    for module in modules.values():
+        module.eval()
+        module.requires_grad_(False)
+    return modules
+
+
 def _device_name(device: str) -> str:
     import torch
 
@@ -227,18 +362,55 @@ def _device_name(device: str) -> str:
     return torch.device(device).type
 
 
-def _build(folder: Path, spec: RandomSpec) -> None:
-    import torch
-    from diffusers import PNDMScheduler, StableDiffusionPipeline
-    from transformers import CLIPTokenizer
+_MODEL_NAMES = {
+    "sd15": "Stable Diffusion 1.5 architecture, seeded random weights",
+    "flux": "FLUX.1-dev architecture, seeded random weights",
+    "sd3": "Stable Diffusion 3 medium architecture, seeded random weights",
+}
+
+
+def _pipeline(folder: Path, spec: RandomSpec) -> Any:
+    """The pipeline of ``spec``'s architecture over freshly drawn modules (tokenizers written to ``folder``)."""
+    from diffusers import (
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        PNDMScheduler,
+        StableDiffusion3Pipeline,
+        StableDiffusionPipeline,
+    )
+    from transformers import CLIPTokenizer, T5Tokenizer
 
     from dreambench.metrics.convert import write_clip_tokenizer
+    from dreambench.reference_impl.tiny_t5 import write_t5_tokenizer
 
     write_clip_tokenizer(folder / "tokenizer")  # the real CLIP BPE vocabulary, as SD v1 uses
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     # Drawn on the CPU whatever ``device`` is: the same seed then gives the same weights everywhere.
+    if spec.architecture == "flux":
+        from dreambench.reference_impl.tiny_flux import FLUX_SCHEDULER_CONFIG
+
+        write_t5_tokenizer(folder / "tokenizer_2")
+        return FluxPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler.from_config(FLUX_SCHEDULER_CONFIG),
+            tokenizer=tokenizer,
+            tokenizer_2=T5Tokenizer.from_pretrained(folder / "tokenizer_2"),
+            **build_flux_modules("cpu", spec.seed),
+        )
+    if spec.architecture == "sd3":
+        from dreambench.reference_impl.tiny_sd3 import SD3_SCHEDULER_CONFIG
+        from dreambench.reference_impl.tiny_sdxl import _write_tokenizer_2
+
+        _write_tokenizer_2(folder / "tokenizer_2")
+        write_t5_tokenizer(folder / "tokenizer_3")
+        return StableDiffusion3Pipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler.from_config(SD3_SCHEDULER_CONFIG),
+            tokenizer=tokenizer,
+            tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer_2"),
+            tokenizer_3=T5Tokenizer.from_pretrained(folder / "tokenizer_3"),
+            **build_sd3_modules("cpu", spec.seed),
+        )
     unet, vae, text_encoder = build_sd15_modules("cpu", spec.seed)
-    pipe = StableDiffusionPipeline(
+    return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -248,15 +420,27 @@ def _build(folder: Path, spec: RandomSpec) -> None:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def _build(folder: Path, spec: RandomSpec) -> None:
+    import torch
+
+    from dreambench.metrics.convert import write_clip_tokenizer
+
+    pipe = _pipeline(folder, spec)
     from dreambench.reference_impl.base_model import quiet_loading  # imports this module: no top-level import
 
     with quiet_loading():
         pipe.save_pretrained(folder, safe_serialization=True)
     # save_pretrained rewrites tokenizer/ in transformers' own format; put the SD-style files back.
     write_clip_tokenizer(folder / "tokenizer")
+    if spec.architecture == "sd3":
+        from dreambench.reference_impl.tiny_sdxl import _write_tokenizer_2
+
+        _write_tokenizer_2(folder / "tokenizer_2")
     record = {
         "ref": spec.ref,
-        "model": "Stable Diffusion 1.5 architecture, seeded random weights",
+        "model": _MODEL_NAMES[spec.architecture],
         "architecture": spec.architecture,
         "seed": spec.seed,
         "build_version": _BUILD_VERSION,

@@ -94,7 +94,7 @@ def test_specs_parse_and_bad_ones_name_the_valid_forms() -> None:
     assert parse_random_spec("random:sd15:seed=7") == RandomSpec("sd15", 7)
     assert parse_random_spec("random:sd15:seed=0").ref == "random:sd15"
     for bad in ("random:sd21", "random:sd15:seed=x", "random:"):
-        with pytest.raises(BenchError, match=r"valid: random:sd15 \(optionally :seed=N\)"):
+        with pytest.raises(BenchError, match=r"valid: random:sd15, random:flux, random:sd3 \(optionally :seed=N\)"):
             parse_random_spec(bad)
     with pytest.raises(BenchError, match="valid: random:sd15"):
         locate_base_model("random:sdxl")
