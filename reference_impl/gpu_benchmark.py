@@ -110,6 +110,9 @@ class BenchmarkSettings:
     render_batch: int = 25
     guidance: float = 7.5
     seed: int = 0
+    # "flux" / "sd3": measure DreamBooth-LoRA train steps on that model instead
+    # (reference_impl/flow_lora_benchmark.py; ``size`` "tiny" = tiny-flux / tiny-sd3, else full size).
+    lora: str = ""
 
     def validate(self) -> None:
         """Raise BenchError naming the first bad field and its valid values."""
@@ -117,6 +120,8 @@ class BenchmarkSettings:
             raise BenchError(f"--size {self.size!r} is not one of {', '.join(SIZES)}")
         if self.device not in DEVICES:
             raise BenchError(f"--device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.lora not in ("", "flux", "sd3"):
+            raise BenchError(f"--lora {self.lora!r} is not one of flux, sd3")
         if self.repeats < 3:
             raise BenchError(
                 f"--repeats={self.repeats} must be at least 3 (medians with a min-max need them)"
@@ -513,6 +518,10 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
     import transformers
 
     settings.validate()
+    if settings.lora:
+        from dreambench.reference_impl.flow_lora_benchmark import run_flow_lora_benchmark
+
+        return run_flow_lora_benchmark(settings)
     device = settings.device
     started = time.perf_counter()
     on_cuda = device == "cuda"
@@ -662,6 +671,10 @@ def results_table(result: dict[str, Any]) -> Table:
     from rich.table import Table
 
     where = "device" if result["device"] == "cuda" else "host"
+    if "lora" in result:
+        from dreambench.reference_impl.flow_lora_benchmark import flow_lora_table
+
+        return flow_lora_table(result)
     s = result["settings"]
     table = Table(
         title=f"DreamBooth {result['size']} on {result['card']} ({LABEL})",
@@ -715,6 +728,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Pa
     parser.add_argument("--render-steps", type=int, default=defaults.render_steps, help="DDIM steps")
     parser.add_argument("--render-batch", type=int, default=defaults.render_batch, help="our images per call")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--lora", choices=("flux", "sd3"), default=None, help="DreamBooth-LoRA train rows on FLUX.1 / SD3 instead"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the full result here")
     args = parser.parse_args(argv)
     settings = BenchmarkSettings(
@@ -727,6 +743,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Pa
         render_steps=args.render_steps,
         render_batch=args.render_batch,
         seed=args.seed,
+        lora=args.lora or "",
     )
     return settings, args.json
 
