@@ -18,8 +18,8 @@ noise schedule, loss) and differs only where it is faster for the same result:
   ``time_ids`` (original size, crop top-left, target size) of each instance image, precomputed
   once; a class (prior) row gets the time ids of the instance example it is paired with, as the
   script's ``collate_fn`` does. The text encoders stay frozen on SDXL.
-* FLUX.1 bases train the flow-matching objective of ``train_dreambooth_lora_flux.py`` instead of
-  the noise-prediction one: the caller passes ``objective`` (reference_impl/flow_matching.py),
+* FLUX.1 and SD3 bases train the flow-matching objective of ``train_dreambooth_lora_flux.py`` /
+  ``train_dreambooth_lora_sd3.py`` instead of the noise-prediction one: the caller passes ``objective`` (reference_impl/flow_matching.py),
   which draws the noise and the timestep and returns prediction and target; the loop, the
   optimizer, clipping and the prior-preservation loss are the same.
 * On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires; fp16 with a
@@ -343,7 +343,7 @@ def train_dreambooth(
         picks = torch.randint(n_prompts, (bsz,), generator=cpu_gen).tolist() if n_prompts > 1 else [0] * bsz
         rows = torch.tensor(picks + ([n_prompts] * bsz if classes is not None else []), device=device)
         if flow is not None:
-            # Flow matching (FLUX.1): noise, timestep, interpolation and velocity prediction.
+            # Flow matching (FLUX.1, SD3): noise, timestep, interpolation and velocity prediction.
             with autocast():
                 pred, target = flow(unet_forward, latents, rows, dev_gen)
         else:

@@ -49,7 +49,7 @@ SCHEDULERS: dict[str, str] = {
     "euler": "EulerDiscreteScheduler",
     "euler-a": "EulerAncestralDiscreteScheduler",
     "ddpm": "DDPMScheduler",
-    # Flow-matching models (FLUX.1): the Euler ODE solver their checkpoints ship.
+    # Flow-matching models (FLUX.1, SD3): the Euler ODE solver their checkpoints ship.
     "flow-euler": "FlowMatchEulerDiscreteScheduler",
 }
 
