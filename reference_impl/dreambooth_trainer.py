@@ -19,7 +19,8 @@ noise schedule, loss) and differs only where it is faster for the same result:
   once; a class (prior) row gets the time ids of the instance example it is paired with, as the
   script's ``collate_fn`` does. The text encoders stay frozen on SDXL.
 * FLUX.1 and SD3 bases train the flow-matching objective of ``train_dreambooth_lora_flux.py`` /
-  ``train_dreambooth_lora_sd3.py`` instead of the noise-prediction one: the caller passes ``objective`` (reference_impl/flow_matching.py),
+  ``train_dreambooth_lora_sd3.py`` instead of the noise-prediction one: the caller passes
+  ``objective`` (reference_impl/flow_matching.py),
   which draws the noise and the timestep and returns prediction and target; the loop, the
   optimizer, clipping and the prior-preservation loss are the same.
 * On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires; fp16 with a

@@ -68,7 +68,10 @@ def _full_size(family: str, device: str, seed: int) -> Components:
     write_t5_tokenizer(folder / "t5")
     _write_tokenizer_2(folder / "clip-bang")
     with quiet_loading():
-        clip, t5 = CLIPTokenizer.from_pretrained(ensure_tokenizer()), T5Tokenizer.from_pretrained(folder / "t5")
+        clip, t5 = (
+            CLIPTokenizer.from_pretrained(ensure_tokenizer()),
+            T5Tokenizer.from_pretrained(folder / "t5"),
+        )
         clip_bang = CLIPTokenizer.from_pretrained(folder / "clip-bang")
     modules = (build_flux_modules if family == "flux" else build_sd3_modules)(device, seed)
     description = {"source": "random-in-memory", "id": f"random:{family}", "calibrated": False}
@@ -96,7 +99,9 @@ def build_flow_components(family: str, size: str, device: str, seed: int) -> tup
     if family not in FAMILIES:
         raise BenchError(f"--lora {family!r} is not one of {', '.join(FAMILIES)}")
     if size == "tiny":
-        ref, resolution = (TINY_FLUX_ID, TINY_FLUX_RESOLUTION) if family == "flux" else (TINY_SD3_ID, TINY_SD3_RESOLUTION)
+        ref, resolution = (
+            (TINY_FLUX_ID, TINY_FLUX_RESOLUTION) if family == "flux" else (TINY_SD3_ID, TINY_SD3_RESOLUTION)
+        )
         return load_base_model(ref, device=device), resolution
     return _full_size(family, device, seed), README_RESOLUTION
 
@@ -109,7 +114,9 @@ def _objective(base: Components, family: str, device: str) -> Any:
         settings = FlowMatchSettings(weighting_scheme="none", guidance=1.0, max_sequence_length=512)
     else:
         settings = FlowMatchSettings(
-            weighting_scheme=SD3_WEIGHTING_SCHEME, precondition_outputs=True, max_sequence_length=SD3_MAX_SEQUENCE_LENGTH
+            weighting_scheme=SD3_WEIGHTING_SCHEME,
+            precondition_outputs=True,
+            max_sequence_length=SD3_MAX_SEQUENCE_LENGTH,
         )
     return FlowMatchObjective(base, [INSTANCE_PROMPT], settings, device)
 
@@ -130,9 +137,15 @@ def _script_steps(
     from dreambench.reference_impl.latent_cache import preprocess
 
     device = settings.device
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[SCRIPT_PRECISION[family]] if device == "cuda" else None
+    dtype = (
+        {"bf16": torch.bfloat16, "fp16": torch.float16}[SCRIPT_PRECISION[family]]
+        if device == "cuda"
+        else None
+    )
     params = [p for name, p in transformer.named_parameters() if "lora_" in name]
-    optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE[family], betas=(0.9, 0.999), weight_decay=1e-4, eps=1e-8)
+    optimizer = torch.optim.AdamW(
+        params, lr=LEARNING_RATE[family], betas=(0.9, 0.999), weight_decay=1e-4, eps=1e-8
+    )
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     autocast = _autocast(device, dtype)
     rows = torch.zeros(1, dtype=torch.long, device=device)
@@ -168,13 +181,16 @@ def _script_steps(
 
 def _our_steps(base: Components, objective: Any, image: Image.Image, resolution: int, family: str,
                settings: BenchmarkSettings, memory: PeakMemory) -> list[float]:  # fmt: skip
-    """Row (b): ``train_dreambooth`` with the flow objective, as the method runs it; end-of-step timestamps."""
+    """Row (b): ``train_dreambooth`` with the flow objective, as the method runs it; end-of-step
+    timestamps."""
     from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
     from dreambench.reference_impl.gpu_benchmark import _sync
     from dreambench.reference_impl.latent_cache import encode_images
 
     device = settings.device
-    data = TrainingData(instance=encode_images(base.vae, [image], resolution, device), instance_prompt=INSTANCE_PROMPT)
+    data = TrainingData(
+        instance=encode_images(base.vae, [image], resolution, device), instance_prompt=INSTANCE_PROMPT
+    )
     train = TrainSettings(
         train_steps=settings.warmup + settings.steps,
         learning_rate=LEARNING_RATE[family],

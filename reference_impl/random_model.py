@@ -370,7 +370,8 @@ _MODEL_NAMES = {
 
 
 def _pipeline(folder: Path, spec: RandomSpec) -> Any:
-    """The pipeline of ``spec``'s architecture over freshly drawn modules (tokenizers written to ``folder``)."""
+    """The pipeline of ``spec``'s architecture over freshly drawn modules (its tokenizers written
+    to ``folder``)."""
     from diffusers import (
         FlowMatchEulerDiscreteScheduler,
         FluxPipeline,

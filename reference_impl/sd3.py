@@ -1,7 +1,8 @@
 """What Stable Diffusion 3 needs beyond Stable Diffusion: its text conditioning, its transformer
 inputs and its render protocol, as diffusers' examples/dreambooth/train_dreambooth_lora_sd3.py
 trains it (read at huggingface/diffusers@32f85ed01411209e60520b1723b18e4e832e4ce6) and
-examples/dreambooth/README_sd3.md runs it (read at huggingface/diffusers@02a016943750c477c5635b057abdfcb0f47bbbb7).
+examples/dreambooth/README_sd3.md runs it (read at
+huggingface/diffusers@02a016943750c477c5635b057abdfcb0f47bbbb7).
 
 * ``encoder_hidden_states``: the penultimate hidden states of both CLIP encoders (77 tokens each),
   concatenated along the features and zero-padded to T5's width, followed along the sequence by
@@ -123,8 +124,8 @@ def sd3_render_deviation(ref: str, revision: str | None = None) -> dict[str, Any
         return None
     if ref == TINY_SD3_ID:
         return {
-            "reason": f"Stable Diffusion 3 (tiny): flow-matching Euler sampler, guidance {SD3_RENDER_GUIDANCE}, "
-            f"native {TINY_SD3_RESOLUTION} px",
+            "reason": "Stable Diffusion 3 (tiny): flow-matching Euler sampler, "
+            f"guidance {SD3_RENDER_GUIDANCE}, native {TINY_SD3_RESOLUTION} px",
             "scheduler": "flow-euler",
             "guidance": SD3_RENDER_GUIDANCE,
             "resolution": TINY_SD3_RESOLUTION,

@@ -28,7 +28,11 @@ def check(result: dict[str, Any], lora: str, size: str, device: str, repeats: in
     for row, info in result["train"].items():
         values = info["step_ms_per_repeat"]
         assert len(values) == repeats and all(v > 0 for v in values), row
-        assert info["step_ms"] == {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        assert info["step_ms"] == {
+            "median": statistics.median(values),
+            "min": min(values),
+            "max": max(values),
+        }
         assert info["peak_memory_mib"] > 0, row
         expected = result["train"]["script"]["step_ms"]["median"] / info["step_ms"]["median"]
         assert info["speedup_vs_script"] == pytest.approx(expected)
@@ -39,7 +43,20 @@ def test_tiny_cpu_lora_rows(
     lora: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps the table at the terminal's width
-    args = ["--lora", lora, "--size", "tiny", "--device", "cpu", "--repeats", "3", "--steps", "1", "--warmup", "1"]
+    args = [
+        "--lora",
+        lora,
+        "--size",
+        "tiny",
+        "--device",
+        "cpu",
+        "--repeats",
+        "3",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+    ]
     result = run(args, tmp_path / "bench.json")
     check(result, lora, "tiny", "cpu", repeats=3)
     assert result["resolution"] == 32 and result["memory_kind"].startswith("host")
@@ -56,6 +73,9 @@ def test_bad_lora_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixt
 @pytest.mark.gpu
 @pytest.mark.parametrize("lora", ["sd3", "flux"])
 def test_full_size_cuda_lora_rows(lora: str, tmp_path: Path) -> None:
-    result = run(["--lora", lora, "--device", "cuda", "--repeats", "3", "--steps", "3", "--warmup", "2"], tmp_path / "b.json")
+    result = run(
+        ["--lora", lora, "--device", "cuda", "--repeats", "3", "--steps", "3", "--warmup", "2"],
+        tmp_path / "b.json",
+    )
     check(result, lora, "full", "cuda", repeats=3)
     assert result["resolution"] == 512 and result["memory_kind"].startswith("device")

@@ -33,7 +33,9 @@ def test_tiny_sd3_is_an_sd3_folder_loaded_by_stock_diffusers_and_the_loader() ->
 
     folder = ensure_tiny_sd3()
     index = json.loads((folder / "model_index.json").read_text())
-    assert index["_class_name"] == "StableDiffusion3Pipeline" and index["text_encoder_3"][1] == "T5EncoderModel"
+    assert (
+        index["_class_name"] == "StableDiffusion3Pipeline" and index["text_encoder_3"][1] == "T5EncoderModel"
+    )
     stock = StableDiffusion3Pipeline.from_pretrained(folder)
     assert stock.tokenizer_2.pad_token == "!"
     base = load_base_model(TINY_SD3_ID, device="cpu")
@@ -49,7 +51,11 @@ def test_sd3_preset_follows_readme_sd3_and_declares_the_sd3_protocol() -> None:
     sd3 = DreamBoothLoRA.PRESETS["sd3"]
     assert sd3.base_model == SD3_REPO and not sd3.prior_preservation
     assert (sd3.learning_rate, sd3.train_steps, sd3.train_batch_size, sd3.lora_rank) == (4e-4, 500, 4, 4)
-    assert (sd3.weighting_scheme, sd3.precondition_outputs, sd3.max_sequence_length) == ("logit_normal", True, 77)
+    assert (sd3.weighting_scheme, sd3.precondition_outputs, sd3.max_sequence_length) == (
+        "logit_normal",
+        True,
+        77,
+    )
     assert (sd3.mixed_precision, sd3.adam_weight_decay) == ("fp16", 1e-4)
     method = DreamBoothLoRA(sd3, device="cpu")  # nothing downloaded to build it
     assert method.render_deviation is not None
@@ -78,7 +84,9 @@ def test_sd3_objective_is_the_scripts_preconditioned_weighted_loss(scheme: str) 
     # The script, same generator stream: noise, then u; sigmas at the drawn timesteps.
     gen = torch.Generator().manual_seed(7)
     noise = torch.randn(latents.shape, generator=gen)
-    u = compute_density_for_timestep_sampling(scheme, 2, logit_mean=0.0, logit_std=1.0, mode_scale=1.29, generator=gen)
+    u = compute_density_for_timestep_sampling(
+        scheme, 2, logit_mean=0.0, logit_std=1.0, mode_scale=1.29, generator=gen
+    )
     indices = (u * 1000).long()
     scheduler = objective.scheduler
     sigmas = scheduler.sigmas[indices].view(-1, 1, 1, 1)
@@ -94,14 +102,18 @@ def test_sd3_objective_is_the_scripts_preconditioned_weighted_loss(scheme: str) 
         )[0]
     model_pred = model_pred * (-sigmas) + noisy
     weighting = compute_loss_weighting_for_sd3(weighting_scheme=scheme, sigmas=sigmas)
-    script = torch.mean((weighting.float() * (model_pred.float() - latents.float()) ** 2).reshape(2, -1), 1).mean()
+    script = torch.mean(
+        (weighting.float() * (model_pred.float() - latents.float()) ** 2).reshape(2, -1), 1
+    ).mean()
     assert float(ours) == pytest.approx(float(script), rel=1e-5)
     # The conditioning is 77 + 77 CLIP tokens then 77 T5 tokens, pooled from both CLIP encoders.
     assert embeds.shape[1] == 77 + 77 and pooled.shape[1] == 2 * base.text_encoder.config.projection_dim
 
 
 def test_full_finetuning_refuses_an_sd3_base_before_anything_is_written() -> None:
-    method = DreamBooth(dataclasses.replace(DreamBooth.PRESETS["smoke"], base_model=TINY_SD3_ID), device="cpu")
+    method = DreamBooth(
+        dataclasses.replace(DreamBooth.PRESETS["smoke"], base_model=TINY_SD3_ID), device="cpu"
+    )
     with pytest.raises(BenchError, match="StableDiffusion3Pipeline layout"):
         method.check_ready()
 
@@ -127,7 +139,11 @@ def test_bench_run_on_tiny_sd3_and_stock_sd3_pipeline_reproduces_its_images(
     results = json.loads((run_dir / "results.json").read_text())
     assert results["calibrated"] is False
     deviation = results["render_protocol"]["deviation"]
-    assert deviation["fields"] == {"scheduler": "flow-euler", "guidance": 7.0, "resolution": TINY_SD3_RESOLUTION}
+    assert deviation["fields"] == {
+        "scheduler": "flow-euler",
+        "guidance": 7.0,
+        "resolution": TINY_SD3_RESOLUTION,
+    }
     subject = run_dir / "subjects" / "dog"
     done = json.loads((subject / "prepare" / "done.json").read_text())
     assert done["config"]["precondition_outputs"] is True and len(done["losses"]) == 3
