@@ -19,6 +19,10 @@ uncalibrated) and reported by `embedder_notes`. Two *calibrated* runs with diffe
 precision is not part of this check: a bf16 row is shown beside fp32 ones with its § mark
 (`bench compare`, a gate, refuses across precisions).
 
+Datasets: runs on different datasets (results.json "dataset"."name"; "dreambooth" when a results
+file predates the name) or whose subject groups were scored by different rules are refused: their
+overall figures average other subjects.
+
 Metric presets: runs scored under different metric protocols (`protocol.metric_protocol`:
 "dreambooth", "dinov2", "dinov2-b", "dreambench-plus"; metrics/presets.py) use other networks,
 pairings or scales under the same metric names: refused, calibrated or not. A preset and its smoke
@@ -42,6 +46,12 @@ _METRIC_FIELDS: tuple[str, ...] = ("version", "convention", "higher_is_better")
 def check_comparable(runs: list[RunResults]) -> None:
     """Raise BenchError naming both runs and the differing field if any two runs are incomparable."""
     for a, b in combinations(runs, 2):
+        # Other subjects (another dataset, or the same subjects scored as groups by another rule)
+        # make the overall figures another quantity, even under the same prompt set.
+        if dataset_name(a) != dataset_name(b):
+            raise _refusal(a, b, "dataset.name", dataset_name(a), dataset_name(b))
+        if _group_scoring(a) != _group_scoring(b):
+            raise _refusal(a, b, "dataset.subject_groups", _group_scoring(a), _group_scoring(b))
         for key in _PROMPT_SET_FIELDS:
             if a.prompt_set[key] != b.prompt_set[key]:
                 raise _refusal(a, b, f"prompt_set.{key}", a.prompt_set[key], b.prompt_set[key])
@@ -75,6 +85,23 @@ def check_comparable(runs: list[RunResults]) -> None:
         has_clip_t = a.overall["clip_t"] is not None and b.overall["clip_t"] is not None
         if has_clip_t and text_a is not None and text_b is not None and text_a != text_b:
             raise _refusal(a, b, "protocol.clip_t_text", text_a, text_b)
+
+
+def dataset_name(run: RunResults) -> str:
+    """The dataset a run's subjects come from (results.json "dataset"."name"): "dreambooth" for
+    results written before datasets were named, "custom" for a run of --subject-dir subjects only."""
+    record = run.raw.get("dataset")
+    if not isinstance(record, dict):
+        return "dreambooth"
+    name = record.get("name")
+    if isinstance(name, str) and name:
+        return name
+    return "custom" if record.get("custom") else "dreambooth"
+
+
+def _group_scoring(run: RunResults) -> str | None:
+    record = run.raw.get("dataset")
+    return record.get("subject_groups") if isinstance(record, dict) else None
 
 
 def metric_protocol(run: RunResults) -> str:

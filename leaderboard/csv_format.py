@@ -7,6 +7,9 @@ has empty figures and its reason in `error`. When the runs scored different subj
 rows are means over the subjects common to all runs (`n_subjects` is their count) without interval
 bounds (leaderboard/table.py). The metrics besides the core ones that some run computed (DINOv2,
 PRES, DIV, outside metrics) get the same three columns each, after CSV_COLUMNS, in display order.
+`dataset` names the dataset each run scored. Runs that scored subject groups (a pair dataset) add
+rows of scope `group:<group>:<subject>`, `group:<group>:mean` and `group:<group>:min` (and
+`group:all groups:mean|min` over every group), figures without intervals.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "scoring_precision",  # "fp32" (the protocol) or "bf16"; after the others, so they keep their place
     "base_model",
     "metric_preset",  # metrics/presets.py: embedders, pairing, scale (one per leaderboard)
+    "dataset",  # results.json dataset name ("dreambooth" for results written before it was recorded)
 )
 
 
@@ -57,6 +61,10 @@ def render_csv(board: Leaderboard) -> str:
                 writer.writerow(_base(entry, f"subject:{subject}") | _figure_cells(entry.subjects[subject]))
             elif subject in entry.run.failures:
                 writer.writerow(_base(entry, f"subject:{subject}") | {"error": entry.run.failures[subject]})
+    # Subject groups: scope "group:<group>:<subject | mean | min>" ("all groups" over every group).
+    for entry, group, name, figures in board.group_rows():
+        cells = {m: _number(figures.get(m)) for m in METRICS if m in figures}
+        writer.writerow(_base(entry, f"group:{group}:{name}") | cells)
     for row in board.reported:
         figures = {m: _number(v) for m, v in row.figures.items()}
         writer.writerow(
@@ -78,6 +86,7 @@ def _base(entry: Entry, scope: str) -> dict[str, str]:
         "scoring_precision": entry.run.scoring_precision,
         "base_model": entry.run.base_model,
         "metric_preset": entry.run.metric_preset or "",
+        "dataset": entry.dataset,
         "scope": scope,
     }
 

@@ -58,6 +58,8 @@ def tables_html(board: Leaderboard, per_subject: bool = True) -> list[str]:
     lines += [] if reported is None else _table_html(reported)
     lines += _table_html(split, row_marks=uncalibrated_rows)
     lines += _table_html(cost, row_marks=uncalibrated_rows)
+    groups = board.group_table()  # subject groups (pair datasets): each subject, mean and minimum
+    lines += [] if groups is None else _table_html(groups)
     for table in subject_tables if per_subject else []:
         # Per-subject tables have a column per run (after Subject and Kind).
         lines += _table_html(table, column_marks=(False, False, *uncalibrated_rows))

@@ -15,12 +15,14 @@
       // `--reported` (leaderboard/reported.py): published, not re-measured; [] without it
   "runs": [                                                     // leaderboard order
     {"rank": 1, "label": "real-images", "run_dir": "runs/...", "method": ..., "preset": ...,
-     "metric_preset": "dreambooth" | null, "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
+     "metric_preset": "dreambooth" | null, "dataset": "dreambooth", "config_hash": ..., "calibrated": true, "uncalibrated_reasons": [],
      "overall": {"n_subjects": 30, "dino": {"value": 0.77, "ci": [lo, hi] | null}, ...},
          // a metric besides the core ones appears where the run (or subject) has it
      "live": {...} | null, "object": {...} | null,
      "subjects": {"dog6": {"kind": "live", "dino": {"value": ..., "ci": null}, ...}},
-     "failures": {"dog7": "reason"}}
+     "failures": {"dog7": "reason"},
+     "groups": {"cat+dog": {"cat": {"dino": ...}, "dog": {...}, "mean": {...}, "min": {...}}}}
+         // subject groups only (pair datasets); {} otherwise
   ]
 }
 ```
@@ -31,7 +33,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from dreambench.leaderboard.table import Aggregate, Figure, Leaderboard
+from dreambench.leaderboard.table import Aggregate, Entry, Figure, Leaderboard
 
 FORMAT_NAME = "dreambench-leaderboard"
 # 2: "overall_subjects"; overall / live / object are means over the common subjects when the runs'
@@ -80,6 +82,7 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
                 "base_model": entry.run.base_model,
                 "preset": entry.run.preset,
                 "metric_preset": entry.run.metric_preset,
+                "dataset": entry.dataset,
                 "config_hash": entry.run.config_hash,
                 "calibrated": entry.run.calibrated,
                 "uncalibrated_reasons": entry.run.uncalibrated_reasons,
@@ -92,10 +95,20 @@ def leaderboard_dict(board: Leaderboard) -> dict[str, Any]:
                     for name, figures in sorted(entry.subjects.items())
                 },
                 "failures": dict(sorted(entry.run.failures.items())),
+                # Subject groups (pair datasets): per group, each subject's figures, "mean" and "min".
+                "groups": _groups(board, entry),
             }
             for rank, entry in enumerate(board.entries, start=1)
         ],
     }
+
+
+def _groups(board: Leaderboard, entry: Entry) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for e, group, name, figures in board.group_rows():
+        if e is entry:
+            out.setdefault(group, {})[name] = {m: figures.get(m) for m in board.metrics() if m in figures}
+    return out
 
 
 def render_json(board: Leaderboard) -> str:

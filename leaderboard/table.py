@@ -31,6 +31,12 @@ Conventions, shared by every output format:
   render protocol) and metric preset ("Metrics": embedders, pairing, scale; metrics/presets.py).
   Rows scored under different metric presets are refused, so "Metrics" is one name per table;
   it is shown so that a table read on its own says which convention its numbers follow.
+- Every table names the dataset its runs scored (results.json "dataset"."name"; "dreambooth" for
+  results written before datasets were named): the overall table's last column. Runs on
+  different datasets are refused (leaderboard/compatibility.py).
+- Subject groups (a pair dataset, metrics/subject_groups.py): the per-subject tables show each
+  group's mean; the "Subject groups" table shows, per run and group, each subject's figures, the
+  group mean and the group minimum, and over all groups the mean and the mean of the minima.
 - Reported rows (`bench leaderboard --reported`, leaderboard/reported.py): figures read from papers,
   in their own table "Reported, not re-measured" (every row, its source and stated protocol, and
   whether it stands beside the measured rows); a row whose stated protocol matches every measured
@@ -46,7 +52,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dreambench.errors import BenchError
-from dreambench.leaderboard.compatibility import check_comparable, embedder_notes, render_deviation
+from dreambench.leaderboard.compatibility import (
+    check_comparable,
+    dataset_name,
+    embedder_notes,
+    render_deviation,
+)
 from dreambench.leaderboard.reported import ReportedRow
 from dreambench.leaderboard.results import METRICS, RunResults
 from dreambench.metrics.metric_registry import METRIC_TITLES, display_order, find_metric
@@ -149,6 +160,11 @@ class Entry:
     def marked_method(self) -> str:
         return f"{self.run.method}{self.marks}"
 
+    @property
+    def dataset(self) -> str:
+        """The dataset the run scored (see `dataset_name`)."""
+        return dataset_name(self.run)
+
     def subject_text(self, subject: str, metric: str) -> str:
         if subject in self.subjects:
             figure = self.subjects[subject].get(metric)
@@ -210,8 +226,11 @@ class Leaderboard:
     def column_title(self, metric: str) -> str:
         """A metric's header: its display name, "↓" after it when lower is better."""
         higher = next(
-            (e.run.metrics[metric]["higher_is_better"] for e in self.entries
-             if "higher_is_better" in e.run.metrics.get(metric, {})),
+            (
+                e.run.metrics[metric]["higher_is_better"]
+                for e in self.entries
+                if "higher_is_better" in e.run.metrics.get(metric, {})
+            ),
             True,
         )
         title = METRIC_TITLES.get(metric, metric)
@@ -226,7 +245,7 @@ class Leaderboard:
             "Metrics",
             *(self.column_title(m) for m in (*METRICS, *optional)),
         )
-        header += ("Subjects", "Calibrated", "Failures", "Base model", "Run")
+        header += ("Subjects", "Calibrated", "Failures", "Base model", "Run", "Dataset")
         rows = tuple(
             (
                 e.marked_method,
@@ -240,6 +259,7 @@ class Leaderboard:
                 str(len(e.run.failures)),
                 e.run.base_model,
                 e.run.run_dir.name,
+                e.dataset,
             )
             for e in self.entries
         )
@@ -255,6 +275,7 @@ class Leaderboard:
                 ABSENT,
                 r.base_model or ABSENT,
                 r.source_text,
+                ABSENT,
             )
             for r in self.reported_beside()
         )
@@ -270,6 +291,7 @@ class Leaderboard:
             True,
             False,
             False,
+            False,
         )
         return TextTable(f"Overall (mean over {self._scope('subjects')})", header, rows, numeric)
 
@@ -283,7 +305,10 @@ class Leaderboard:
         header: tuple[str, ...] = ("Method", "Preset")
         numeric: tuple[bool, ...] = (False, False)
         for kind in ("live", "object"):
-            header += (f"{kind.capitalize()} subjects", *(f"{self.column_title(m)} ({kind})" for m in METRICS))
+            header += (
+                f"{kind.capitalize()} subjects",
+                *(f"{self.column_title(m)} ({kind})" for m in METRICS),
+            )
             numeric += (True,) * (1 + len(METRICS))
         rows = []
         for e in self.entries:
@@ -340,6 +365,45 @@ class Leaderboard:
             "Cost (wall time of the stages that did work; peaks over the run)", header, tuple(rows), numeric
         )
 
+    def group_rows(self) -> list[tuple[Entry, str, str, dict[str, Any]]]:
+        """(entry, group, row, figures) for every subject group some run scored: a row per subject
+        of the group, then "mean" and "min"; per run with groups, "all groups" "mean" and "min"
+        (the mean over groups of the group means and of the group minima). Empty without groups."""
+        out: list[tuple[Entry, str, str, dict[str, Any]]] = []
+        for e in self.entries:
+            for name, section in sorted(e.run.subjects.items()):
+                if not isinstance(section.get("members"), dict):
+                    continue
+                for member, figures in section["members"].items():
+                    out.append((e, name, member, figures))
+                out.append((e, name, "mean", section))
+                out.append((e, name, "min", section.get("group_min") or {}))
+            if isinstance(e.run.raw.get("overall_group_min"), dict):
+                out.append((e, "all groups", "mean", e.run.overall))
+                out.append((e, "all groups", "min", e.run.raw["overall_group_min"]))
+        return out
+
+    def group_table(self) -> TextTable | None:
+        """`group_rows` as a table; None when no run scored subject groups."""
+        rows = self.group_rows()
+        if not rows:
+            return None
+
+        def text(figures: dict[str, Any], m: str) -> str:
+            if m not in figures:
+                return ABSENT
+            value = figures[m]
+            return Figure(None if value is None else float(value), decimals=metric_decimals(m)).text()
+
+        header = ("Method", "Group", "Subject", *(self.column_title(m) for m in METRICS))
+        body = tuple((e.marked_method, g, r, *(text(f, m) for m in METRICS)) for e, g, r, f in rows)
+        return TextTable(
+            "Subject groups: each image scored against each subject of its group (mean and minimum over them)",
+            header,
+            body,
+            (False, False, False, *(True for _ in METRICS)),
+        )
+
     def reported_beside(self) -> tuple[ReportedRow, ...]:
         """The reported rows whose stated protocol matches every measured run."""
         runs = [e.run for e in self.entries]
@@ -372,9 +436,10 @@ class Leaderboard:
         return (self.overall_table(), self.split_table(), self.cost_table(), *self.subject_tables())
 
     def tables(self) -> tuple[TextTable, ...]:
-        """`measured_tables`, then the reported table with `--reported`."""
-        reported = self.reported_table()
-        return (*self.measured_tables(), *([] if reported is None else [reported]))
+        """`measured_tables`, the subject-group table where runs scored groups, then the reported
+        table with `--reported`."""
+        extra = [t for t in (self.group_table(), self.reported_table()) if t is not None]
+        return (*self.measured_tables(), *extra)
 
 
 def build_leaderboard(runs: list[RunResults], reported: Sequence[ReportedRow] = ()) -> Leaderboard:

@@ -127,6 +127,50 @@ def test_run_scores_each_image_against_each_subject_of_its_pair(copy: Path, tmp_
     assert main([*run, "--quiet"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (results_path.parent / "subjects").rglob("*.png")} == before
 
+    # The leaderboard names the dataset and shows each group's subjects, mean and minimum.
+    board = tmp_path / "board"
+    for suffix in ("md", "csv", "json"):
+        assert main(["leaderboard", str(out), "-o", str(board.with_suffix(f".{suffix}"))]) == 0
+    md = board.with_suffix(".md").read_text()
+    assert "| Run | Dataset |" in md and "| dreambooth-pairs |" in md
+    cat_min = f"{group['group_min']['dino']:.3f}"
+    assert f"| base-model† | cat+dog | min | {cat_min} |" in md
+    assert f"| base-model† | cat+dog | dog | {group['members']['dog']['dino']:.3f} |" in md
+    csv_text = board.with_suffix(".csv").read_text()
+    assert ",group:cat+dog:cat," in csv_text and csv_text.splitlines()[1].endswith(",dreambooth-pairs")
+    (entry,) = json.loads(board.with_suffix(".json").read_text())["runs"]
+    assert entry["dataset"] == "dreambooth-pairs"
+    assert entry["groups"]["cat+dog"]["min"]["dino"] == group["group_min"]["dino"]
+
+
+def test_the_leaderboard_refuses_to_rank_runs_of_different_datasets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An older results file without a dataset name reads as DreamBooth's, and does not share a
+    ranking with a run on another dataset."""
+    from results_factory import results_document
+
+    subjects = {"dog": {"kind": "live", "dino": 0.6, "clip_i": 0.8, "clip_t": 0.3}}
+    old = results_document(subjects, method="base-model", config_hash="00000001")
+    del old["dataset"]
+    pairs = results_document(subjects, method="uno", config_hash="00000002")
+    pairs["dataset"]["name"] = "dreambooth-pairs"
+    for doc in (old, pairs):
+        run_dir = tmp_path / "runs" / Path(doc["run"]["run_dir"]).name
+        run_dir.mkdir(parents=True)
+        (run_dir / "results.json").write_text(json.dumps(doc))
+    old_dir, pairs_dir = (tmp_path / "runs" / Path(d["run"]["run_dir"]).name for d in (old, pairs))
+    assert main(["leaderboard", str(old_dir), "-o", str(tmp_path / "old.md")]) == 0
+    row = next(
+        line for line in (tmp_path / "old.md").read_text().splitlines() if line.startswith("| base-model |")
+    )
+    assert row.endswith(" | dreambooth |")
+    capsys.readouterr()
+    assert main(["leaderboard", str(old_dir), str(pairs_dir), "-o", str(tmp_path / "both.md")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset.name differs ('dreambooth' vs 'dreambooth-pairs')" in err and err.count("\n") == 1
+    assert not (tmp_path / "both.md").exists()
+
 
 def test_a_method_that_cannot_personalize_on_groups_is_refused(
     copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -315,14 +315,15 @@ def test_markdown(runs: list[RunResults]) -> None:
     text = render_markdown(build_leaderboard(runs))
     lines = text.splitlines()
     assert (
-        "| Method | Kind | Preset | Metrics | DINO | CLIP-I | CLIP-T | Subjects | Calibrated | Failures | Base model | Run |"
+        "| Method | Kind | Preset | Metrics | DINO | CLIP-I | CLIP-T | Subjects | Calibrated | Failures | Base model | Run | Dataset |"
         in lines
     )
-    assert "|---|---|---|---|---:|---:|---:|---:|---|---:|---|---|" in lines
+    assert "|---|---|---|---|---:|---:|---:|---:|---|---:|---|---|---|" in lines
     smoke_row = next(
         line for line in lines if line.startswith(f"| dreambooth{DAGGER} | finetune | smoke | smoke |")
     )
-    assert smoke_row.endswith("| 3 | no | 1 | - | dreambooth-smoke-3f2a9c1e |")
+    # The overall table names the dataset in its last column.
+    assert smoke_row.endswith("| 3 | no | 1 | - | dreambooth-smoke-3f2a9c1e | dreambooth |")
     ceiling_row = next(line for line in lines if line.startswith("| real-images | finetune | default |"))
     assert "| n/a |" in ceiling_row
     assert "## Overall (mean over the 3 subjects common to all rows; intervals omitted)" in lines
