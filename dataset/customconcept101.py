@@ -121,6 +121,7 @@ CUSTOMCONCEPT101 = DatasetDeclaration(
     prompt_sets={NAME: PROMPTS_PATH},
     default_prompt_set=NAME,
     categories=CATEGORIES,
+    build_manifest=build_manifest,
 )
 
 

@@ -209,6 +209,7 @@ DREAMBENCH_PLUS = DatasetDeclaration(
     prompt_sets={NAME: prompt_set},
     default_prompt_set=NAME,
     categories=CATEGORIES,
+    build_manifest=build_manifest,
 )
 
 

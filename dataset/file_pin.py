@@ -75,8 +75,14 @@ def check_folder(folder: Path, rel: str, pinned: dict[str, str] | None) -> list[
     return problems
 
 
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Write a manifest as committed manifests are written (sorted keys, indented), atomically."""
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
 def record_manifest(argv: list[str], module: str, manifest: Path, build: Callable[[Path], dict[str, Any]]) -> None:
-    """``python -m <module> DIR``: write the manifest with the sha256s recorded from the copy at DIR."""
+    """``python -m <module> DIR``: write the manifest with the sha256s recorded from the copy at DIR
+    (`bench dataset verify --dataset NAME --record` does the same into the user's cache)."""
     if len(argv) != 2:
         sys.exit(f"usage: python -m {module} /path/to/the/copy")
-    atomic_write_text(manifest, json.dumps(build(Path(argv[1])), indent=2, sort_keys=True) + "\n")
+    write_manifest(manifest, build(Path(argv[1])))

@@ -181,3 +181,28 @@ def test_a_method_that_cannot_personalize_on_groups_is_refused(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot personalize on subject groups" in err[0] and "Traceback" not in err[0]
     assert not out.exists()
+
+
+def test_verify_record_writes_the_manifest_of_a_copy_to_the_cache(
+    copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DREAMBENCH_CACHE", str(tmp_path / "cache"))
+    verify = ["dataset", "verify", "--dataset", "dreambooth-pairs", "--data", str(copy)]
+    assert main([*verify, "--record"]) == 0
+    recorded = tmp_path / "cache" / "manifests" / "dreambooth-pairs.json"
+    assert f"in {recorded}" in capsys.readouterr().out
+    manifest = json.loads(recorded.read_text())
+    assert len(manifest["pairs"]) == 2 and manifest["json_sha256"] is not None
+    # The recorded file pins the copy once it stands in for the committed one.
+    import dreambench.dataset.dreambooth_pairs as module
+
+    monkeypatch.setattr(module, "DATA_PATH", recorded)
+    assert main(verify) == 0
+    # A dataset pinned file by file has nothing to record; one line naming those that do.
+    assert main(["dataset", "verify", "--record", "--manifest-out", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--record applies to datasets whose sha256s are recorded from a copy" in err
+        and "dreambench-plus" in err
+    )
+    assert not (tmp_path / "x.json").exists()

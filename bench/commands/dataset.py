@@ -1,5 +1,7 @@
-"""`bench dataset fetch | verify | info [--dataset NAME]`: get, check and describe a dataset,
-through its declaration (dataset/registry.py; default: the official DreamBooth dataset)."""
+"""`bench dataset fetch | verify [--record] | info [--dataset NAME]`: get, check and describe a
+dataset, through its declaration (dataset/registry.py; default: the official DreamBooth dataset).
+`verify --record` writes the sha256 manifest of a copy of a dataset that is not pinned file by file
+yet (its declaration's `build_manifest`) to the user's cache."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreambench.commands.output_path import check_output_path
 from dreambench.commands.subject_args import add_dataset_args
+from dreambench.errors import BenchError
+
+if TYPE_CHECKING:
+    from dreambench.dataset.declaration import DatasetDeclaration
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +34,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     verify = commands.add_parser("verify", help="check every file's sha256 against the pinned manifest")
     add_dataset_args(verify)
+    verify.add_argument(
+        "--record",
+        action="store_true",
+        help="for a dataset whose file sha256s are not pinned yet (dreambench-plus, customconcept101, "
+        "dreambooth-pairs): write the manifest with the sha256 of every file of the copy to --manifest-out",
+    )
+    verify.add_argument(
+        "--manifest-out",
+        metavar="PATH",
+        default=None,
+        help="where --record writes the manifest (default: <cache>/manifests/<dataset>.json)",
+    )
     verify.set_defaults(func=run_verify)
 
     info = commands.add_parser("info", help="list subjects, classes, kinds and image sizes")
@@ -51,7 +69,11 @@ def run_verify(args: argparse.Namespace) -> int:
     from dreambench.dataset.registry import get_dataset
 
     declaration = get_dataset(args.dataset)
+    if args.manifest_out is not None and not args.record:
+        raise BenchError("--manifest-out applies only with --record")
     root = declaration.data_dir(args.data)
+    if args.record:
+        return _record(declaration, root, args.manifest_out)
     problems = declaration.verify(root)
     if problems:
         for problem in problems:
@@ -63,6 +85,35 @@ def run_verify(args: argparse.Namespace) -> int:
     subjects = declaration.load(root)
     images = sum(len(s.image_paths) for s in subjects)
     print(f"ok: {len(subjects)} subjects, {images} images in {root} match {declaration.pinned}")
+    return 0
+
+
+def _record(declaration: DatasetDeclaration, root: Path, out: str | None) -> int:
+    """`verify --record`: the manifest with the copy's sha256s, written to `out` or the cache.
+
+    It is a record of this copy, not a pin: the committed manifest (what runs are identified by) is
+    unchanged until someone who checked the copy commits the recorded file in its place.
+    """
+    from dreambench.cache_root import cache_root
+    from dreambench.dataset.file_pin import write_manifest
+    from dreambench.dataset.registry import available_datasets, get_dataset
+
+    if declaration.build_manifest is None:
+        recordable = [n for n in available_datasets() if get_dataset(n).build_manifest is not None]
+        raise BenchError(
+            f"dataset {declaration.name!r} is pinned file by file by its committed manifest; --record applies "
+            f"to datasets whose sha256s are recorded from a copy: {', '.join(recordable)}"
+        )
+    default = cache_root() / "manifests" / f"{declaration.name}.json"
+    path = Path(out).expanduser() if out is not None else default
+    check_output_path(path, "--manifest-out", folder=False)
+    manifest = declaration.build_manifest(root)  # everything is read before anything is written
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(path, manifest)
+    print(
+        f"recorded the sha256s of {root} in {path}; to pin {declaration.name}, check the copy and "
+        f"commit that file as {declaration.manifest}"
+    )
     return 0
 
 
