@@ -106,7 +106,7 @@ class DatasetDeclaration:
 
     def data_dir(self, data: str | Path | None = None) -> Path:
         """The located folder of this dataset's copy (see DataLocation.resolve)."""
-        return self.location.resolve(data)
+        return self.location.resolve(data, fetchable=self.fetch is not None)
 
     def subjects(self, data: str | Path | None = None, *, check_files: bool = True) -> list[Subject]:
         """Every subject of the copy at `data` (--data, the environment variable, the cache).

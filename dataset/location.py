@@ -55,16 +55,24 @@ class DataLocation:
             return Path(env).expanduser(), str(self.env_var)
         return self.default_dir(), "default location"
 
-    def resolve(self, data: str | Path | None = None) -> Path:
-        """The folder that directly holds the subject folders; BenchError when there is none."""
+    def resolve(self, data: str | Path | None = None, *, fetchable: bool = True) -> Path:
+        """The folder that directly holds the subject folders; BenchError when there is none.
+
+        `fetchable`: whether `bench dataset fetch` can download the dataset (its declaration has a
+        fetch); the message suggests it only then, and otherwise says where to put a copy.
+        """
         path, source = self.requested(data)
         root = self.locate(path)
         if root is None:
             where = f"--data / {self.env_var}" if self.env_var else "--data"
-            raise BenchError(
-                f"{self.title} dataset not found at {path} ({source}); run `bench dataset fetch{self.dataset_option()}` "
-                f"or point {where} at a copy of {self.source}"
-            )
+            if fetchable:
+                how = f"run `bench dataset fetch{self.dataset_option()}` or point {where} at a copy of {self.source}"
+            else:
+                how = (
+                    f"dreambench cannot download it: get a copy of {self.source} and point {where} at it "
+                    f"(or put it at {self.default_dir()})"
+                )
+            raise BenchError(f"{self.title} dataset not found at {path} ({source}); {how}")
         return root
 
 

@@ -206,3 +206,15 @@ def test_verify_record_writes_the_manifest_of_a_copy_to_the_cache(
         and "dreambench-plus" in err
     )
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize("name", ["dreambooth", "dreambench-plus", "customconcept101", "dreambooth-pairs"])
+def test_the_not_found_hint_suggests_fetch_only_where_the_dataset_can_be_fetched(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["dataset", "info", "--dataset", name, "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "not found at" in err
+    fetchable = get_dataset(name).fetch is not None
+    assert ("bench dataset fetch" in err) == fetchable
+    assert ("dreambench cannot download it" in err) == (not fetchable)
