@@ -142,6 +142,18 @@ def test_run_scores_each_image_against_each_subject_of_its_pair(copy: Path, tmp_
     assert entry["dataset"] == "dreambooth-pairs"
     assert entry["groups"]["cat+dog"]["min"]["dino"] == group["group_min"]["dino"]
 
+    # bench eval scores images made elsewhere per pair too, to the same figures.
+    import shutil
+
+    outside = tmp_path / "outside" / "cat+dog"
+    shutil.copytree(results_path.parent / "subjects" / "cat+dog" / "images", outside)
+    evaluate = ["eval", str(outside.parent), "--dataset", "dreambooth-pairs", "--data", str(copy)]
+    evaluate += ["--preset", "smoke", "--images-per-prompt", "1", "--out", str(tmp_path / "eval"), "--quiet"]
+    assert main(evaluate) == 0
+    (eval_results,) = (tmp_path / "eval").glob("*/results.json")
+    scored = json.loads(eval_results.read_text())["subjects"]["cat+dog"]
+    assert (scored["members"], scored["group_min"]) == (group["members"], group["group_min"])
+
 
 def test_the_leaderboard_refuses_to_rank_runs_of_different_datasets(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
