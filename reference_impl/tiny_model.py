@@ -25,10 +25,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dreambench.atomic import atomic_directory
 from dreambench.cache_root import cache_root
 from dreambench.metrics.convert import write_clip_tokenizer
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 TINY_MODEL_ID = "tiny"
 """The base-model reference that selects this model (``base_model="tiny"`` in a method's config)."""
@@ -81,50 +86,85 @@ def ensure_tiny_model(seed: int = 0) -> Path:
 
 def _build(folder: Path, seed: int) -> None:
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     write_clip_tokenizer(folder / "tokenizer")  # the real CLIP BPE vocabulary, as SD v1 uses
     tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
     # fork_rng: seed the initialisation without disturbing the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        unet = UNet2DConditionModel(
-            sample_size=TINY_RESOLUTION // 4,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=8,
-            norm_num_groups=16,
+        unet, vae, text_encoder = build_tiny_modules(tokenizer)
+    provenance = {
+        "model": "dreambench tiny Stable Diffusion (random init)",
+        "seed": seed,
+        "build_version": _BUILD_VERSION,
+        "calibrated": False,
+    }
+    save_tiny_folder(folder, unet, vae, text_encoder, tokenizer, provenance)
+
+
+def build_tiny_modules(
+    tokenizer: CLIPTokenizer, vae_scaling_factor: float = 0.18215
+) -> tuple[UNet2DConditionModel, AutoencoderKL, CLIPTextModel]:
+    """The tiny model's UNet, VAE and text encoder, freshly initialised from torch's global RNG.
+
+    The architecture of ``tiny`` and of ``tiny-trained`` (reference_impl/tiny_trained.py), which
+    loads its trained weights into these modules.
+    """
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet = UNet2DConditionModel(
+        sample_size=TINY_RESOLUTION // 4,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+    vae = AutoencoderKL(
+        sample_size=TINY_RESOLUTION,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(16, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=16,
+        scaling_factor=vae_scaling_factor,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=CLIP_VOCAB_SIZE,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         )
-        vae = AutoencoderKL(
-            sample_size=TINY_RESOLUTION,
-            in_channels=3,
-            out_channels=3,
-            block_out_channels=(16, 32, 32),
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            latent_channels=4,
-            layers_per_block=1,
-            norm_num_groups=16,
-        )
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=CLIP_VOCAB_SIZE,
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=77,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+    )
+    return unet, vae, text_encoder
+
+
+def save_tiny_folder(
+    folder: Path,
+    unet: UNet2DConditionModel,
+    vae: AutoencoderKL,
+    text_encoder: CLIPTextModel,
+    tokenizer: CLIPTokenizer,
+    provenance: dict[str, object],
+) -> None:
+    """Write the modules as a Stable Diffusion diffusers folder, plus ``dreambench_tiny.json``."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
     scheduler = PNDMScheduler.from_config(SD_SCHEDULER_CONFIG)
     pipe = StableDiffusionPipeline(
         vae=vae,
@@ -143,10 +183,4 @@ def _build(folder: Path, seed: int) -> None:
     # save_pretrained rewrites tokenizer/ in transformers' own format; put the SD-style files back
     # next to it so the folder reads like a real Stable Diffusion checkout.
     write_clip_tokenizer(folder / "tokenizer")  # the real CLIP BPE vocabulary, as SD v1 uses
-    provenance = {
-        "model": "dreambench tiny Stable Diffusion (random init)",
-        "seed": seed,
-        "build_version": _BUILD_VERSION,
-        "calibrated": False,
-    }
     (folder / "dreambench_tiny.json").write_text(json.dumps(provenance, indent=2) + "\n")
