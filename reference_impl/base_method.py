@@ -26,13 +26,14 @@ from dreambench.reference_impl.base_model import (
     is_calibrated,
     load_base_model,
     locate_base_model,
+    native_resolution,
     resolve_device,
 )
 from dreambench.reference_impl.checked_settings import CheckedSettings, at_least, non_empty
 from dreambench.reference_impl.dreambooth_trainer import MixedPrecision
 from dreambench.reference_impl.render import SamplerSettings, render
 from dreambench.reference_impl.render_protocol import method_sampler
-from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
+from dreambench.reference_impl.tiny_trained import TINY_TRAINED_ID
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -110,6 +111,11 @@ class DiffusersMethod:
         """What the method renders with (dreambench.method): the configured base model."""
         return self.config.base_model
 
+    @property
+    def native_resolution(self) -> int | None:
+        """The base model's native size (dreambench.method; base_model.native_resolution)."""
+        return native_resolution(self.config.base_model, self.config.base_revision)
+
     def setup(self, context: RunContext) -> None:
         """Run-level settings (dreambench.method): device, seed, weights policy, render protocol."""
         if context.device != self.device:
@@ -156,7 +162,7 @@ class BaseModel(DiffusersMethod):
         "paper": Config(),
         "diffusers": Config(),
         # Embedded tiny model (uncalibrated).
-        "smoke": Config(base_model=TINY_MODEL_ID, render_batch_size=50, mixed_precision="no"),
+        "smoke": Config(base_model=TINY_TRAINED_ID, render_batch_size=50, mixed_precision="no"),
     }
 
     def prepare(self, subject: Subject, workdir: Path) -> None:

@@ -4,6 +4,9 @@ A base-model reference is one of:
 
 * ``"tiny"`` — the embedded, randomly initialised tiny model (reference_impl/tiny_model.py), built
   on first use under the dreambench cache. Uncalibrated: for smoke runs and tests only.
+* ``"tiny-trained"`` — the tiny model's architecture with shipped weights pretrained on procedurally
+  generated scenes (reference_impl/tiny_trained.py): a VAE that reconstructs, a UNet with a generic
+  prior; the smoke presets' base model. Uncalibrated.
 * ``"tiny-sdxl"`` — the embedded, randomly initialised tiny Stable Diffusion XL
   (reference_impl/tiny_sdxl.py): two text encoders, SDXL's UNet conditioning. Uncalibrated.
 * ``"tiny-flux"`` — the embedded, randomly initialised tiny FLUX.1 (reference_impl/tiny_flux.py):
@@ -53,6 +56,7 @@ from dreambench.reference_impl.tiny_flux import TINY_FLUX_ID, ensure_tiny_flux
 from dreambench.reference_impl.tiny_model import TINY_MODEL_ID, ensure_tiny_model
 from dreambench.reference_impl.tiny_sd3 import TINY_SD3_ID, ensure_tiny_sd3
 from dreambench.reference_impl.tiny_sdxl import TINY_SDXL_ID, ensure_tiny_sdxl
+from dreambench.reference_impl.tiny_trained import TINY_TRAINED_ID, ensure_tiny_trained
 
 if TYPE_CHECKING:
     import torch
@@ -258,7 +262,37 @@ def _folder_key(folder: Path) -> str:
 
 def is_calibrated(ref: str) -> bool:
     """False for the random-weight base models (``tiny``, ``tiny-sdxl``, ``random:...``): their figures mean nothing."""
-    return ref not in (TINY_MODEL_ID, TINY_SDXL_ID, TINY_FLUX_ID, TINY_SD3_ID) and not is_random_spec(ref)
+    tiny = (TINY_MODEL_ID, TINY_TRAINED_ID, TINY_SDXL_ID, TINY_FLUX_ID, TINY_SD3_ID)
+    return ref not in tiny and not is_random_spec(ref)
+
+
+# Native sizes known without the model on disk: SD 1.5 (UNet sample_size 64 x VAE factor 8), SDXL
+# base 1.0 and FLUX.1-dev (1024, their pipelines' default height and width); random:<arch> is
+# the architecture it copies (random:sd3 copies SD3 medium, 1024).
+_NATIVE_RESOLUTIONS = {SD15_REPO: 512, SDXL_REPO: 1024, FLUX_REPO: 1024}
+_RANDOM_NATIVE_RESOLUTIONS = {"sd15": 512, "flux": 1024, "sd3": 1024}
+
+
+def native_resolution(ref: str, revision: str | None = None) -> int | None:
+    """The size in pixels base model ``ref`` generates at natively, or None when not known.
+
+    Known models from the table above; an embedded tiny model or a local folder from its configs
+    (UNet ``sample_size`` x the VAE's downsampling factor, a Stable Diffusion pipeline's default
+    height and width). Never downloads: a hub model outside the table is None.
+    """
+    if ref in _NATIVE_RESOLUTIONS:
+        return _NATIVE_RESOLUTIONS[ref]
+    if is_random_spec(ref):
+        return _RANDOM_NATIVE_RESOLUTIONS.get(parse_random_spec(ref).architecture)
+    if is_hub_id(ref):
+        return None
+    try:
+        folder, _ = locate_base_model(ref, revision)
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (BenchError, OSError, ValueError, KeyError, TypeError):
+        return None  # no UNet (FLUX.1, SD3 transformers) or no model: not known here
 
 
 def locate_base_model(
@@ -286,6 +320,7 @@ def locate_base_model(
         }
     tiny_builders = {
         TINY_MODEL_ID: ensure_tiny_model,
+        TINY_TRAINED_ID: ensure_tiny_trained,
         TINY_SDXL_ID: ensure_tiny_sdxl,
         TINY_FLUX_ID: ensure_tiny_flux,
         TINY_SD3_ID: ensure_tiny_sd3,
@@ -317,7 +352,7 @@ def locate_base_model(
         }
     if not is_hub_id(ref):
         raise BenchError(
-            f"base model {ref!r} is neither 'tiny', 'tiny-sdxl', 'tiny-flux', 'tiny-sd3', 'random:sd15', an existing folder, "
+            f"base model {ref!r} is neither 'tiny', 'tiny-trained', 'tiny-sdxl', 'tiny-flux', 'tiny-sd3', 'random:sd15', an existing folder, "
             f"nor a hub id like {SD15_REPO!r} or {SDXL_REPO!r}"
         )
     revision = revision or {SD15_REPO: SD15_REVISION, SDXL_REPO: SDXL_REVISION}.get(ref, "main")

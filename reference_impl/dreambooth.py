@@ -47,7 +47,7 @@ from dreambench.reference_impl.checked_settings import at_least, non_empty, posi
 from dreambench.reference_impl.dreambooth_trainer import TrainSettings
 from dreambench.reference_impl.identifier import RARE_SCHEME, choose_identifier
 from dreambench.reference_impl.render import SamplerSettings
-from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
+from dreambench.reference_impl.tiny_trained import TINY_TRAINED_ID
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -125,7 +125,7 @@ class DreamBooth(DiffusersMethod):
         # takes a few seconds on 2 cores; see docs/DREAMBOOTH.md for measured figures. The higher
         # learning rate lets a randomly initialised model move in few steps.
         "smoke": Config(
-            base_model=TINY_MODEL_ID,
+            base_model=TINY_TRAINED_ID,
             num_class_images=10,
             train_steps=40,
             learning_rate=1e-3,
@@ -137,6 +137,8 @@ class DreamBooth(DiffusersMethod):
     # Loaded on first use: the tokenizer (rare identifiers), the trained model and its workdir.
     _tokenizer: CLIPTokenizer | None = None
     _workdir: Path | None = None
+    # What the last prepare did, part by part (dreambench.method ``prepare_work``; bench cost).
+    prepare_work: dict[str, dict[str, float]] = {}  # replaced per prepare, never mutated here
 
     # -- Method protocol ---------------------------------------------------------------------
 
@@ -175,12 +177,19 @@ class DreamBooth(DiffusersMethod):
         if self._workdir != workdir:
             self._model = None  # a model trained for another subject must not render this one
         self._workdir = workdir
+        self.prepare_work = {}
         if is_prepared(workdir, self.weights_marker):
             return
         # 1: base model; 2-5: identifier, data, training, saving (the per-method hook).
         base = load_base_model(self.config.base_model, self.config.base_revision, self.device)
         self._check_family(SDXL_PIPELINE if base.is_sdxl else SD_PIPELINE)
         identifier, data, result = self._train_and_save(base, subject, workdir / WEIGHTS_DIR)
+        # The train loop's time includes its set-up and any one-off compilation (reported apart).
+        self.prepare_work["train"] = {
+            "wall_s": round(result.seconds, 3),
+            "steps": len(result.losses),
+            "compile_s": round(getattr(result, "compile_seconds", 0.0), 3),
+        }
         # 6: the done marker, written last.
         atomic_write_json(
             workdir / DONE_FILE,
@@ -216,7 +225,14 @@ class DreamBooth(DiffusersMethod):
 
         identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
         data = build_training_data(
-            base, subject, identifier, self.config, require_sampler(self.sampler, self.name), self.device, self.seed
+            base,
+            subject,
+            identifier,
+            self.config,
+            require_sampler(self.sampler, self.name),
+            self.device,
+            self.seed,
+            work=self.prepare_work,
         )
         result = train_dreambooth(
             base,
@@ -294,15 +310,24 @@ def build_training_data(
     sampler: SamplerSettings,
     device: str,
     seed: int,
+    work: dict[str, dict[str, float]] | None = None,
 ) -> Any:
     """Prompts, instance latents and (with prior preservation) the shared class images' latents.
 
     Training runs at the render protocol's resolution; the class images are sampled with its
     sampler (``sampler``, the run preset's), so a class prior is shared by every method of a
-    preset. Reused by LoRA.
+    preset. Reused by LoRA. ``work``, when given, gets ``"class_priors"``: the seconds spent
+    getting the class images and how many of them were rendered (not found in the cache).
     """
+    import time
+
     from dreambench.dataset.images import load_image
-    from dreambench.reference_impl.class_priors import PriorSpec, class_prior_latents, ensure_class_images
+    from dreambench.reference_impl.class_priors import (
+        PriorSpec,
+        class_prior_latents,
+        ensure_class_images,
+        prior_image_paths,
+    )
     from dreambench.reference_impl.dreambooth_trainer import TrainingData
     from dreambench.reference_impl.latent_cache import encode_images
 
@@ -324,7 +349,11 @@ def build_training_data(
         batch_size=config.render_batch_size,
         autocast_dtype=autocast_dtype(config.mixed_precision, device),
     )
+    started = time.perf_counter()
+    rendered = sum(not p.is_file() for p in prior_image_paths(spec, config.num_class_images))
     paths = ensure_class_images(spec, config.num_class_images, base.pipeline(), device)
+    if work is not None:
+        work["class_priors"] = {"wall_s": round(time.perf_counter() - started, 3), "images": rendered}
     classes = class_prior_latents(spec, paths, base.vae, sampler.resolution, device)
     return TrainingData(
         instance=instance,

@@ -68,7 +68,7 @@ from dreambench.reference_impl.render import SamplerSettings, render
 from dreambench.reference_impl.render_protocol import method_sampler
 from dreambench.reference_impl.sdxl import sdxl_render_deviation
 from dreambench.reference_impl.tiny_ip_adapter import TINY_ADAPTER_ID
-from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
+from dreambench.reference_impl.tiny_trained import TINY_TRAINED_ID
 
 if TYPE_CHECKING:
     import torch
@@ -198,7 +198,7 @@ class IPAdapter:
         # the one preset that loads anywhere: a method is built from its first preset when no run
         # preset names one (the registry's contract tests), and setup() loads the model.
         "smoke": Config(
-            base_model=TINY_MODEL_ID, adapter=TINY_ADAPTER_ID, render_batch_size=50, mixed_precision="no"
+            base_model=TINY_TRAINED_ID, adapter=TINY_ADAPTER_ID, render_batch_size=50, mixed_precision="no"
         ),
         # The IP-Adapter README's "Best Practice": "For multimodal prompts ... setting scale=0.5
         # can get good results" (https://github.com/tencent-ailab/IP-Adapter, README.md); DreamBench

@@ -97,7 +97,9 @@ def _bg_jungle(rng: np.random.Generator, n: int) -> tuple[Image, str]:
 
 
 def _bg_snow(rng: np.random.Generator, n: int) -> tuple[Image, str]:
-    img = _vsplit(n, _jitter(rng, (0.80, 0.85, 0.92)), _jitter(rng, (0.95, 0.95, 0.97), 0.03), rng.uniform(0.2, 0.5))
+    img = _vsplit(
+        n, _jitter(rng, (0.80, 0.85, 0.92)), _jitter(rng, (0.95, 0.95, 0.97), 0.03), rng.uniform(0.2, 0.5)
+    )
     return img + _noise(rng, n, 0.03), "in the snow"
 
 
@@ -160,7 +162,9 @@ def _bg_house(rng: np.random.Generator, n: int) -> tuple[Image, str]:
 
 
 def _bg_rug_forest(rng: np.random.Generator, n: int) -> tuple[Image, str]:
-    img = _vsplit(n, _jitter(rng, (0.12, 0.40, 0.12)), _jitter(rng, COLOURS["purple"]), rng.uniform(0.45, 0.65))
+    img = _vsplit(
+        n, _jitter(rng, (0.12, 0.40, 0.12)), _jitter(rng, COLOURS["purple"]), rng.uniform(0.45, 0.65)
+    )
     return img + _smooth_noise(rng, n, 4) * 0.15, "on top of a purple rug in a forest"
 
 
@@ -188,7 +192,9 @@ def _bg_grass(rng: np.random.Generator, n: int) -> tuple[Image, str]:
 
 
 def _bg_white_rug(rng: np.random.Generator, n: int) -> tuple[Image, str]:
-    img = _vsplit(n, _jitter(rng, (0.60, 0.55, 0.50)), _jitter(rng, (0.92, 0.92, 0.90), 0.03), rng.uniform(0.3, 0.5))
+    img = _vsplit(
+        n, _jitter(rng, (0.60, 0.55, 0.50)), _jitter(rng, (0.92, 0.92, 0.90), 0.03), rng.uniform(0.3, 0.5)
+    )
     return img + _noise(rng, n, 0.03), "on top of a white rug"
 
 
@@ -299,7 +305,9 @@ def texture(rng: np.random.Generator, size: int) -> Image:
     channels = []
     mix = rng.normal(0, 1, (3, 3)) * 0.4 + np.eye(3)
     for _ in range(3):
-        spectrum = (rng.normal(size=(size, size)) + 1j * rng.normal(size=(size, size))) / radius ** rng.uniform(1.0, 1.6)
+        spectrum = (
+            rng.normal(size=(size, size)) + 1j * rng.normal(size=(size, size))
+        ) / radius ** rng.uniform(1.0, 1.6)
         spectrum[0, 0] = 0
         channels.append(np.real(np.fft.ifft2(spectrum)))
     field = np.stack(channels, -1) @ mix.T

@@ -34,7 +34,7 @@ from dreambench.reference_impl.base_model import Components, load_base_model
 from dreambench.reference_impl.checked_settings import at_least, non_empty, positive, positive_or_inf
 from dreambench.reference_impl.dreambooth import DreamBooth, read_done
 from dreambench.reference_impl.dreambooth_trainer import TrainSettings
-from dreambench.reference_impl.tiny_model import TINY_MODEL_ID
+from dreambench.reference_impl.tiny_trained import TINY_TRAINED_ID
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +136,7 @@ class TextualInversion(DreamBooth):
         "diffusers": Config(train_steps=3000, learning_rate=2e-3, train_batch_size=4),
         # Embedded tiny model on CPU (uncalibrated).
         "smoke": Config(
-            base_model=TINY_MODEL_ID,
+            base_model=TINY_TRAINED_ID,
             train_steps=40,
             learning_rate=5e-2,
             train_batch_size=1,

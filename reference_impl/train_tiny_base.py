@@ -123,7 +123,9 @@ def _train_unet(
         idx = torch.randint(0, len(captions), (batch,))
         latents = (means[idx] + stds[idx] * torch.randn_like(means[idx])) * scaling_factor
         texts = [captions[i] if torch.rand(()) >= 0.1 else "" for i in idx.tolist()]
-        ids = tokenizer(texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        ids = tokenizer(
+            texts, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+        ).input_ids
         with torch.no_grad():
             cond = text_encoder(ids)[0]
         noise = torch.randn_like(latents)
@@ -140,7 +142,9 @@ def _train_unet(
     unet.eval()
 
 
-def train(out: Path, seed: int, vae_steps: int, unet_steps: int, batch: int, pool_size: int, log: bool = True) -> dict:
+def train(
+    out: Path, seed: int, vae_steps: int, unet_steps: int, batch: int, pool_size: int, log: bool = True
+) -> dict:
     """Train and write the weights and ``tiny_trained.json`` into ``out``; return the manifest."""
     import torch
     from safetensors.torch import save_file

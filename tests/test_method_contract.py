@@ -304,10 +304,10 @@ def test_builtins_declare_base_model_and_identifier_scheme() -> None:
     from dreambench.registry import create_method
 
     dreambooth = create_method("dreambooth", "smoke", {}, RunContext("cpu"))
-    assert dreambooth.base_model == "tiny" and dreambooth.identifier_scheme == "rare"
+    assert dreambooth.base_model == "tiny-trained" and dreambooth.identifier_scheme == "rare"
     assert create_method("dreambooth", "diffusers", {}).identifier_scheme is None  # "sks"
     assert create_method("textual-inversion", "smoke", {}).identifier_scheme is None
-    assert create_method("ip-adapter", "smoke", {}).base_model == "tiny"
+    assert create_method("ip-adapter", "smoke", {}).base_model == "tiny-trained"
     assert create_method("real-images", "default", {}).base_model is None
 
 
