@@ -26,7 +26,11 @@ noise schedule, loss) and differs only where it is faster for the same result:
 * On CUDA: bf16/fp16 autocast (fp32 master weights, as the script requires; fp16 with a
   GradScaler), fused AdamW,
   SDPA attention (diffusers' default processor), optional 8-bit Adam (bitsandbytes), gradient
-  checkpointing, channels_last and torch.compile.
+  checkpointing, channels_last and torch.compile (compiled once per process, optionally with
+  CUDA-graph capture: reference_impl/step_graph.py).
+* ``precision_policy="bf16-weights"`` (reference_impl/precision_policy.py): bf16 working weights
+  with fp32 master weights in a fused AdamW, no autocast, clipping folded into the optimizer
+  kernel; an option of the run's identity, off by default.
 
 It is used by the ``dreambooth`` method and meant for reuse: ``trainable`` lets a caller train other
 parameters (LoRA adapters, new token embeddings) through the same loop, ``after_step`` lets it
@@ -54,6 +58,8 @@ from dreambench.reference_impl.checked_settings import (
     positive_or_inf,
     unit_interval,
 )
+from dreambench.reference_impl.precision_policy import PrecisionPolicy
+from dreambench.reference_impl.step_graph import CompileMode
 
 if TYPE_CHECKING:
     import torch
@@ -102,6 +108,13 @@ class TrainSettings(CheckedSettings):
     use_8bit_adam: bool = False
     channels_last: bool = False
     compile: bool = False
+    # torch.compile mode of the step's denoiser (reference_impl/step_graph.py); "reduce-overhead"
+    # adds CUDA-graph capture on CUDA. Used only with compile=true.
+    compile_mode: CompileMode = "default"
+    # Where the weights live during the step (reference_impl/precision_policy.py): "autocast" (fp32
+    # weights under mixed_precision autocast) or "bf16-weights" (bf16 working weights, fp32 masters
+    # in the optimizer; needs mixed_precision=bf16, full fine-tuning of an SD 1.x/2.x UNet).
+    precision_policy: PrecisionPolicy = "autocast"
     adam_beta1: float = field(default=0.9, metadata=unit_interval())
     adam_beta2: float = field(default=0.999, metadata=unit_interval())
     adam_weight_decay: float = field(default=1e-2, metadata=non_negative())
@@ -145,6 +158,9 @@ class TrainResult:
     text_encoder: CLIPTextModel | None
     losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    # compile=true: seconds of the first step when it compiled the step's graph in this process
+    # (0.0 when an earlier run in the process had compiled it already; reference_impl/step_graph.py).
+    compile_seconds: float = 0.0
 
 
 def prior_preservation_loss(
@@ -185,8 +201,9 @@ def _index_stream(n_items: int, generator: torch.Generator) -> Callable[[int], l
 
 
 def _make_optimizer(
-    params: list[torch.nn.Parameter], settings: TrainSettings, device: str
+    params: list[torch.nn.Parameter], settings: TrainSettings, device: str, fused: bool = False
 ) -> torch.optim.Optimizer:
+    """AdamW over ``params``; ``fused`` forces the fused kernel on any device (bf16-weights policy)."""
     import torch
 
     kwargs = {
@@ -205,9 +222,30 @@ def _make_optimizer(
         return bnb.optim.AdamW8bit(params, **kwargs)
     # Fused AdamW: one kernel for all parameters on CUDA; on CPU the multi-tensor (foreach) path is
     # the fastest available.
-    if torch.device(device).type == "cuda":
+    if fused or torch.device(device).type == "cuda":
         return torch.optim.AdamW(params, fused=True, **kwargs)
     return torch.optim.AdamW(params, foreach=True, **kwargs)
+
+
+def _check_bf16_weights(
+    settings: TrainSettings,
+    base: Components,
+    trainable: Sequence[torch.nn.Parameter] | None,
+    objective: Callable[[list[str]], FlowMatchObjective] | None,
+) -> None:
+    """Raise BenchError unless precision_policy=bf16-weights applies to this run."""
+    if settings.mixed_precision != "bf16":
+        raise BenchError(
+            f"precision_policy=bf16-weights needs mixed_precision=bf16 (got {settings.mixed_precision!r}); "
+            "or use precision_policy=autocast"
+        )
+    if settings.use_8bit_adam:
+        raise BenchError("precision_policy=bf16-weights keeps fp32 masters in AdamW; expected use_8bit_adam=false")
+    if trainable is not None or objective is not None or base.is_sdxl:
+        raise BenchError(
+            "precision_policy=bf16-weights covers full fine-tuning of an SD 1.x/2.x UNet (dreambooth); "
+            "expected precision_policy=autocast here"
+        )
 
 
 def train_dreambooth(
@@ -234,6 +272,9 @@ def train_dreambooth(
     """
     import torch
     from diffusers import DDPMScheduler
+
+    from dreambench.reference_impl import step_graph
+    from dreambench.reference_impl.precision_policy import MasterWeights, check_policy
 
     started = time.perf_counter()
     unet, text_encoder = base.denoiser, base.text_encoder
@@ -269,7 +310,18 @@ def train_dreambooth(
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     if settings.channels_last:
         unet.to(memory_format=torch.channels_last)
-    unet_forward = torch.compile(unet) if settings.compile else unet
+    # Precision policy (reference_impl/precision_policy.py): bf16 working weights with fp32 masters
+    # in the optimizer, no autocast; or fp32 weights under autocast.
+    check_policy(settings.precision_policy)
+    master = None
+    if settings.precision_policy == "bf16-weights":
+        _check_bf16_weights(settings, base, trainable, objective)
+        master = MasterWeights(params)
+        amp_dtype = None
+    work_dtype = master.dtype if master is not None else None
+    # Compiled once per process (reference_impl/step_graph.py), after the weights have their dtype.
+    unet_forward = step_graph.compile_denoiser(unet, settings.compile_mode) if settings.compile else unet
+    graph_steps = settings.compile and settings.compile_mode == "reduce-overhead" and torch.device(device).type == "cuda"
 
     # 4. Text conditioning: token ids once; embeddings once too when the text encoder is frozen.
     #    Rows: the instance prompt(s), then the class prompt.
@@ -320,16 +372,29 @@ def train_dreambooth(
 
     # 6. Optimizer: AdamW with the script's defaults, constant learning rate, no warm-up. fp16
     #    autocast needs loss scaling (accelerate does the same for the script); bf16 does not.
-    optimizer = _make_optimizer(params, settings, device)
+    optimizer = _make_optimizer(
+        master.masters if master is not None else params, settings, device, fused=master is not None
+    )
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     losses: list[float] = []
+    compile_seconds = 0.0
+    signature, compiling = "", False
+    if settings.compile:
+        rows_per_step = bsz * (2 if classes is not None else 1)
+        signature = step_graph.step_signature(
+            unet, [(rows_per_step, *instance.mean.shape[1:])], settings.compile_mode, step_graph.BACKEND
+        )
+        compiling = not step_graph.LEDGER.is_compiled(signature)
     autocast = (
         (lambda: torch.autocast(device_type="cuda", dtype=amp_dtype))
         if amp_dtype is not None
         else contextlib.nullcontext
     )
     for step in range(1, settings.train_steps + 1):
+        step_started = time.perf_counter()
+        if graph_steps:
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are done with
         # 7. A batch: bsz instance latents (+ bsz class latents), sampled from their posteriors.
         items = torch.tensor(take(bsz))
         latents = instance.sample(items % len(instance), dev_gen)
@@ -363,10 +428,14 @@ def train_dreambooth(
             else:
                 target = noise_scheduler.get_velocity(latents, noise, timesteps)
 
+            if work_dtype is not None:
+                noisy = noisy.to(work_dtype)
             with autocast():
                 embeddings = (
                     frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]
                 )
+                if work_dtype is not None:
+                    embeddings = embeddings.to(work_dtype)
                 if pooled_embeddings is None:
                     pred = unet_forward(noisy, timesteps, embeddings).sample
                 else:
@@ -396,7 +465,13 @@ def train_dreambooth(
             )
 
         # 11. Backward, clip, step.
-        if scaler is not None:
+        if master is not None:
+            # bf16 gradients -> fp32 master gradients; clip folded into fused AdamW; masters -> bf16.
+            loss.backward()
+            master.grads_to_masters()
+            master.clip_and_step(optimizer, settings.max_grad_norm)
+            master.masters_to_working()
+        elif scaler is not None:
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
@@ -406,11 +481,20 @@ def train_dreambooth(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
             optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if master is None:
+            optimizer.zero_grad(set_to_none=True)  # (master gradients are overwritten each step)
+        if settings.compile and step == 1 and compiling:
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+            compile_seconds = time.perf_counter() - step_started
+            step_graph.LEDGER.record(signature, compile_seconds)
         if after_step is not None:
             after_step(step)
 
-    # 12. Back to inference mode; the optimizer state is dropped with this frame.
+    # 12. Back to inference mode; the optimizer state is dropped with this frame. bf16-weights:
+    #     the fp32 masters become the weights (the result in full precision).
+    if master is not None:
+        master.release()
     unet.eval()
     text_encoder.eval()
     unet.requires_grad_(False)
@@ -426,6 +510,7 @@ def train_dreambooth(
         text_encoder=text_encoder if train_text else None,
         losses=losses,
         seconds=time.perf_counter() - started,
+        compile_seconds=compile_seconds,
     )
 
 
