@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dreambench.commands.methods",
     "dreambench.commands.compare",
     "dreambench.commands.report",
+    "dreambench.commands.cost",
 )
 
 

@@ -2,6 +2,11 @@
 
 Measured around each stage of each subject (prepare, render, score) and stored in the subject's
 cost.json, so a method's cost sits beside its score in results and the leaderboard.
+
+Beside its times a record may hold the work it did (``WORK_FIELDS``: images made or scored, train
+steps, compile seconds paid once) and, for ``prepare``, the ``parts`` a method reports (class
+priors, training: dreambench.method ``prepare_work``), each with its own ``wall_s`` and work; the
+rates of ``bench cost`` (bench/stage_rates.py) divide one by the other.
 """
 
 from __future__ import annotations
@@ -52,13 +57,45 @@ def measure_stage(device: str) -> Iterator[dict[str, Any]]:
 
 
 COST_FIELDS: tuple[str, ...] = ("wall_s", "device_s", "peak_device_mib", "peak_host_mib")
+#: The work a record (or one of its parts) may count: images made or scored, optimizer steps,
+#: seconds of one-off compilation included in its wall time. Absent = not counted.
+WORK_FIELDS: tuple[str, ...] = ("images", "steps", "compile_s")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_part(part: Any) -> bool:
+    return (
+        isinstance(part, dict)
+        and _is_number(part.get("wall_s"))
+        and all(k in ("wall_s", *WORK_FIELDS) for k in part)
+        and all(_is_number(part[k]) and part[k] >= 0 for k in part)
+    )
 
 
 def _is_record(record: Any) -> bool:
-    return isinstance(record, dict) and all(
-        record.get(k) is None or (isinstance(record.get(k), (int, float)) and not isinstance(record.get(k), bool))
-        for k in COST_FIELDS
+    if not isinstance(record, dict):
+        return False
+    parts = record.get("parts")
+    return (
+        all(record.get(k) is None or _is_number(record.get(k)) for k in COST_FIELDS)
+        and all(k not in record or (_is_number(record[k]) and record[k] >= 0) for k in WORK_FIELDS)
+        and (
+            parts is None
+            or (isinstance(parts, dict) and all(isinstance(n, str) and _is_part(p) for n, p in parts.items()))
+        )
     )
+
+
+def _kept(record: dict[str, Any]) -> dict[str, Any]:
+    """A well-formed record reduced to the known fields (work and parts only where present)."""
+    kept = {k: record.get(k) for k in COST_FIELDS}
+    kept.update({k: record[k] for k in WORK_FIELDS if k in record})
+    if record.get("parts"):
+        kept["parts"] = {name: dict(part) for name, part in record["parts"].items()}
+    return kept
 
 
 def valid_stage_costs(obj: Any) -> dict[str, dict[str, Any] | None]:
@@ -77,7 +114,7 @@ def valid_stage_costs(obj: Any) -> dict[str, dict[str, Any] | None]:
         if record is None:
             kept[stage] = None
         elif _is_record(record):
-            kept[stage] = {k: record.get(k) for k in COST_FIELDS}
+            kept[stage] = _kept(record)
     return kept
 
 
@@ -94,6 +131,14 @@ def repaired_costs(obj: Any, stages: tuple[str, ...]) -> dict[str, dict[str, Any
     recomputed without redoing the stage, so it is never guessed."""
     kept = valid_stage_costs(obj)
     return {**{stage: None for stage in stages}, **{s: r for s, r in kept.items() if r is not None}}
+
+
+def _work_total(records: list[dict[str, Any]], key: str) -> float | int:
+    """The sum of ``key`` over ``records``: an int for counts, seconds rounded to the millisecond."""
+    values = [r[key] for r in records]
+    if key in ("images", "steps"):
+        return int(sum(values))
+    return round(math.fsum(values), 3)
 
 
 def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any] | None]]) -> dict[str, Any]:
@@ -115,12 +160,26 @@ def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any] | None]]) 
             values = [r[key] for r in records if r.get(key) is not None]
             return max(values) if values else None
 
-        return {
+        combined: dict[str, Any] = {
             "wall_s": total("wall_s") or 0.0,
             "device_s": total("device_s"),
             "peak_device_mib": peak("peak_device_mib"),
             "peak_host_mib": peak("peak_host_mib"),
         }
+        # Work adds up like seconds, but only where every record counted it: a total over some
+        # of the records would be divided by the time of all of them.
+        combined.update({k: _work_total(records, k) for k in WORK_FIELDS if all(k in r for r in records)})
+        if records and all(r.get("parts") for r in records):
+            names = set.intersection(*(set(r["parts"]) for r in records))
+            combined["parts"] = {
+                name: {
+                    k: _work_total([r["parts"][name] for r in records], k)
+                    for k in ("wall_s", *WORK_FIELDS)
+                    if all(k in r["parts"][name] for r in records)
+                }
+                for name in sorted(names)
+            }
+        return combined
 
     stages: dict[str, list[dict[str, Any]]] = {}
     unknown: dict[str, list[str]] = {}
@@ -131,7 +190,8 @@ def summarize_costs(subject_costs: dict[str, dict[str, dict[str, Any] | None]]) 
             else:
                 stages.setdefault(stage, []).append(record)
     everything = [r for records in stages.values() for r in records]
-    total = combine(everything)
+    # The run's total is time and memory only: images rendered and images scored do not add up.
+    total = {k: v for k, v in combine(everything).items() if k in COST_FIELDS}
     n = len(subject_costs)
     total["wall_s_per_subject"] = round(total["wall_s"] / n, 3) if n else None
     return {

@@ -76,6 +76,17 @@ Optional members (the harness uses the default when a method does not define one
 ``sampler`` (default: not exposed)
     The sampler settings the method renders with, when it exposes them; the harness refuses a run
     whose method renders with anything but the recorded protocol.
+``native_resolution: int | None`` (default None: not known)
+    The size in pixels the method's model generates at natively (SD 1.5: 512, the embedded tiny
+    models: their own). Recorded in results.json (``run.native_resolution``); where it differs
+    from the resolution the run renders at, ``bench run`` says so in one line. Informational: the
+    render protocol, not this, is part of the run's identity.
+``prepare_work: dict[str, dict[str, float]]`` (default: nothing reported)
+    What the last ``prepare`` did, part by part: ``{part: {"wall_s": seconds, and any of "images",
+    "steps", "compile_s"}}`` (dreambooth: ``class_priors`` with the class images it rendered,
+    ``train`` with its optimizer steps). Read right after ``prepare`` and stored with the prepare
+    stage's cost (bench/cost.py), where ``bench cost`` turns it into rates; empty when ``prepare``
+    had nothing to do. A malformed report is ignored, never a failure.
 
 Construction
 ------------
@@ -251,6 +262,31 @@ class MethodHandle:
     @property
     def sampler(self) -> Any:
         return getattr(self.method, "sampler", None)
+
+    @property
+    def native_resolution(self) -> int | None:
+        value = getattr(self.method, "native_resolution", None)
+        return value if type(value) is int and value > 0 else None
+
+    @property
+    def prepare_work(self) -> dict[str, dict[str, float]]:
+        """The last ``prepare``'s parts, only the well-formed ones (bookkeeping never fails a subject)."""
+        reported = getattr(self.method, "prepare_work", None)
+        if not isinstance(reported, dict):
+            return {}
+        fields = ("wall_s", "images", "steps", "compile_s")
+
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v != float("inf")
+
+        return {
+            str(name): {k: part[k] for k in fields if k in part}
+            for name, part in reported.items()
+            if isinstance(name, str)
+            and isinstance(part, dict)
+            and number(part.get("wall_s"))
+            and all(k in fields and number(v) for k, v in part.items())
+        }
 
     def config_dict(self) -> dict[str, Any] | None:
         """The resolved hyperparameters when the method keeps a ``config`` dataclass, else None."""

@@ -378,6 +378,9 @@ def run_subject(
         try:
             with measure_stage(device) as prepare_cost:
                 method.prepare(subject, rd.prepare_dir(name))
+            work = method.prepare_work
+            if work:
+                prepare_cost["parts"] = work
             identifier = method.identifier(subject)
             prompts = prompt_set.render(subject.kind, identifier, subject.class_noun, subject.name)
             progress.stage(name, "render")
@@ -386,6 +389,7 @@ def run_subject(
                 if pres_missing:
                     _render_pres(rd, method, subject, pres_rows, pres_missing, config)
                     progress.advance_images(len(pres_missing))
+            render_cost["images"] = len(missing) + len(pres_missing)
         finally:
             method.release()
         rd.record_cost(name, prepare=prepare_cost, render=render_cost)
@@ -396,6 +400,8 @@ def run_subject(
     if not _scores_match(rows, images, scorer.identity_key(), members):
         with measure_stage(device) as score_cost:
             rows = _score_images(rd, scorer, subject, images)
+        # The images this stage embedded (through the cache): the generated ones and the real ones.
+        score_cost["images"] = len(images) + len(subject.image_paths)
         rd.record_cost(name, score=score_cost)
     # One pair per generated image under a one-pair pairing (dreambench-plus, uno), n_real otherwise;
     # a group's image is paired with each of its subjects.
@@ -722,6 +728,9 @@ def _execute(
 ) -> RunOutcome:
     rd = RunDir(spec.run_dir)
     metrics_info = _check_before_writing(rd, spec, subjects, worker, force)
+    note = resolution_note(spec.config, worker.method)
+    if note:
+        print(note, file=sys.stderr)
     stamp = _write_run_files(rd, spec)
     _clear_selected(rd, subjects, force)
     _run_subjects(rd, subjects, worker, executor, progress_enabled)
@@ -830,6 +839,27 @@ def _collect_finished(rd: RunDir, scoring_key: str) -> tuple[dict[str, dict[str,
     return summaries, failures
 
 
+def rendered_resolution(config: RunConfig) -> int | None:
+    """The resolution the run renders at: the protocol's, or the method's declared deviation's."""
+    record = config.render_protocol
+    if not record:
+        return None
+    effective = (record.get("deviation") or {}).get("effective") or record["protocol"]
+    return int(effective["sampler"]["resolution"])
+
+
+def resolution_note(config: RunConfig, method: MethodHandle) -> str | None:
+    """One line when the method's model is native at another size than the run renders at (a
+    512-px SD 1.5 under the smoke protocol's 32 px); None when they agree or either is unknown."""
+    native, rendered = method.native_resolution, rendered_resolution(config)
+    if native is None or rendered is None or native == rendered:
+        return None
+    return (
+        f"note: {method.base_model or method.name} is native at {native} px; preset {config.preset!r} "
+        f"renders at {rendered} px (recorded in results.json run.native_resolution)"
+    )
+
+
 def _uncalibrated_reasons(config: RunConfig, worker: SubjectWorker) -> list[str]:
     reasons = []
     if not worker.scorer.calibrated:
@@ -862,6 +892,8 @@ def _build_results(
             "method_preset": config.method_preset,
             "method_config": config.method_config,
             "base_model": worker.method.base_model,
+            # Informational (bench.method): the model's own size; the protocol says what was rendered.
+            "native_resolution": worker.method.native_resolution,
             "code": config.code,
             "preset": config.preset,
             "metric_preset": config.metric_preset,

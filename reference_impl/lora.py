@@ -288,7 +288,14 @@ class DreamBoothLoRA(DreamBooth):
 
         identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
         data = build_training_data(
-            base, subject, identifier, self.config, require_sampler(self.sampler, self.name), self.device, self.seed
+            base,
+            subject,
+            identifier,
+            self.config,
+            require_sampler(self.sampler, self.name),
+            self.device,
+            self.seed,
+            work=self.prepare_work,
         )
         adapters = add_lora(base.denoiser, self.config.lora_rank, self.seed, TARGETS_OF_FAMILY[base.family])
         result = train_dreambooth(
