@@ -2,7 +2,7 @@
 
     python -m dreambench.reference_impl.gpu_benchmark [--size sd15|tiny] [--device cuda|cpu]
         [--repeats N] [--steps N] [--warmup N] [--images N] [--render-steps N] [--render-batch N]
-        [--json OUT]
+        [--drift-steps N] [--compile-backend inductor|aot_eager] [--json OUT]
 
 Everything runs in one process on one device, on models with **random weights** (nothing is
 downloaded): ``--size sd15`` is Stable Diffusion 1.5's architecture (reference_impl/random_model.py,
@@ -24,6 +24,15 @@ preservation, learning rate 5e-6, the script's Adam and clipping defaults, SD 1.
   precision policy: fp16 autocast + GradScaler. Latents and text embeddings computed once, fused
   AdamW. Its ratio to (a) is the gain from caching and fusion alone.
 * ``ours`` (c) — ``train_dreambooth`` as shipped (the paper preset): bf16 autocast, no scaler.
+  The eager row: every speed-up row states its numeric drift against it.
+* ``bf16-weights`` (d) — (c) with ``precision_policy="bf16-weights"`` (precision_policy.py):
+  bf16 working weights, fp32 masters in fused AdamW, no autocast (so no per-pass weight casts),
+  the clip folded into the optimizer kernel.
+* ``compiled`` (e) — (d) with ``compile=True``: the UNet's forward/backward compiled by inductor
+  (its own layouts: no per-convolution NCHW<->NHWC transposes), once per process (step_graph.py);
+  the first step's time is reported apart as ``compile_s``.
+* ``graphed`` (f) — (e) with ``compile_mode="reduce-overhead"``: CUDA-graph capture of the
+  static-shape forward/backward, against the launch-bound idle time (on CPU: as (e)).
 
 Rendering rows (DDIM, ``--render-steps`` steps, guidance 7.5, at the model's resolution; the same
 sampler for both so that the ratio measures the implementation, not the sampler):
@@ -32,7 +41,19 @@ sampler for both so that the ratio measures the implementation, not the sampler)
   generator, fp16 VAE and text encoder, the UNet under ``torch.autocast("cuda")`` (fp16): what the
   script's ``log_validation`` does (it samples with 25 DPM-Solver steps; here both rows use DDIM).
 * ``ours`` — what the ``dreambooth`` method does: ``render()`` with ``--render-batch`` images per
-  pipeline call (the paper preset's 25), bf16 autocast over fp32 weights.
+  pipeline call (the paper preset's 25), bf16 autocast over fp32 weights. The eager row.
+* ``bf16-weights`` — ``render()`` on bf16 copies of the UNet, VAE and text encoder, no autocast
+  (inference needs no fp32 master copy); on CUDA it also reports how many images per call the
+  card's free memory would hold (``batch_fits_free_memory``).
+* ``compiled`` — the same with the UNet compiled at the fixed batch shape, CUDA graphs
+  (``reduce-overhead``); its compile (the warm-up call) is reported apart as ``compile_s``.
+
+Numeric drift (after the timed rounds, untimed): from one snapshot of the weights and the same
+seeds, each of our training rows runs ``--drift-steps`` steps and each rendering row one call of
+``--render-batch`` images; each row states its largest per-step loss difference, the relative L2
+distance of its weight update and its largest weight difference (training), and the relative L2
+and largest difference of its final latents (rendering), against the eager row and against fp32;
+fp32's own drift against the eager row is printed as the yardstick (numeric_drift.py).
 
 Each ratio is row (a)'s figure over the row's (speed-up: above 1 means faster than the script).
 The paths alternate — train a, b, c, render a, b, then again, ``--repeats`` times — so drift of
@@ -41,8 +62,10 @@ its per-repeat medians with their min–max, and its peak memory (the most any r
 the row's own models are on the device while it runs: the other row's VAE and text encoder copies
 wait in host memory.
 
-On CPU there is no autocast (fp32 everywhere), so (b) and (c) run the same code; ``--size tiny
---device cpu`` exists to test the script, not to measure it.
+On CPU there is no autocast (fp32 everywhere), so (b) and (c) run the same code, while the bf16
+rows do run in bf16; ``--size tiny --device cpu --compile-backend aot_eager`` exists to test every
+row's code, not to measure it. On a GPU, budget for the compiles (train (e), (f) and render (e)),
+which the table reports apart from the per-step figures.
 
 Budget: with the defaults an SD 1.5 run on one H100 is estimated at about 4 minutes including
 start-up (3 x (3 x 12 training steps + 25 + 25 images at 50 DDIM steps); the script row's
@@ -73,14 +96,31 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from dreambench.reference_impl.base_model import Components
+    from dreambench.reference_impl.dreambooth_trainer import TrainResult
 
 LABEL = "random weights: timing only"
 
 SIZES = ("sd15", "tiny")
 DEVICES = ("cuda", "cpu")
-TRAIN_ROWS = ("script", "ours-fp16", "ours")
-RENDER_ROWS = ("script", "ours")
+TRAIN_ROWS = ("script", "ours-fp16", "ours", "bf16-weights", "compiled", "graphed")
+RENDER_ROWS = ("script", "ours", "bf16-weights", "compiled")
 BASELINE = "script"
+# The eager row every speed-up row's numeric drift is measured against (and fp32, as a yardstick).
+EAGER = "ours"
+# TrainSettings of the speed-up rows (reference_impl/precision_policy.py, step_graph.py).
+ROW_OPTIONS: dict[str, dict[str, Any]] = {
+    "bf16-weights": {"mixed_precision": "bf16", "precision_policy": "bf16-weights"},
+    "compiled": {"mixed_precision": "bf16", "precision_policy": "bf16-weights", "compile": True},
+    "graphed": {
+        "mixed_precision": "bf16",
+        "precision_policy": "bf16-weights",
+        "compile": True,
+        "compile_mode": "reduce-overhead",
+    },
+}
+# Render rows' denoiser compile mode (None: eager); "reduce-overhead" = CUDA graphs on CUDA.
+RENDER_COMPILE = {"bf16-weights": None, "compiled": "reduce-overhead"}
+COMPILE_BACKENDS = ("inductor", "aot_eager")
 
 # Both training paths use the paper's / diffusers README's learning rate and the script's Adam and
 # clipping defaults (TrainSettings carries the same defaults for our path).
@@ -113,6 +153,11 @@ class BenchmarkSettings:
     # "flux" / "sd3": measure DreamBooth-LoRA train steps on that model instead
     # (reference_impl/flow_lora_benchmark.py; ``size`` "tiny" = tiny-flux / tiny-sd3, else full size).
     lora: str = ""
+    # Numeric drift (after the timed rounds): training steps each row runs from the same weights
+    # and seeds; its rendering drift uses one call of render_batch images.
+    drift_steps: int = 5
+    # torch.compile backend of the compiled rows: "inductor" (what runs); "aot_eager" (tests on CPU).
+    compile_backend: str = "inductor"
 
     def validate(self) -> None:
         """Raise BenchError naming the first bad field and its valid values."""
@@ -126,7 +171,11 @@ class BenchmarkSettings:
             raise BenchError(
                 f"--repeats={self.repeats} must be at least 3 (medians with a min-max need them)"
             )
-        for name in ("steps", "warmup", "images", "render_steps", "render_batch"):
+        if self.compile_backend not in COMPILE_BACKENDS:
+            raise BenchError(
+                f"--compile-backend {self.compile_backend!r} is not one of {', '.join(COMPILE_BACKENDS)}"
+            )
+        for name in ("steps", "warmup", "images", "render_steps", "render_batch", "drift_steps"):
             if getattr(self, name) < 1:
                 raise BenchError(f"--{name.replace('_', '-')}={getattr(self, name)} must be at least 1")
         if self.device == "cuda":
@@ -403,12 +452,15 @@ def _train_ours(
     resolution: int,
     settings: BenchmarkSettings,
     mixed_precision: str,
-    memory: PeakMemory,
-) -> tuple[list[float], float]:
-    """Rows (b) and (c): ``train_dreambooth``; returns (timestamps after each step, precompute seconds).
+    memory: PeakMemory | None,
+    options: dict[str, Any] | None = None,
+    steps: int | None = None,
+) -> tuple[list[float], float, TrainResult]:
+    """Rows (b)-(f): ``train_dreambooth`` with ``mixed_precision`` and the row's other TrainSettings
+    ``options``; returns (timestamps after each step, precompute seconds, the TrainResult).
 
     The latent precompute (once per subject in the method) is timed apart and happens before the
-    memory counter is reset.
+    memory counter is reset. ``steps`` (default warmup + steps) is for the drift runs.
     """
     from dreambench.reference_impl.dreambooth_trainer import TrainingData, TrainSettings, train_dreambooth
     from dreambench.reference_impl.latent_cache import encode_images
@@ -424,10 +476,11 @@ def _train_ours(
     )
     _sync(device)
     precompute_s = time.perf_counter() - started
+    options = {"mixed_precision": mixed_precision, **(options or {})}
     train_settings = TrainSettings(
-        train_steps=settings.warmup + settings.steps,
+        train_steps=steps if steps is not None else settings.warmup + settings.steps,
         learning_rate=LEARNING_RATE,
-        mixed_precision=mixed_precision,  # type: ignore[arg-type]  # "no" | "fp16" | "bf16"
+        **options,
     )
     marks: list[float] = []
 
@@ -435,9 +488,12 @@ def _train_ours(
         _sync(device)
         marks.append(time.perf_counter())
 
-    memory.reset()
-    train_dreambooth(base, data, train_settings, device, settings.seed, "benchmark", after_step=after_step)
-    return marks, precompute_s
+    if memory is not None:
+        memory.reset()
+    result = train_dreambooth(
+        base, data, train_settings, device, settings.seed, "benchmark", after_step=after_step
+    )
+    return marks, precompute_s, result
 
 
 # -- rendering rows ----------------------------------------------------------------------------
@@ -485,17 +541,162 @@ def _render_ours(
     n: int,
     steps: int,
     dtype: torch.dtype | None,
+    pipe: Any = None,
+    extra_inputs: dict[str, Any] | None = None,
 ) -> int:
-    """What the ``dreambooth`` method's ``generate`` does: ``render`` in batches of ``render_batch``."""
+    """What the ``dreambooth`` method's ``generate`` does: ``render`` in batches of ``render_batch``
+    (with ``pipe``, default the fp32 base pipeline; ``dtype``: autocast)."""
     from dreambench.reference_impl.render import SamplerSettings, render
 
     sampler = SamplerSettings(
         scheduler="ddim", steps=steps, guidance=settings.guidance, resolution=resolution
     )
     prompts = [f"a photo of sks dog, view {i}" for i in range(n)]
-    batch = min(settings.render_batch, n)
-    render(models.base.pipeline(), prompts, list(range(n)), sampler, settings.device, batch, dtype)
+    batch = min(settings.render_batch, settings.images)
+    pipe = pipe if pipe is not None else models.base.pipeline()
+    render(pipe, prompts, list(range(n)), sampler, settings.device, batch, dtype, extra_inputs)
     return n
+
+
+def _fast_pipeline(base: Components, compile_mode: str | None) -> Any:
+    """The fast inference path: bf16 copies of the UNet, VAE and text encoder (no autocast; no fp32
+    master copy needed when nothing trains), the UNet compiled in ``compile_mode`` (None: eager)."""
+    from dreambench.reference_impl import step_graph
+    from dreambench.reference_impl.precision_policy import inference_copy
+
+    parts = dataclasses.replace(
+        base,
+        unet=inference_copy(base.unet),
+        vae=inference_copy(base.vae),
+        text_encoder=inference_copy(base.text_encoder),
+    )
+    unet = step_graph.compile_denoiser(parts.unet, compile_mode) if compile_mode else parts.unet
+    return parts.pipeline(unet=unet)
+
+
+def _final_latents(render_call: Callable[[dict[str, Any]], Any]) -> torch.Tensor:
+    """The latents after the last denoising step of ``render_call(extra_inputs)`` (fp32 copy)."""
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        captured["latents"] = tensors["latents"].detach().float().clone()
+        return tensors
+
+    render_call({"callback_on_step_end": grab, "callback_on_step_end_tensor_inputs": ["latents"]})
+    return captured["latents"]
+
+
+# -- numeric drift -----------------------------------------------------------------------------
+
+
+def _drift(
+    models: Models,
+    images: Sequence[Image.Image],
+    resolution: int,
+    settings: BenchmarkSettings,
+    ours_mixed: str,
+    ours_dtype: torch.dtype | None,
+) -> dict[str, dict[str, Any]]:
+    """Each of our rows against the eager row (c), from the same weights and seeds, untimed.
+
+    train: ``drift_steps`` steps per row from one snapshot of the UNet; per row the largest
+    per-step loss difference, the largest weight difference and the update's relative L2 distance
+    (numeric_drift.weight_drift), against (c) and against fp32. render: one call of
+    ``render_batch`` images; the final latents' largest difference and relative L2 against (c)'s
+    and fp32's. An "fp32" entry holds fp32's own drift against (c). The UNet ends as it started.
+    """
+    import torch
+
+    from dreambench.reference_impl.numeric_drift import series_drift, snapshot, tensor_drift, weight_drift
+
+    device = settings.device
+    unet = models.base.unet
+    models.activate(EAGER, device)
+    init = snapshot(unet)
+
+    def restore() -> None:
+        with torch.no_grad():
+            for name, p in unet.named_parameters():
+                p.copy_(init[name])
+
+    def train(mixed: str, options: dict[str, Any] | None) -> tuple[list[float], dict[str, torch.Tensor]]:
+        restore()
+        _, _, result = _train_ours(
+            models, images, resolution, settings, mixed, None, options, settings.drift_steps
+        )
+        return result.losses, snapshot(unet)
+
+    def train_figures(
+        run: tuple[list[float], dict[str, torch.Tensor]], ref: tuple[list[float], dict[str, torch.Tensor]]
+    ) -> dict[str, Any]:
+        weights = weight_drift(run[1], ref[1], init)
+        return {
+            "loss_max_abs": series_drift(run[0], ref[0]),
+            "weights_max_abs": weights["max_abs"],
+            "update_rel_l2": weights["update_rel_l2"],
+        }
+
+    fp32 = train("no", None)
+    eager = train(ours_mixed, None)
+    train_drift: dict[str, Any] = {"fp32": train_figures(fp32, eager)}
+    for row in TRAIN_ROWS:
+        if row == BASELINE:
+            continue
+        run = (
+            eager
+            if row == EAGER
+            else train(
+                "fp16" if row == "ours-fp16" and device == "cuda" else ours_mixed, ROW_OPTIONS.get(row)
+            )
+        )
+        train_drift[row] = {
+            "vs_eager": train_figures(run, eager),
+            "vs_fp32": train_figures(run, fp32),
+            "steps": settings.drift_steps,
+        }
+        del run
+    restore()
+
+    n = min(settings.render_batch, settings.images)
+
+    def latents(dtype: torch.dtype | None, pipe: Any = None) -> torch.Tensor:
+        return _final_latents(
+            lambda extra: _render_ours(
+                models, resolution, settings, n, settings.render_steps, dtype, pipe, extra
+            )
+        )
+
+    fp32_latents = latents(None)
+    eager_latents = latents(ours_dtype)
+    render_drift: dict[str, Any] = {"fp32": tensor_drift(fp32_latents, eager_latents)}
+    for row in RENDER_ROWS:
+        if row == BASELINE:
+            continue
+        out = (
+            eager_latents if row == EAGER else latents(None, _fast_pipeline(models.base, RENDER_COMPILE[row]))
+        )
+        render_drift[row] = {
+            "vs_eager": tensor_drift(out, eager_latents),
+            "vs_fp32": tensor_drift(out, fp32_latents),
+            "images": n,
+        }
+    return {"train": train_drift, "render": render_drift}
+
+
+def _batch_for_free_memory(peak_mib: float, settings: BenchmarkSettings) -> int:
+    """Images per render call that the card's free memory holds, from a row's peak at its batch.
+
+    Called right after the row's call, its weights still loaded: per image = (peak - allocated
+    now) / batch, taken as linear in the batch; the memory for them is what the driver reports
+    free plus what torch's allocator holds unused, 10% of it kept spare.
+    """
+    import torch
+
+    free, _ = torch.cuda.mem_get_info()
+    allocated = torch.cuda.memory_allocated()
+    budget = free + torch.cuda.memory_reserved() - allocated
+    per_image = max((peak_mib * 2**20 - allocated) / min(settings.render_batch, settings.images), 1.0)
+    return max(1, int(0.9 * budget / per_image))
 
 
 # -- the benchmark -----------------------------------------------------------------------------
@@ -541,47 +742,86 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
     per_s: dict[str, list[float]] = {row: [] for row in RENDER_ROWS}
     render_peak: dict[str, float] = dict.fromkeys(RENDER_ROWS, 0.0)
     schedule: list[list[Any]] = []
+    # Seconds of the first (compiling) step / render call of the compiled rows, reported apart.
+    train_compile_s: dict[str, float] = {}
+    render_compile_s: dict[str, float] = {}
+    fits_batch: list[int] = []
 
-    with _quiet_random_outputs():
-        # Render warm-up, one short call per row (kernel selection, lazy initialisation; untimed).
-        for row in RENDER_ROWS:
-            models.activate(row, device)
-            if row == BASELINE:
-                _render_script(models, resolution, settings, 1, 2)
-            else:
-                _render_ours(models, resolution, settings, settings.images, 2, ours_dtype)
-        for repeat in range(settings.repeats):
-            for row in TRAIN_ROWS:
-                models.activate(row, device)
-                if row == BASELINE:
-                    memory.reset()
-                    marks, n_skipped = _train_script(models, images, resolution, settings)
-                    skipped.append(n_skipped)
-                else:
-                    mixed = "fp16" if row == "ours-fp16" and on_cuda else ours_mixed
-                    marks, seconds = _train_ours(models, images, resolution, settings, mixed, memory)
-                    if row == "ours":
-                        precompute.append(seconds)
-                train_peak[row] = max(train_peak[row], memory.peak_mib())
-                durations = step_durations_ms(marks, settings.warmup)
-                all_steps[row].append(durations)
-                step_ms[row].append(statistics.median(durations))
-                schedule.append(["train", row, repeat])
+    from dreambench.reference_impl import step_graph
+
+    backend_before = step_graph.BACKEND
+    step_graph.BACKEND = settings.compile_backend
+    try:
+        with _quiet_random_outputs():
+            # Render warm-up, one short call per row (kernel selection, lazy initialisation, the
+            # compiled row's compile; untimed, the compile reported apart).
             for row in RENDER_ROWS:
                 models.activate(row, device)
-                memory.reset()
                 _sync(device)
                 t0 = time.perf_counter()
                 if row == BASELINE:
-                    n = _render_script(models, resolution, settings, settings.images, settings.render_steps)
+                    _render_script(models, resolution, settings, 1, 2)
+                elif row == EAGER:
+                    _render_ours(models, resolution, settings, 1, 2, ours_dtype)
                 else:
-                    n = _render_ours(
-                        models, resolution, settings, settings.images, settings.render_steps, ours_dtype
-                    )
+                    pipe = _fast_pipeline(base, RENDER_COMPILE[row])
+                    _render_ours(models, resolution, settings, 1, 2, None, pipe)
+                    del pipe
                 _sync(device)
-                per_s[row].append(n / (time.perf_counter() - t0))
-                render_peak[row] = max(render_peak[row], memory.peak_mib())
-                schedule.append(["render", row, repeat])
+                if RENDER_COMPILE.get(row):
+                    render_compile_s[row] = time.perf_counter() - t0
+            for repeat in range(settings.repeats):
+                for row in TRAIN_ROWS:
+                    models.activate(row, device)
+                    if row == BASELINE:
+                        memory.reset()
+                        marks, n_skipped = _train_script(models, images, resolution, settings)
+                        skipped.append(n_skipped)
+                    else:
+                        mixed = "fp16" if row == "ours-fp16" and on_cuda else ours_mixed
+                        options = ROW_OPTIONS.get(row)
+                        marks, seconds, trained = _train_ours(
+                            models, images, resolution, settings, mixed, memory, options
+                        )
+                        if row == EAGER:
+                            precompute.append(seconds)
+                        if trained.compile_seconds > 0:
+                            train_compile_s[row] = trained.compile_seconds
+                    train_peak[row] = max(train_peak[row], memory.peak_mib())
+                    durations = step_durations_ms(marks, settings.warmup)
+                    all_steps[row].append(durations)
+                    step_ms[row].append(statistics.median(durations))
+                    schedule.append(["train", row, repeat])
+                for row in RENDER_ROWS:
+                    models.activate(row, device)
+                    pipe = None
+                    if row not in (BASELINE, EAGER):
+                        # A fresh bf16 copy (what a method would make after training); one untimed
+                        # call at the batch shape re-records the compiled row's CUDA graphs.
+                        pipe = _fast_pipeline(base, RENDER_COMPILE[row])
+                        _render_ours(models, resolution, settings, 1, 1, None, pipe)
+                    memory.reset()
+                    _sync(device)
+                    t0 = time.perf_counter()
+                    if row == BASELINE:
+                        n = _render_script(
+                            models, resolution, settings, settings.images, settings.render_steps
+                        )
+                    else:
+                        dtype = ours_dtype if row == EAGER else None
+                        n = _render_ours(
+                            models, resolution, settings, settings.images, settings.render_steps, dtype, pipe
+                        )
+                    _sync(device)
+                    per_s[row].append(n / (time.perf_counter() - t0))
+                    render_peak[row] = max(render_peak[row], memory.peak_mib())
+                    if row == "bf16-weights" and on_cuda:
+                        fits_batch.append(_batch_for_free_memory(render_peak[row], settings))
+                    del pipe
+                    schedule.append(["render", row, repeat])
+            drift = _drift(models, images, resolution, settings, ours_mixed, ours_dtype)
+    finally:
+        step_graph.BACKEND = backend_before
 
     ours_precision = f"{ours_mixed} autocast, fp32 weights" if ours_mixed != "no" else "fp32"
     descriptions = {
@@ -606,6 +846,23 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
             "optimizer": "AdamW(fused=True)" if on_cuda else "AdamW(foreach=True)",
             "per_step": "sample cached latents; precomputed text embeddings; UNet fwd/bwd; clip; step",
         },
+        "bf16-weights": {
+            "precision": "bf16 working weights, fp32 masters in the optimizer, no autocast",
+            "optimizer": "AdamW(fused=True) on the fp32 masters, clip folded into its grad_scale",
+            "per_step": "as (c), then bf16 grads -> fp32 masters; norm; fused step; masters -> bf16 weights",
+        },
+        "compiled": {
+            "precision": "as (d); torch.compile (inductor) kernels and layouts",
+            "optimizer": "as (d)",
+            "per_step": "as (d), the UNet forward/backward compiled once per process (mode default)",
+        },
+        "graphed": {
+            "precision": "as (e)",
+            "optimizer": "as (d)",
+            "per_step": "as (e) with CUDA-graph capture of forward/backward (mode reduce-overhead)"
+            if on_cuda
+            else "as (e) (no CUDA graphs on CPU: torch compiles it as mode default)",
+        },
     }
     base_ms = statistics.median(step_ms[BASELINE])
     train = {
@@ -616,6 +873,9 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
             "peak_memory_mib": train_peak[row],
             "speedup_vs_script": base_ms / statistics.median(step_ms[row]),
             **descriptions[row],
+            **({"options": ROW_OPTIONS[row]} if row in ROW_OPTIONS else {}),
+            **({"compile_s": train_compile_s[row]} if row in train_compile_s else {}),
+            **({"drift": drift["train"][row]} if row in drift["train"] else {}),
         }
         for row in TRAIN_ROWS
     }
@@ -633,6 +893,20 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
             "batch": min(settings.render_batch, settings.images),
             "precision": ours_precision,
         },
+        "bf16-weights": {
+            "call": "render() as (c) on bf16 copies of UNet, VAE and text encoder",
+            "batch": min(settings.render_batch, settings.images),
+            "precision": "bf16 weights, no autocast",
+            # Images per call that the card's free memory holds at this row's per-image peak.
+            **({"batch_fits_free_memory": min(fits_batch)} if fits_batch else {}),
+        },
+        "compiled": {
+            "call": "as (d), the UNet compiled once per process, CUDA graphs (mode reduce-overhead)"
+            if on_cuda
+            else "as (d), the UNet compiled (no CUDA graphs on CPU)",
+            "batch": min(settings.render_batch, settings.images),
+            "precision": "bf16 weights, no autocast; inductor kernels",
+        },
     }
     render_rows = {
         row: {
@@ -641,6 +915,8 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
             "peak_memory_mib": render_peak[row],
             "speedup_vs_script": statistics.median(per_s[row]) / base_rate,
             **render_info[row],
+            **({"compile_s": render_compile_s[row]} if row in render_compile_s else {}),
+            **({"drift": drift["render"][row]} if row in drift["render"] else {}),
         }
         for row in RENDER_ROWS
     }
@@ -662,6 +938,8 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
         "schedule": schedule,
         "train": train,
         "render": render_rows,
+        # The yardstick: fp32 (no autocast) against the eager row, same weights and seeds.
+        "drift_fp32": {"train": drift["train"]["fp32"], "render": drift["render"]["fp32"]},
         "wall_seconds": time.perf_counter() - started,
     }
 
@@ -682,31 +960,90 @@ def results_table(result: dict[str, Any]) -> Table:
             f"{s['repeats']} alternating repeats; train: median of {s['steps']} steps per repeat; "
             f"render: {s['images']} images per repeat, {s['render_steps']} DDIM steps, guidance "
             f"{s['guidance']}, {s['resolution']} px; figures: median of the repeats [min–max]"
+            + (
+                f"; drift vs (c): same weights and seeds, {s['drift_steps']} train steps (largest loss "
+                "difference, weight update's relative L2, largest weight difference) / one render call "
+                "(final latents' relative L2, largest difference)"
+                if "drift_steps" in s
+                else ""
+            )
         ),
     )
-    for header in ("row", "precision", "figure", f"peak {where} MiB", "speed-up vs script"):
-        table.add_column(header, justify="left" if header in ("row", "precision") else "right")
-    labels = {"script": "(a) train_dreambooth.py", "ours-fp16": "(b) ours, fp16 + scaler", "ours": "(c) ours"}
+    for header in ("row", "precision", "figure", f"peak {where} MiB", "speed-up vs script", "drift vs (c)"):
+        table.add_column(
+            header, justify="left" if header in ("row", "precision", "drift vs (c)") else "right"
+        )
+    labels = {
+        "script": "(a) train_dreambooth.py",
+        "ours-fp16": "(b) ours, fp16 + scaler",
+        "ours": "(c) ours",
+        "bf16-weights": "(d) bf16 weights + fp32 masters",
+        "compiled": "(e) (d) + torch.compile",
+        "graphed": "(f) (e) + CUDA graphs",
+    }
     for row, info in result["train"].items():
         ms = info["step_ms"]
+        compiled = f" (compile {info['compile_s']:.1f} s, once)" if "compile_s" in info else ""
         table.add_row(
-            f"train {labels[row]}",
+            f"train {labels.get(row, row)}{compiled}",
             info["precision"],
             f"{ms['median']:.1f} ms/step [{ms['min']:.1f}–{ms['max']:.1f}]",
             f"{info['peak_memory_mib']:.0f}",
             f"{info['speedup_vs_script']:.2f}",
+            _train_drift_cell(info.get("drift")),
         )
-    render_labels = {"script": "(a) pipeline, 1 per call", "ours": "(c) render()"}
+    render_labels = {
+        "script": "(a) pipeline, 1 per call",
+        "ours": "(c) render()",
+        "bf16-weights": "(d) render(), bf16 weights",
+        "compiled": "(e) (d) + compile, CUDA graphs",
+    }
     for row, info in result["render"].items():
         rate = info["images_per_s"]
+        compiled = f" (compile {info['compile_s']:.1f} s, once)" if "compile_s" in info else ""
+        fits = f"; {info['batch_fits_free_memory']} per call fit" if "batch_fits_free_memory" in info else ""
         table.add_row(
-            f"render {render_labels[row]}",
-            info["precision"],
+            f"render {render_labels.get(row, row)}{compiled}",
+            info["precision"] + fits,
             f"{rate['median']:.3f} img/s [{rate['min']:.3f}–{rate['max']:.3f}]",
             f"{info['peak_memory_mib']:.0f}",
             f"{info['speedup_vs_script']:.2f}",
+            _render_drift_cell(info.get("drift")),
+        )
+    if "drift_fp32" in result:
+        fp32 = result["drift_fp32"]
+        table.add_row(
+            "fp32 (yardstick)",
+            "no autocast, fp32 weights",
+            "",
+            "",
+            "",
+            f"{_train_drift_cell({'vs_eager': fp32['train']})}; {_render_drift_cell({'vs_eager': fp32['render']})}",
         )
     return table
+
+
+def _figure(value: float | None, fmt: str) -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+def _train_drift_cell(drift: dict[str, Any] | None) -> str:
+    """Loss and weight drift against the eager row (c): 'loss ±…, Δw …% (max …)'."""
+    if drift is None:
+        return "—"
+    d = drift["vs_eager"]
+    return (
+        f"loss ±{_figure(d['loss_max_abs'], '.1e')}, update {_figure(d['update_rel_l2'], '.1%')} "
+        f"(max {_figure(d['weights_max_abs'], '.1e')})"
+    )
+
+
+def _render_drift_cell(drift: dict[str, Any] | None) -> str:
+    """Final latents' drift against the eager row (c): 'latents …% (max …)'."""
+    if drift is None:
+        return "—"
+    d = drift["vs_eager"]
+    return f"latents {_figure(d['rel_l2'], '.1%')} (max {_figure(d['max_abs'], '.1e')})"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Path | None]:
@@ -729,7 +1066,19 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Pa
     parser.add_argument("--render-batch", type=int, default=defaults.render_batch, help="our images per call")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
-        "--lora", choices=("flux", "sd3"), default=None, help="DreamBooth-LoRA train rows on FLUX.1 / SD3 instead"
+        "--drift-steps", type=int, default=defaults.drift_steps, help="training steps of each row's drift run"
+    )
+    parser.add_argument(
+        "--compile-backend",
+        choices=COMPILE_BACKENDS,
+        default=defaults.compile_backend,
+        help="torch.compile backend of the compiled rows (aot_eager: quick CPU checks)",
+    )
+    parser.add_argument(
+        "--lora",
+        choices=("flux", "sd3"),
+        default=None,
+        help="DreamBooth-LoRA train rows on FLUX.1 / SD3 instead",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the full result here")
     args = parser.parse_args(argv)
@@ -744,6 +1093,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkSettings, Pa
         render_batch=args.render_batch,
         seed=args.seed,
         lora=args.lora or "",
+        drift_steps=args.drift_steps,
+        compile_backend=args.compile_backend,
     )
     return settings, args.json
 

@@ -140,8 +140,14 @@ def inference_copy(module: M, dtype: torch.dtype | None = None) -> M:
     import copy
 
     import torch
+    from diffusers.utils import logging
 
-    out = copy.deepcopy(module).to(dtype=dtype if dtype is not None else torch.bfloat16)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # diffusers warns on every .to(dtype) of a model with no fp32-kept modules
+    try:
+        out = copy.deepcopy(module).to(dtype=dtype if dtype is not None else torch.bfloat16)
+    finally:
+        logging.set_verbosity(verbosity)
     out.requires_grad_(False)
     out.eval()
     return out

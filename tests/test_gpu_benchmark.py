@@ -64,14 +64,47 @@ def check_result(result: dict[str, Any], size: str, device: str, repeats: int, s
     assert {"torch", "diffusers", "transformers"} <= set(result["versions"])
 
 
+def check_speedup_rows(result: dict[str, Any]) -> None:
+    """The speed-up rows carry their options, compile time and drift against the eager row (c)."""
+    from dreambench.reference_impl.gpu_benchmark import ROW_OPTIONS
+
+    train, render = result["train"], result["render"]
+    for row, options in ROW_OPTIONS.items():
+        assert train[row]["options"] == options
+    assert train["compiled"]["compile_s"] > 0 and render["compiled"]["compile_s"] > 0
+    for row in ("ours-fp16", "ours", "bf16-weights", "compiled", "graphed"):
+        drift = train[row]["drift"]
+        assert drift["steps"] == result["settings"]["drift_steps"]
+        assert set(drift["vs_eager"]) == {"loss_max_abs", "weights_max_abs", "update_rel_l2"}
+    # (c) against itself is exact; on CPU (no autocast) so are (b) and fp32; the bf16 rows drift,
+    # within the bounds tests/test_precision_policy.py states for the bf16-weights step.
+    assert train["ours"]["drift"]["vs_eager"] == {
+        "loss_max_abs": 0.0,
+        "weights_max_abs": 0.0,
+        "update_rel_l2": 0.0,
+    }
+    assert result["drift_fp32"]["train"]["loss_max_abs"] == 0.0
+    for row in ("bf16-weights", "compiled", "graphed"):
+        d = train[row]["drift"]["vs_eager"]
+        assert 0 < d["loss_max_abs"] < 5e-3 and 0 < d["update_rel_l2"] < 0.15
+    # Compiling (aot_eager) changes no number of the bf16-weights step or render.
+    assert train["compiled"]["drift"]["vs_eager"] == train["bf16-weights"]["drift"]["vs_eager"]
+    assert render["compiled"]["drift"]["vs_eager"] == render["bf16-weights"]["drift"]["vs_eager"]
+    assert render["ours"]["drift"]["vs_eager"] == {"max_abs": 0.0, "rel_l2": 0.0}
+    assert 0 < render["bf16-weights"]["drift"]["vs_eager"]["rel_l2"] < 0.05
+    assert "script" not in result["drift_fp32"] and "drift" not in train["script"]
+
+
 @pytest.mark.slow
 def test_tiny_cpu_every_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps the table at the terminal's width
     args = ["--size", "tiny", "--device", "cpu", "--repeats", "3", "--steps", "1", "--warmup", "1"]
+    args += ["--compile-backend", "aot_eager", "--drift-steps", "3"]  # dynamo capture without C++ builds
     result = run_main([*args, "--images", "2", "--render-steps", "1"], tmp_path / "bench.json")
     check_result(result, "tiny", "cpu", repeats=3, steps=1)
+    check_speedup_rows(result)
     assert result["card"] == "cpu"
     assert result["memory_kind"].startswith("host")
     # Rendering batches are capped at the number of images (no padded throw-away images timed).
@@ -80,6 +113,8 @@ def test_tiny_cpu_every_row(
     assert len(result["train"]["script"]["grad_scaler_skipped_steps"]) == 3
     table = capsys.readouterr().out
     assert "speed-up vs script" in table and LABEL in table and "(b) ours, fp16 + scaler" in table
+    assert "(d) bf16 weights + fp32 masters" in table and "drift vs (c)" in table
+    assert "fp32 (yardstick)" in table and "compile" in table
 
 
 @pytest.mark.parametrize(
