@@ -3,8 +3,11 @@
     dreambooth     the DreamBooth paper's protocol (default): DINO ViT-S/16 (timm) + OpenAI CLIP
                    ViT-B/32 (open_clip), real pinned weights, raw cosine, identifier removed for CLIP-T
     dreambooth-hf  the same weights through the transformers backends
-    smoke          the same architectures with seeded random weights: offline, fast to set up,
-                   every number UNCALIBRATED (for tests and pipeline checks only)
+    smoke          the same architectures with smoke weights trained offline on generated scenes
+                   (the seeded random init plus a shipped delta, metrics/smoke_delta.py): offline,
+                   fast to set up, ranks images (a subject's photos closer to each other than to
+                   other subjects', noise below both), every number UNCALIBRATED (for tests, pipeline
+                   checks and the smoke CI gate)
     dinov2         DINO computed with DINOv2 ViT-S/14 (timm vit_small_patch14_dinov2.lvd142m), CLIP-I /
                    CLIP-T and the all-pairs protocol as in `dreambooth` (the variant many 2024-2026
                    papers report); `dinov2-b`: the same with DINOv2 ViT-B/14
@@ -19,7 +22,8 @@
                    ("fixed-reference", metrics/data/uno-singleip.json), CLIP-T on the class-noun prompt
                    (pairing and scale unverified against UNO's evaluation code: docs/METHODS.md)
     <name>-smoke   every preset above except `dreambooth-hf` has a smoke twin: the same architectures,
-                   preprocessing and conventions with seeded random weights (UNCALIBRATED)
+                   preprocessing and conventions with smoke weights: trained ones for DINO ViT-S/16
+                   and CLIP ViT-B/32, seeded random ones for the other networks (UNCALIBRATED)
 
 A preset's `protocol` names its conventions: runs of different protocols measure different things
 and the leaderboard refuses to put them side by side (a preset and its smoke twin share one).
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 
 from dreambench.errors import BenchError, did_you_mean
 from dreambench.metrics.metric_registry import BUILTIN_METRICS
+from dreambench.metrics.smoke_delta import SMOKE_DELTAS
 from dreambench.metrics.weights import WeightsSource
 
 # The versions every scoring identity holds (the core metrics, and PRES and DIV whether computed or
@@ -193,18 +198,27 @@ class MetricPreset:
         }
 
 
+def smoke_source(arch: str) -> WeightsSource:
+    """The smoke weights of an architecture: trained (a shipped delta on the seed-0 init) where a
+    delta exists for its network (metrics/smoke_delta.py SMOKE_DELTAS), else the seeded random init."""
+    return WeightsSource.smoke_trained() if WEIGHTS_KINDS.get(arch) in SMOKE_DELTAS else WeightsSource.smoke(0)
+
+
 def smoke_twin(preset: MetricPreset) -> MetricPreset:
-    """`preset` with every network on seeded random weights: same architectures, preprocessing and
-    conventions (so the same protocol), numbers UNCALIBRATED."""
-    smoke = WeightsSource.smoke(0)
+    """`preset` with every network on smoke weights (`smoke_source`): same architectures,
+    preprocessing and conventions (so the same protocol), numbers UNCALIBRATED."""
+
+    def smoke(spec: EmbedderSpec) -> EmbedderSpec:
+        return dataclasses.replace(spec, source=smoke_source(spec.arch))
+
     return dataclasses.replace(
         preset,
         name=f"{preset.name}-smoke",
-        description=f"{preset.name} with seeded random weights: pipeline checks, numbers UNCALIBRATED",
+        description=f"{preset.name} with smoke weights: pipeline checks, numbers UNCALIBRATED",
         calibrated=False,
-        dino=dataclasses.replace(preset.dino, source=smoke),
-        clip=dataclasses.replace(preset.clip, source=smoke),
-        dinov2=None if preset.dinov2 is None else dataclasses.replace(preset.dinov2, source=smoke),
+        dino=smoke(preset.dino),
+        clip=smoke(preset.clip),
+        dinov2=None if preset.dinov2 is None else smoke(preset.dinov2),
     )
 
 
@@ -253,10 +267,11 @@ METRIC_PRESETS: dict[str, MetricPreset] = {
     ),
     "smoke": MetricPreset(
         name="smoke",
-        description="real architectures, seeded random weights: offline pipeline checks, numbers UNCALIBRATED",
+        description="real architectures, smoke weights self-trained on generated scenes: offline checks, "
+        "numbers UNCALIBRATED",
         calibrated=False,
-        dino=EmbedderSpec("timm", DINO_ARCH, WeightsSource.smoke(0)),
-        clip=EmbedderSpec("open_clip", CLIP_ARCH, WeightsSource.smoke(0)),
+        dino=EmbedderSpec("timm", DINO_ARCH, smoke_source(DINO_ARCH)),
+        clip=EmbedderSpec("open_clip", CLIP_ARCH, smoke_source(CLIP_ARCH)),
         source=DREAMBOOTH_SOURCE,
     ),
 }

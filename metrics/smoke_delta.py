@@ -53,19 +53,20 @@ class SmokeDelta:
     base_seed: int = 0
 
 
-# Filled in from the training run's output (docs/PERFORMANCE.md: how they were made).
+# The shipped deltas: the training run's output (metrics/data/smoke_delta/training.json records its
+# settings, losses and wall time; docs/PERFORMANCE.md the ranking they give).
 SMOKE_DELTAS: dict[str, SmokeDelta] = {
     "dino": SmokeDelta(
         kind="dino",
         version="v1",
         file="dino-vit_s16-v1.safetensors",
-        sha256="",
+        sha256="6ca506b23a9667616203be7c147cf8ebc4722e79c3e0d41918ed5a487f8f97b9",
     ),
     "clip": SmokeDelta(
         kind="clip",
         version="v1",
         file="clip-vit_b32-v1.safetensors",
-        sha256="",
+        sha256="13308f2e3297d387dec95384a80e283a9af8df94cf40295718f485788f5419dc",
         prefix="visual.",
     ),
 }

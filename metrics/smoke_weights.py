@@ -1,10 +1,20 @@
-"""Seeded random weights for the REAL DINO / CLIP architectures, for offline tests and `--preset smoke`.
+"""Smoke weights for the REAL DINO / CLIP architectures, for offline tests and `--preset smoke`.
 
-The smoke weights are saved once, in each backend's native on-disk format, under
-`cache_root()/weights/smoke/`, and are then loaded BY PATH through exactly the same loading code as
-real weights. The transformers-format smoke weights are converted from the timm / open_clip ones
-(metrics/convert.py), so both backends of a metric hold the same numbers. Every figure computed
-from smoke weights is uncalibrated: it says nothing about image similarity.
+Two kinds, both built offline:
+  - seeded random init (`trained=False`, tag "smoke:seed<n>"): every network; its features measure
+    global colour statistics, not a subject;
+  - trained (`trained=True`, tag "smoke-trained:<version>"): the seed-0 init of DINO ViT-S/16 and CLIP
+    ViT-B/32 with the shipped delta merged in (metrics/smoke_delta.py, trained on generated scenes by
+    metrics/train_smoke_embedders.py), so that they rank images: a subject's photos closer to each
+    other than to other subjects', noise and flat images below both. The CLIP text tower is not
+    trained.
+
+The smoke weights are saved once per cache, in each backend's native on-disk format, under
+`cache_root()/weights/smoke/` (trained ones in folders named with the delta's version), and are then
+loaded BY PATH through exactly the same loading code as real weights. The transformers-format smoke
+weights are converted from the timm / open_clip ones (metrics/convert.py), so both backends of a
+metric hold the same numbers. Every figure computed from smoke weights is uncalibrated: random or
+self-trained on generated images, they are not the protocol's networks.
 """
 
 from __future__ import annotations
@@ -38,26 +48,32 @@ def _seeded(seed: int, build: Callable[[], object]) -> object:
         return build()
 
 
-def _timm_dino(seed: int, kind: str = "dino") -> Path:
+def random_init(kind: str, seed: int) -> dict:
+    """The seeded random init of network `kind` ("clip" or a key of TIMM_MODELS) as a state dict."""
+    if kind == "clip":
+        from dreambench.metrics.clip import build_open_clip_model
+
+        return _seeded(seed, build_open_clip_model).state_dict()
     import timm
 
+    return _seeded(seed, lambda: timm.create_model(TIMM_MODELS[kind], pretrained=False)).state_dict()
+
+
+def _timm_dino(seed: int, kind: str = "dino") -> Path:
     from dreambench.metrics.convert import save_state_dict_file, write_folder_atomically
 
     def fill(tmp: Path) -> None:
-        model = _seeded(seed, lambda: timm.create_model(TIMM_MODELS[kind], pretrained=False))
-        save_state_dict_file(model.state_dict(), tmp / "model.safetensors")
+        save_state_dict_file(random_init(kind, seed), tmp / "model.safetensors")
 
     folder = write_folder_atomically(smoke_weights_root() / f"{kind}-timm-seed{seed}", fill)
     return folder / "model.safetensors"
 
 
 def _open_clip(seed: int) -> Path:
-    from dreambench.metrics.clip import build_open_clip_model
     from dreambench.metrics.convert import save_state_dict_file, write_folder_atomically
 
     def fill(tmp: Path) -> None:
-        model = _seeded(seed, build_open_clip_model)
-        save_state_dict_file(model.state_dict(), tmp / "open_clip_model.safetensors")
+        save_state_dict_file(random_init("clip", seed), tmp / "open_clip_model.safetensors")
 
     folder = write_folder_atomically(smoke_weights_root() / f"clip-open_clip-seed{seed}", fill)
     return folder / "open_clip_model.safetensors"
@@ -92,6 +108,50 @@ def _transformers_dinov2(kind: str, arch: str) -> Callable[[int], Path]:
     return build
 
 
+def _trained_native(kind: str) -> Path:
+    """The seed-0 init of `kind` with its shipped delta merged in, in the timm / open_clip format."""
+    from dreambench.metrics.convert import save_state_dict_file, write_folder_atomically
+    from dreambench.metrics.smoke_delta import SMOKE_DELTAS, load_delta, merge_delta
+
+    spec = SMOKE_DELTAS[kind]
+    delta = load_delta(spec)  # the sha256 of the shipped file is checked on every use
+    backend, name = (
+        ("open_clip", "open_clip_model.safetensors") if kind == "clip" else ("timm", "model.safetensors")
+    )
+
+    def fill(tmp: Path) -> None:
+        save_state_dict_file(merge_delta(random_init(kind, spec.base_seed), delta), tmp / name)
+
+    folder = write_folder_atomically(smoke_weights_root() / f"{kind}-{backend}-trained-{spec.version}", fill)
+    return folder / name
+
+
+def _trained_transformers(kind: str) -> Path:
+    from dreambench.metrics.convert import write_hf_clip_folder, write_hf_dino_folder
+    from dreambench.metrics.smoke_delta import SMOKE_DELTAS
+
+    write = write_hf_clip_folder if kind == "clip" else write_hf_dino_folder
+    version = SMOKE_DELTAS[kind].version
+    return write(_trained_native(kind), smoke_weights_root() / f"{kind}-transformers-trained-{version}")
+
+
+_TRAINED_BUILDERS: dict[tuple[str, str], Callable[[], Path]] = {
+    ("dino", "timm"): lambda: _trained_native("dino"),
+    ("dino", "transformers"): lambda: _trained_transformers("dino"),
+    ("clip", "open_clip"): lambda: _trained_native("clip"),
+    ("clip", "transformers"): lambda: _trained_transformers("clip"),
+}
+
+
+def smoke_tag(kind: str, seed: int, trained: bool) -> str:
+    """The provenance tag of smoke weights: "smoke:seed<n>" or "smoke-trained:<delta version>"."""
+    if not trained:
+        return f"smoke:seed{seed}"
+    from dreambench.metrics.smoke_delta import SMOKE_DELTAS
+
+    return f"smoke-trained:{SMOKE_DELTAS[kind].version}"
+
+
 _BUILDERS: dict[tuple[str, str], Callable[[int], Path]] = {
     ("dino", "timm"): _timm_dino,
     ("dino", "transformers"): _transformers_dino,
@@ -106,13 +166,27 @@ _BUILDERS: dict[tuple[str, str], Callable[[int], Path]] = {
 }
 
 
-def ensure_smoke_weights(kind: str, backend: str, seed: int = 0) -> Path:
-    """Path of the seeded smoke weights for (kind, backend), building them on first use.
+def ensure_smoke_weights(kind: str, backend: str, seed: int = 0, *, trained: bool = False) -> Path:
+    """Path of the smoke weights for (kind, backend), building them on first use.
 
     kind: "dino" | "dino-s8" | "dinov2-s14" | "dinov2-b14" | "clip"; backend: "timm" | "transformers"
-    for the DINO-type networks, "open_clip" | "transformers" for clip. Returns a weights file for timm / open_clip and a save_pretrained folder for
-    transformers (the form each backend loads real weights from).
+    for the DINO-type networks, "open_clip" | "transformers" for clip. Returns a weights file for
+    timm / open_clip and a save_pretrained folder for transformers (the form each backend loads real
+    weights from). `trained`: the trained smoke weights (dino and clip only; `seed` must be the
+    delta's base seed, 0) instead of the seeded random init.
     """
+    if trained:
+        from dreambench.metrics.smoke_delta import SMOKE_DELTAS
+
+        trained_builder = _TRAINED_BUILDERS.get((kind, backend))
+        if trained_builder is None:
+            valid = ", ".join(f"{k}/{b}" for k, b in _TRAINED_BUILDERS)
+            raise BenchError(f"no trained smoke weights for {kind}/{backend}; valid: {valid}")
+        if seed != SMOKE_DELTAS[kind].base_seed:
+            raise BenchError(
+                f"trained smoke weights start from seed {SMOKE_DELTAS[kind].base_seed}, not {seed}"
+            )
+        return trained_builder()
     builder = _BUILDERS.get((kind, backend))
     if builder is None:
         valid = ", ".join(f"{k}/{b}" for k, b in _BUILDERS)

@@ -6,11 +6,14 @@ A source is one of
     unless HF_HUB_OFFLINE=1, a download of the first weights file the repo has. $DREAMBENCH_DINO_WEIGHTS / $DREAMBENCH_CLIP_WEIGHTS (and ENV_VARS for the
     other networks; a local file or folder) replace the hub for that network.
   - smoke: seeded random init of the real architecture (metrics/smoke_weights.py), uncalibrated.
+  - smoke-trained: that init (seed 0) with a shipped delta trained on generated scenes merged in
+    (metrics/smoke_delta.py; DINO ViT-S/16 and CLIP ViT-B/32 only), uncalibrated.
   - path: a local file or folder.
 
 Whatever the source, the backend then loads a plain local path: timm and open_clip a weights file,
 transformers a save_pretrained folder. The tag says where the weights came from
-("hub:<repo>@<commit>", "smoke:seed<n>", "file:<abs path>", "dir:<abs path>") and the sha256 is
+("hub:<repo>@<commit>", "smoke:seed<n>", "smoke-trained:<version>", "file:<abs path>",
+"dir:<abs path>") and the sha256 is
 that of the weights file loaded.
 """
 
@@ -27,7 +30,7 @@ from dreambench.cache_root import cache_root
 from dreambench.errors import BenchError
 from dreambench.hub_fetch import HubFiles, fetch
 
-SOURCE_KINDS = ("pinned", "smoke", "path")
+SOURCE_KINDS = ("pinned", "smoke", "smoke-trained", "path")
 # Backends that load a save_pretrained folder; every other backend loads a single weights file.
 FOLDER_BACKENDS = frozenset({"transformers"})
 ENV_VARS = {
@@ -41,7 +44,8 @@ ENV_VARS = {
 
 @dataclass(frozen=True)
 class WeightsSource:
-    """Where an embedder's weights come from: kind "pinned", "smoke" (with seed) or "path" (with path)."""
+    """Where an embedder's weights come from: kind "pinned", "smoke" (with seed), "smoke-trained" or
+    "path" (with path)."""
 
     kind: str
     seed: int = 0
@@ -62,11 +66,20 @@ class WeightsSource:
         return cls("smoke", seed=seed)
 
     @classmethod
+    def smoke_trained(cls) -> WeightsSource:
+        return cls("smoke-trained")
+
+    @classmethod
     def local(cls, path: str | Path) -> WeightsSource:
         return cls("path", path=str(Path(path).expanduser().resolve()))
 
     def describe(self) -> str:
-        return {"pinned": "pinned", "smoke": f"smoke:seed{self.seed}", "path": f"path:{self.path}"}[self.kind]
+        return {
+            "pinned": "pinned",
+            "smoke": f"smoke:seed{self.seed}",
+            "smoke-trained": "smoke-trained",
+            "path": f"path:{self.path}",
+        }[self.kind]
 
 
 @dataclass(frozen=True)
@@ -251,12 +264,13 @@ def resolve_weights(kind: str, backend: str, source: WeightsSource) -> ResolvedW
     """Resolve `source` for network `kind` (a key of ENV_VARS: "dino", "dinov2-s14", "clip", ...)
     run by `backend` to local weights."""
     _check_pair(kind, backend)
-    if source.kind == "smoke":
-        from dreambench.metrics.smoke_weights import ensure_smoke_weights
+    if source.kind in ("smoke", "smoke-trained"):
+        from dreambench.metrics.smoke_weights import ensure_smoke_weights, smoke_tag
 
-        path = ensure_smoke_weights(kind, backend, source.seed)
+        trained = source.kind == "smoke-trained"
+        path = ensure_smoke_weights(kind, backend, source.seed, trained=trained)
         file = _weights_in_folder(path, ("model.safetensors",)) if path.is_dir() else path
-        return ResolvedWeights(path, file, f"smoke:seed{source.seed}", file_sha256(file))
+        return ResolvedWeights(path, file, smoke_tag(kind, source.seed, trained), file_sha256(file))
     if source.kind == "path":
         return _local(kind, backend, Path(source.path), "weights path")
     override = os.environ.get(ENV_VARS[kind])
