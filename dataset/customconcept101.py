@@ -13,7 +13,7 @@ The images come from a Google Drive archive that dreambench does not download: u
 folder holding ``benchmark_dataset/`` (a clone's ``customconcept101/`` folder), at a clone's root,
 or at ``benchmark_dataset/`` itself. The paper's own text alignment is CLIPScore (2.5 x max(cos, 0));
 dreambench reports raw cosines unless a metric preset says otherwise. Two-concept compositions
-(``dataset_multiconcept.json``) are not declared here.
+(``dataset_multiconcept.json``) are the subject groups of dataset/customconcept101_pairs.py.
 
 Pin: the source commit, the concepts and prompt text read from it; no image sha256 yet (see
 dataset/file_pin.py). ``python -m dreambench.dataset.customconcept101 DIR`` records them from a copy.

@@ -20,6 +20,7 @@ DATASETS: dict[str, str] = {
     "dreambench-plus": "dreambench.dataset.dreambench_plus:DREAMBENCH_PLUS",
     "customconcept101": "dreambench.dataset.customconcept101:CUSTOMCONCEPT101",
     "dreambooth-pairs": "dreambench.dataset.dreambooth_pairs:DREAMBOOTH_PAIRS",
+    "customconcept101-pairs": "dreambench.dataset.customconcept101_pairs:CUSTOMCONCEPT101_PAIRS",
 }
 
 ENTRY_POINT_GROUP = "dreambench.datasets"

@@ -220,7 +220,10 @@ def test_verify_record_writes_the_manifest_of_a_copy_to_the_cache(
     assert not (tmp_path / "x.json").exists()
 
 
-@pytest.mark.parametrize("name", ["dreambooth", "dreambench-plus", "customconcept101", "dreambooth-pairs"])
+@pytest.mark.parametrize(
+    "name",
+    ["dreambooth", "dreambench-plus", "customconcept101", "dreambooth-pairs", "customconcept101-pairs"],
+)
 def test_the_not_found_hint_suggests_fetch_only_where_the_dataset_can_be_fetched(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -205,7 +205,7 @@ def test_unknown_dataset_is_one_line_with_suggestions(
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: unknown dataset") and "did you mean" in err and err.count("\n") == 1
-        assert "valid: customconcept101, dreambench-plus, dreambooth, dreambooth-pairs, toy" in err
+        assert "valid: customconcept101, customconcept101-pairs, dreambench-plus, dreambooth, dreambooth-pairs, toy" in err
 
 
 def test_a_toy_copy_that_is_missing_names_the_dataset_and_its_variable(
