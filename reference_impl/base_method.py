@@ -31,6 +31,7 @@ from dreambench.reference_impl.base_model import (
 )
 from dreambench.reference_impl.checked_settings import CheckedSettings, at_least, non_empty
 from dreambench.reference_impl.dreambooth_trainer import MixedPrecision
+from dreambench.reference_impl.precision_policy import RenderPrecision, inference_components
 from dreambench.reference_impl.render import SamplerSettings, render
 from dreambench.reference_impl.render_protocol import method_sampler
 from dreambench.reference_impl.tiny_trained import TINY_TRAINED_ID
@@ -53,6 +54,9 @@ class ModelSettings(CheckedSettings):
     # Images per pipeline call; images depend on it bitwise (render.py), keep it fixed per run.
     # 25 divides the harness's 50-image render chunks and the 25 prompts.
     render_batch_size: int = field(default=25, metadata=at_least(1))
+    # "autocast" (fp32 weights, mixed_precision autocast on CUDA) or "bf16-weights" (bf16 copies of
+    # the networks, no autocast; reference_impl/precision_policy.py). Moves pixels; class priors too.
+    render_precision: RenderPrecision = "autocast"
 
 
 def require_sampler(sampler: SamplerSettings | None, method: str) -> SamplerSettings:
@@ -132,7 +136,11 @@ class DiffusersMethod:
 
     def _render(self, model: Components, prompts: list[str], seeds: list[int]) -> list[Image.Image]:
         """``model`` under the run preset's sampler, as every diffusers method renders (render.py).
-        Every subclass Config has ``mixed_precision`` (BaseModel's own, or TrainSettings')."""
+        Every subclass Config has ``mixed_precision`` (BaseModel's own, or TrainSettings').
+        ``render_precision="bf16-weights"``: bf16 copies of ``model``'s networks, no autocast."""
+        bf16 = self.config.render_precision == "bf16-weights"
+        if bf16:
+            model = inference_components(model)
         return render(
             model.pipeline(),
             prompts,
@@ -140,7 +148,7 @@ class DiffusersMethod:
             require_sampler(self.sampler, self.name),
             self.device,
             batch_size=self.config.render_batch_size,
-            autocast_dtype=autocast_dtype(self.config.mixed_precision, self.device),  # type: ignore[attr-defined]
+            autocast_dtype=None if bf16 else autocast_dtype(self.config.mixed_precision, self.device),  # type: ignore[attr-defined]
         )
 
 

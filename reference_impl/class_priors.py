@@ -62,6 +62,10 @@ class PriorSpec:
     batch_size: int = 1
     device_type: str = "cpu"
     autocast: str = AUTOCAST_NONE
+    # "fp32" or "bf16": the dtype of the weights that rendered (render_precision="bf16-weights":
+    # bf16 copies, no autocast; reference_impl/precision_policy.py). In the key only when not fp32,
+    # so the keys of existing fp32 caches stay what they were.
+    weights: str = "fp32"
 
     @classmethod
     def create(
@@ -75,16 +79,22 @@ class PriorSpec:
         device: str,
         batch_size: int,
         autocast_dtype: torch.dtype | None,
+        weights: str = "fp32",
     ) -> PriorSpec:
         """The spec of images rendered on ``device`` in calls of ``batch_size`` with ``autocast_dtype``
-        (ignored off CUDA, as ``render`` ignores it there)."""
+        (ignored off CUDA, as ``render`` ignores it there), by ``weights`` "fp32" or "bf16" weights
+        (bf16: no autocast)."""
+        if weights not in ("fp32", "bf16"):
+            raise BenchError(f"class priors: weights={weights!r} is not one of fp32, bf16")
+        if weights == "bf16":
+            autocast_dtype = None
         device_type = device.split(":", 1)[0]
         autocast = (
             str(autocast_dtype).removeprefix("torch.")
             if autocast_dtype is not None and device_type == "cuda"
             else AUTOCAST_NONE
         )
-        return cls(model_key, class_noun, prompt, sampler, seed, batch_size, device_type, autocast)
+        return cls(model_key, class_noun, prompt, sampler, seed, batch_size, device_type, autocast, weights)
 
     def as_dict(self) -> dict[str, Any]:
         """Everything the key is computed from (also written to the folder's spec.json)."""
@@ -98,7 +108,7 @@ class PriorSpec:
             "batch_size": self.batch_size,
             "device_type": self.device_type,
             "autocast": self.autocast,
-        }
+        } | ({"weights": self.weights} if self.weights != "fp32" else {})
 
     def key(self) -> str:
         # The class noun names the folder; the images depend on it only through the prompt.
@@ -124,7 +134,8 @@ def prior_image_paths(spec: PriorSpec, n: int) -> list[Path]:
 
 def ensure_class_images(spec: PriorSpec, n: int, pipe: StableDiffusionPipeline, device: str) -> list[Path]:
     """The first ``n`` class images of ``spec``, rendering (with the *base* ``pipe`` on ``device``,
-    in calls of ``spec.batch_size`` under ``spec.autocast``) only missing ones."""
+    in calls of ``spec.batch_size`` under ``spec.autocast``) only missing ones. For
+    ``spec.weights == "bf16"`` the pipeline's networks must be bf16 (precision_policy.inference_components)."""
     import torch
 
     if device.split(":", 1)[0] != spec.device_type:
@@ -140,6 +151,12 @@ def ensure_class_images(spec: PriorSpec, n: int, pipe: StableDiffusionPipeline, 
     missing = [i for i, p in enumerate(paths) if not p.is_file()]
     if not missing:
         return paths
+    denoiser = pipe.unet if getattr(pipe, "unet", None) is not None else pipe.transformer
+    if (denoiser.dtype == torch.bfloat16) != (spec.weights == "bf16"):
+        raise BenchError(
+            f"class priors: spec for {spec.weights} weights got a pipeline in {denoiser.dtype}; "
+            "use precision_policy.inference_components for bf16"
+        )
     folder = spec.folder()
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "spec.json").is_file():

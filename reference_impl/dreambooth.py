@@ -330,6 +330,7 @@ def build_training_data(
     )
     from dreambench.reference_impl.dreambooth_trainer import TrainingData
     from dreambench.reference_impl.latent_cache import encode_images
+    from dreambench.reference_impl.precision_policy import inference_components
 
     instance_prompt = format_prompt(config.instance_prompt, identifier, subject.class_noun)
     images = [load_image(p) for p in subject.image_paths]
@@ -348,10 +349,12 @@ def build_training_data(
         device=device,
         batch_size=config.render_batch_size,
         autocast_dtype=autocast_dtype(config.mixed_precision, device),
+        weights="bf16" if config.render_precision == "bf16-weights" else "fp32",
     )
     started = time.perf_counter()
     rendered = sum(not p.is_file() for p in prior_image_paths(spec, config.num_class_images))
-    paths = ensure_class_images(spec, config.num_class_images, base.pipeline(), device)
+    prior_model = inference_components(base) if spec.weights == "bf16" and rendered else base
+    paths = ensure_class_images(spec, config.num_class_images, prior_model.pipeline(), device)
     if work is not None:
         work["class_priors"] = {"wall_s": round(time.perf_counter() - started, 3), "images": rendered}
     classes = class_prior_latents(spec, paths, base.vae, sampler.resolution, device)

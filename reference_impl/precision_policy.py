@@ -25,7 +25,11 @@ drift from the autocast path's by about bf16 precision: gpu_benchmark prints tha
 tests/test_precision_policy.py bounds it on the tiny model.
 
 ``inference_copy`` is the inference side: a bf16 copy of a frozen module (no master copy is needed
-when nothing trains), which renders without autocast.
+when nothing trains), which renders without autocast. A diffusers method's ``render_precision``
+(base_method.ModelSettings) picks it for its images and its class priors: ``"autocast"`` (default:
+fp32 weights under ``mixed_precision`` autocast on CUDA) or ``"bf16-weights"`` (``inference_components``:
+every network of the model as a bf16 copy, on any device). It moves pixels, so it is part of the
+run's identity and of the class-prior cache key.
 """
 
 from __future__ import annotations
@@ -39,8 +43,13 @@ from dreambench.errors import BenchError
 if TYPE_CHECKING:
     import torch
 
+    from dreambench.reference_impl.base_model import Components
+
 PrecisionPolicy = Literal["autocast", "bf16-weights"]
 PRECISION_POLICIES: tuple[str, ...] = ("autocast", "bf16-weights")
+RenderPrecision = Literal["autocast", "bf16-weights"]
+# The networks of a Components that render (base_model.Components fields).
+_NETWORKS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 
 M = TypeVar("M", bound="torch.nn.Module")
 
@@ -151,3 +160,17 @@ def inference_copy(module: M, dtype: torch.dtype | None = None) -> M:
     out.requires_grad_(False)
     out.eval()
     return out
+
+
+def inference_components(model: Components) -> Components:
+    """``model`` with a bf16 ``inference_copy`` of each of its networks (the original stays fp32)."""
+    import dataclasses
+
+    return dataclasses.replace(
+        model,
+        **{
+            name: inference_copy(getattr(model, name))
+            for name in _NETWORKS
+            if getattr(model, name) is not None
+        },
+    )

@@ -268,6 +268,7 @@ def test_prior_key_changes_with_what_the_images_depend_on() -> None:
         "batch_size": 4,
         "device_type": "cuda",
         "autocast": "bfloat16",
+        "weights": "bf16",
     }
     pixel_fields = {f.name for f in dataclasses.fields(spec)} - {"class_noun", "sampler"}
     assert pixel_fields == set(other_values)

@@ -9,12 +9,14 @@ into the run's identity.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from dreambench.cache_root import cache_root
 from dreambench.cli import main
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_model import load_base_model
@@ -115,7 +117,7 @@ def test_policy_enters_the_run_identity(dreambench_data: Path, tmp_path: Path) -
     )
     fast = "train_steps=2,num_class_images=1,render_batch_size=1,mixed_precision=bf16"
     names = []
-    for policy in ("autocast", "bf16-weights"):
+    for policy in ("autocast", "bf16-weights"):  # bf16-weights also renders (and makes priors) in bf16
         out = tmp_path / policy
         args = [
             "run",
@@ -128,13 +130,23 @@ def test_policy_enters_the_run_identity(dreambench_data: Path, tmp_path: Path) -
             "--prompts",
             str(prompts),
         ]
-        args += ["--images-per-prompt", "1", "--method-args", f"{fast},precision_policy={policy}"]
+        args += [
+            "--images-per-prompt",
+            "1",
+            "--method-args",
+            f"{fast},precision_policy={policy},render_precision={policy}",
+        ]
         assert main([*args, "--data", str(dreambench_data), "--out", str(out), "--quiet"]) == 0
         (run_dir,) = [p for p in out.iterdir() if (p / "results.json").exists()]
         results = json.loads((run_dir / "results.json").read_text())
         assert results["run"]["method_config"]["precision_policy"] == policy
+        assert results["run"]["method_config"]["render_precision"] == policy
         names.append(run_dir.name)
     assert names[0] != names[1]
+    # The class priors of the bf16 run are their own cache entry; an fp32 entry's key is unchanged
+    # (no "weights" field), so existing caches stay valid.
+    specs = [json.loads(p.read_text()) for p in (cache_root() / "priors").glob("*/spec.json")]
+    assert {spec.get("weights", "fp32") for spec in specs} == {"fp32", "bf16"}
 
 
 def test_unknown_policy_is_a_one_line_error(
@@ -145,3 +157,30 @@ def test_unknown_policy_is_a_one_line_error(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "precision_policy" in err and "bf16-weights" in err and "Traceback" not in err
+
+
+def test_bf16_render_is_close_to_fp32_and_refuses_a_mismatched_pipeline(tiny: tuple) -> None:
+    import numpy as np
+
+    from dreambench.reference_impl.class_priors import PriorSpec, ensure_class_images
+    from dreambench.reference_impl.precision_policy import inference_components
+    from dreambench.reference_impl.render import SamplerSettings, render
+
+    base = tiny[0]
+    sampler = SamplerSettings(steps=2, resolution=TINY_RESOLUTION)
+    fast = inference_components(base)
+    assert {p.dtype for p in fast.unet.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in base.unet.parameters()} == {torch.float32}  # the original is untouched
+    (fp32,) = render(base.pipeline(), ["a photo of a dog"], [3], sampler, "cpu", batch_size=1)
+    (bf16,) = render(fast.pipeline(), ["a photo of a dog"], [3], sampler, "cpu", batch_size=1)
+    diff = np.abs(np.asarray(fp32, dtype=np.int16) - np.asarray(bf16, dtype=np.int16))
+    assert 0 < diff.mean() < 8  # stated tolerance: mean pixel difference under 8 of 255 (tiny model, 2 steps)
+    spec = PriorSpec.create(
+        "tiny", "dog", "a dog", sampler, 0, device="cpu", batch_size=1, autocast_dtype=None, weights="bf16"
+    )
+    assert (
+        spec.as_dict()["weights"] == "bf16"
+        and "weights" not in dataclasses.replace(spec, weights="fp32").as_dict()
+    )
+    with pytest.raises(BenchError, match="spec for bf16 weights got a pipeline in torch.float32"):
+        ensure_class_images(spec, 1, base.pipeline(), "cpu")
