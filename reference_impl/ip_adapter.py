@@ -223,6 +223,10 @@ class IPAdapter:
     }
 
     def __init__(self, config: Config) -> None:
+        if config.render_precision != "autocast":
+            raise BenchError(
+                f"ip-adapter: render_precision={config.render_precision!r} is not supported; valid: autocast"
+            )
         self.config = config
         self.device = "cpu"
         self.sampler: SamplerSettings | None = None  # the run preset's, handed over by setup()
