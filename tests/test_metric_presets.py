@@ -214,7 +214,9 @@ def test_each_new_preset_has_a_smoke_twin_with_the_same_conventions(name: str) -
     for network in preset.networks:
         real, smoke = preset.spec(network), twin.spec(network)
         assert (real.backend, real.arch, real.source.kind) == (smoke.backend, smoke.arch, "pinned")
-        assert smoke.source.kind == "smoke"
+        # Trained smoke weights where a delta exists (DINO ViT-S/16, CLIP ViT-B/32), random elsewhere.
+        trained = real.weights_kind in ("dino", "clip")
+        assert smoke.source == (WeightsSource.smoke_trained() if trained else WeightsSource.smoke(0))
 
 
 def test_pinned_weights_missing_offline_name_the_hub_repo(monkeypatch: pytest.MonkeyPatch) -> None:

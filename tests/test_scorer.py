@@ -66,7 +66,7 @@ def test_metric_preset_contract(name: str) -> None:
         assert spec.arch in (cls.archs if kind != "clip" else (cls.arch,))
         if spec.source.kind == "pinned":
             assert (spec.weights_kind, spec.backend) in PINNED_HUB
-    uses_smoke = "smoke" in {preset.spec(k).source.kind for k in preset.networks}
+    uses_smoke = bool({"smoke", "smoke-trained"} & {preset.spec(k).source.kind for k in preset.networks})
     assert preset.calibrated is not uses_smoke
     assert preset.as_dict()["metric_versions"] == METRIC_VERSIONS
     hf = preset.with_backend("transformers")
@@ -132,7 +132,7 @@ def test_metrics_info(smoke_scorer: Scorer) -> None:
         assert entry["version"] == METRIC_VERSIONS[name]
         assert entry["higher_is_better"] is True
         assert entry["convention"] == "raw cosine in [-1, 1]"
-        assert entry["embedder"]["weights"] == "smoke:seed0"
+        assert entry["embedder"]["weights"] == "smoke-trained:v1"
         assert len(entry["embedder"]["sha256"]) == 64
         assert entry["definition"]
     assert info["dino"]["embedder"]["backend"] == "timm"
