@@ -450,6 +450,8 @@ def train_dreambooth(
         # 10. Loss = instance MSE + lambda * prior MSE; stop at once if it is not finite.
         loss = prior_preservation_loss(pred, target, bsz, data.prior_loss_weight)
         value = float(loss.detach())
+        if master is not None and (not math.isfinite(value) or loss_diverged([*losses, value])):
+            master.release()  # the caller's model is fp32 again before the error below
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.train_steps} "
