@@ -1,8 +1,10 @@
 """fp32 scoring keeps its numbers: embeddings of five dataset images (and two texts) are compared with
 the ones stored in tests/data/reference_embeddings_smoke.{npz,json}.
 
-The stored vectors were computed by the Scorer of commit 482527b (before batched cache writes and
-prefetching) with the smoke weights, on the CPU in fp32, from an empty embedding cache. Two checks:
+The stored vectors were first computed by the Scorer of commit 482527b (before batched cache writes
+and prefetching) with the then random smoke weights, and recomputed (`write_reference`, the same
+procedure) when the smoke preset moved to the trained smoke weights (smoke-trained:v1), on the CPU
+in fp32, from an empty embedding cache. Two checks:
 
 - On any CPU, every component is within `TOLERANCE` (1e-5 absolute; the vectors are unit length) of
   the reference. fp32 matrix products are not bit-identical across CPU instruction sets or thread
@@ -166,3 +168,34 @@ def test_fp32_embeddings_are_bit_identical_on_the_reference_machine_class(
     for name in VECTORS:
         got, want = embedded.vectors[name], arrays[f"{backend}_{name}"]
         assert np.array_equal(got, want), f"{backend} {name}: max |diff| {np.abs(got - want).max():.3g}"
+
+
+def write_reference(data: Path) -> None:
+    """Recompute tests/data/reference_embeddings_smoke.{npz,json} the way the `embed` fixture embeds
+    (the Scorer, the smoke preset, CPU fp32, an empty embedding cache, one decode worker), keeping the
+    recorded inputs; run on the machine class to record: `python tests/test_reference_embeddings.py DATA`."""
+    import tempfile
+
+    from dreambench.cache_root import cache_root
+
+    meta = json.loads((DATA / "reference_embeddings_smoke.json").read_text())
+    refs = [ImageRef(data / "dataset" / name, sha) for name, sha in meta["images"].items()]
+    arrays: dict[str, np.ndarray] = {}
+    weights = cache_root() / "weights"
+    for backend in ("timm", "transformers"):
+        with tempfile.TemporaryDirectory() as root, pytest.MonkeyPatch.context() as patch:
+            (Path(root) / "weights").symlink_to(weights, target_is_directory=True)
+            patch.setenv("DREAMBENCH_CACHE", root)
+            scorer = Scorer("smoke", device="cpu", backend=backend, decode_workers=1)
+            arrays[f"{backend}_dino"], arrays[f"{backend}_clip"] = scorer._image_embeddings(refs)
+            arrays[f"{backend}_clip_text"] = scorer._text_embeddings(meta["texts"])
+            meta["embedders"][backend] = {k: scorer.embedder_id(k).as_dict() for k in ("dino", "clip")}
+    meta["machine_class"] = machine_class()
+    np.savez(DATA / "reference_embeddings_smoke.npz", **arrays)
+    (DATA / "reference_embeddings_smoke.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    write_reference(Path(sys.argv[1]))
