@@ -174,8 +174,9 @@ class DreamBoothLoRA(DreamBooth):
         "diffusers": Config(
             **{**asdict(DreamBooth.PRESETS["diffusers"]), "train_steps": 500, "learning_rate": 1e-4}
         ),
-        # dreambooth's smoke preset (embedded tiny model on CPU, uncalibrated). LoRA's B starts at
-        # zero, so the random model needs a larger step than full fine-tuning to move in 40 steps.
+        # dreambooth's smoke preset (embedded tiny-trained model on CPU, uncalibrated, 200 steps).
+        # LoRA's B starts at zero and rank 4 moves few parameters, so it takes a larger step than
+        # full fine-tuning to move the renders towards the subject in the same steps.
         "smoke": Config(**{**asdict(DreamBooth.PRESETS["smoke"]), "learning_rate": 1e-2}),
     }
     # The DreamBooth paper has no LoRA row, but `bench run --preset dreambooth` asks every method

@@ -80,7 +80,7 @@ def _distances(run: Path, subjects: dict) -> dict[tuple[str, int, int], float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dreambooth", "dreambooth-lora", "textual-inversion"])
+@pytest.mark.parametrize("method", ["dreambooth", "dreambooth-lora"])
 def test_smoke_methods_move_renders_towards_the_subject(
     method: str, tmp_path: Path, dreambench_data: Path
 ) -> None:
