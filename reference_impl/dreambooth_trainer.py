@@ -391,107 +391,110 @@ def train_dreambooth(
         if amp_dtype is not None
         else contextlib.nullcontext
     )
-    for step in range(1, settings.train_steps + 1):
-        step_started = time.perf_counter()
-        if graph_steps:
-            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are done with
-        # 7. A batch: bsz instance latents (+ bsz class latents), sampled from their posteriors.
-        items = torch.tensor(take(bsz))
-        latents = instance.sample(items % len(instance), dev_gen)
-        if classes is not None:
-            latents = torch.cat([latents, classes.sample(items % len(classes), dev_gen)])
-        latents = latents.to(memory_format=memory_format)
+    try:
+        for step in range(1, settings.train_steps + 1):
+            step_started = time.perf_counter()
+            if graph_steps:
+                torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are done with
+            # 7. A batch: bsz instance latents (+ bsz class latents), sampled from their posteriors.
+            items = torch.tensor(take(bsz))
+            latents = instance.sample(items % len(instance), dev_gen)
+            if classes is not None:
+                latents = torch.cat([latents, classes.sample(items % len(classes), dev_gen)])
+            latents = latents.to(memory_format=memory_format)
 
-        # 8-9. Conditioning rows for this batch: instance prompt rows, then class prompt rows. (A
-        #    single instance prompt draws nothing, so the random streams stay those of plain
-        #    DreamBooth; cpu_gen and dev_gen are separate streams, so drawing the rows first
-        #    changes no number.)
-        picks = torch.randint(n_prompts, (bsz,), generator=cpu_gen).tolist() if n_prompts > 1 else [0] * bsz
-        rows = torch.tensor(picks + ([n_prompts] * bsz if classes is not None else []), device=device)
-        if flow is not None:
-            # Flow matching (FLUX.1, SD3): noise, timestep, interpolation and velocity prediction.
-            with autocast():
-                pred, target = flow(unet_forward, latents, rows, dev_gen)
-        else:
-            # 8. Forward diffusion at a random timestep per example.
-            noise = torch.randn(latents.shape, generator=dev_gen, device=latents.device, dtype=latents.dtype)
-            timesteps = torch.randint(
-                0,
-                noise_scheduler.config.num_train_timesteps,
-                (latents.shape[0],),
-                generator=dev_gen,
-                device=latents.device,
-            )
-            noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-            if prediction_type == "epsilon":
-                target = noise
+            # 8-9. Conditioning rows for this batch: instance prompt rows, then class prompt rows. (A
+            #    single instance prompt draws nothing, so the random streams stay those of plain
+            #    DreamBooth; cpu_gen and dev_gen are separate streams, so drawing the rows first
+            #    changes no number.)
+            picks = torch.randint(n_prompts, (bsz,), generator=cpu_gen).tolist() if n_prompts > 1 else [0] * bsz
+            rows = torch.tensor(picks + ([n_prompts] * bsz if classes is not None else []), device=device)
+            if flow is not None:
+                # Flow matching (FLUX.1, SD3): noise, timestep, interpolation and velocity prediction.
+                with autocast():
+                    pred, target = flow(unet_forward, latents, rows, dev_gen)
             else:
-                target = noise_scheduler.get_velocity(latents, noise, timesteps)
-
-            if work_dtype is not None:
-                noisy = noisy.to(work_dtype)
-            with autocast():
-                embeddings = (
-                    frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]
+                # 8. Forward diffusion at a random timestep per example.
+                noise = torch.randn(latents.shape, generator=dev_gen, device=latents.device, dtype=latents.dtype)
+                timesteps = torch.randint(
+                    0,
+                    noise_scheduler.config.num_train_timesteps,
+                    (latents.shape[0],),
+                    generator=dev_gen,
+                    device=latents.device,
                 )
-                if work_dtype is not None:
-                    embeddings = embeddings.to(work_dtype)
-                if pooled_embeddings is None:
-                    pred = unet_forward(noisy, timesteps, embeddings).sample
+                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+                if prediction_type == "epsilon":
+                    target = noise
                 else:
-                    # Each row's time ids: its instance image's; a class row shares its pair's (collate_fn).
-                    pairs = (items % len(instance)).to(device)
-                    added = {
-                        "text_embeds": pooled_embeddings[rows],
-                        "time_ids": time_ids[torch.cat([pairs, pairs]) if classes is not None else pairs],
-                    }
-                    pred = unet_forward(noisy, timesteps, embeddings, added_cond_kwargs=added).sample
+                    target = noise_scheduler.get_velocity(latents, noise, timesteps)
 
-        # 10. Loss = instance MSE + lambda * prior MSE; stop at once if it is not finite.
-        loss = prior_preservation_loss(pred, target, bsz, data.prior_loss_weight)
-        value = float(loss.detach())
-        if master is not None and (not math.isfinite(value) or loss_diverged([*losses, value])):
-            master.release()  # the caller's model is fp32 again before the error below
-        if not math.isfinite(value):
-            raise TrainingDiverged(
-                f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.train_steps} "
-                f"(loss={value}); lower learning_rate (now {settings.learning_rate:g}) or use mixed_precision=bf16/no"
-            )
-        losses.append(value)
-        if loss_diverged(losses):
-            k = DIVERGENCE_WINDOW
-            raise TrainingDiverged(
-                f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.train_steps}: "
-                f"mean loss of the last {k} steps {sum(losses[-k:]) / k:.4g} > {DIVERGENCE_FACTOR:g}x "
-                f"that of the first {k} ({sum(losses[:k]) / k:.4g}); lower learning_rate (now {settings.learning_rate:g})"
-            )
+                if work_dtype is not None:
+                    noisy = noisy.to(work_dtype)
+                with autocast():
+                    embeddings = (
+                        frozen_embeddings[rows] if frozen_embeddings is not None else text_encoder(ids[rows])[0]
+                    )
+                    if work_dtype is not None:
+                        embeddings = embeddings.to(work_dtype)
+                    if pooled_embeddings is None:
+                        pred = unet_forward(noisy, timesteps, embeddings).sample
+                    else:
+                        # Each row's time ids: its instance image's; a class row shares its pair's (collate_fn).
+                        pairs = (items % len(instance)).to(device)
+                        added = {
+                            "text_embeds": pooled_embeddings[rows],
+                            "time_ids": time_ids[torch.cat([pairs, pairs]) if classes is not None else pairs],
+                        }
+                        pred = unet_forward(noisy, timesteps, embeddings, added_cond_kwargs=added).sample
 
-        # 11. Backward, clip, step.
+            # 10. Loss = instance MSE + lambda * prior MSE; stop at once if it is not finite.
+            loss = prior_preservation_loss(pred, target, bsz, data.prior_loss_weight)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.train_steps} "
+                    f"(loss={value}); lower learning_rate (now {settings.learning_rate:g}) or use mixed_precision=bf16/no"
+                )
+            losses.append(value)
+            if loss_diverged(losses):
+                k = DIVERGENCE_WINDOW
+                raise TrainingDiverged(
+                    f"DreamBooth training of subject {subject_name!r} diverged at step {step}/{settings.train_steps}: "
+                    f"mean loss of the last {k} steps {sum(losses[-k:]) / k:.4g} > {DIVERGENCE_FACTOR:g}x "
+                    f"that of the first {k} ({sum(losses[:k]) / k:.4g}); lower learning_rate (now {settings.learning_rate:g})"
+                )
+
+            # 11. Backward, clip, step.
+            if master is not None:
+                # bf16 gradients -> fp32 master gradients; clip folded into fused AdamW; masters -> bf16.
+                loss.backward()
+                master.grads_to_masters()
+                master.clip_and_step(optimizer, settings.max_grad_norm)
+                master.masters_to_working()
+            elif scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                optimizer.step()
+            if master is None:
+                optimizer.zero_grad(set_to_none=True)  # (master gradients are overwritten each step)
+            if settings.compile and step == 1 and compiling:
+                if torch.device(device).type == "cuda":
+                    torch.cuda.synchronize()
+                compile_seconds = time.perf_counter() - step_started
+                step_graph.LEDGER.record(signature, compile_seconds)
+            if after_step is not None:
+                after_step(step)
+    except BaseException:
         if master is not None:
-            # bf16 gradients -> fp32 master gradients; clip folded into fused AdamW; masters -> bf16.
-            loss.backward()
-            master.grads_to_masters()
-            master.clip_and_step(optimizer, settings.max_grad_norm)
-            master.masters_to_working()
-        elif scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-            optimizer.step()
-        if master is None:
-            optimizer.zero_grad(set_to_none=True)  # (master gradients are overwritten each step)
-        if settings.compile and step == 1 and compiling:
-            if torch.device(device).type == "cuda":
-                torch.cuda.synchronize()
-            compile_seconds = time.perf_counter() - step_started
-            step_graph.LEDGER.record(signature, compile_seconds)
-        if after_step is not None:
-            after_step(step)
+            master.release()  # whatever stopped the run, the caller's model is fp32 again
+        raise
 
     # 12. Back to inference mode; the optimizer state is dropped with this frame. bf16-weights:
     #     the fp32 masters become the weights (the result in full precision).

@@ -55,6 +55,10 @@ distance of its weight update and its largest weight difference (training), and 
 and largest difference of its final latents (rendering), against the eager row and against fp32;
 fp32's own drift against the eager row is printed as the yardstick (numeric_drift.py).
 
+Kernel profile (CUDA only, untimed): rows (c)-(f) under torch.profiler for 2 steps after 3
+unprofiled ones: CUDA kernels per step (launch count, kernel time) and how many of them are
+NCHW<->NHWC layout conversions (``kernel_profile`` in the JSON, in the table's precision cell).
+
 Each ratio is row (a)'s figure over the row's (speed-up: above 1 means faster than the script).
 The paths alternate — train a, b, c, render a, b, then again, ``--repeats`` times — so drift of
 the machine (clocks, temperature, other jobs) hits every row alike. Each row reports the median of
@@ -455,6 +459,7 @@ def _train_ours(
     memory: PeakMemory | None,
     options: dict[str, Any] | None = None,
     steps: int | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> tuple[list[float], float, TrainResult]:
     """Rows (b)-(f): ``train_dreambooth`` with ``mixed_precision`` and the row's other TrainSettings
     ``options``; returns (timestamps after each step, precompute seconds, the TrainResult).
@@ -487,6 +492,8 @@ def _train_ours(
     def after_step(step: int) -> None:
         _sync(device)
         marks.append(time.perf_counter())
+        if on_step is not None:
+            on_step()
 
     if memory is not None:
         memory.reset()
@@ -584,6 +591,50 @@ def _final_latents(render_call: Callable[[dict[str, Any]], Any]) -> torch.Tensor
 
     render_call({"callback_on_step_end": grab, "callback_on_step_end_tensor_inputs": ["latents"]})
     return captured["latents"]
+
+
+# -- kernel profile (CUDA) ----------------------------------------------------------------------
+
+PROFILE_ROWS = ("ours", "bf16-weights", "compiled", "graphed")
+LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw")
+
+
+def _kernel_profile(
+    models: Models,
+    images: Sequence[Image.Image],
+    resolution: int,
+    settings: BenchmarkSettings,
+    ours_mixed: str,
+) -> dict[str, Any]:
+    """Per train row, under torch.profiler for 2 steps after 3 unprofiled ones: CUDA kernels per
+    step, their time per step, and the NCHW<->NHWC layout conversions among them (the H200
+    profile's 5,432 kernels and 342 conversions per step for row (c)). A row whose profile fails
+    holds its error instead (the timed figures stand either way)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    out: dict[str, Any] = {}
+    for row in PROFILE_ROWS:
+        try:
+            with profile(
+                activities=[ProfilerActivity.CUDA], schedule=schedule(wait=3, warmup=0, active=2, repeat=1)
+            ) as prof:
+                _train_ours(
+                    models, images, resolution, settings, ours_mixed, None, ROW_OPTIONS.get(row), 5, prof.step
+                )
+            kernels, layout, device_us = 0, 0, 0.0
+            for event in prof.events():
+                if str(getattr(event, "device_type", "")).endswith("CUDA"):
+                    kernels += 1
+                    device_us += getattr(event, "device_time", 0.0) or 0.0
+                    layout += any(name in event.name for name in LAYOUT_KERNELS)
+            out[row] = {
+                "kernels_per_step": kernels / 2,
+                "layout_conversions_per_step": layout / 2,
+                "kernel_ms_per_step": device_us / 2000,
+            }
+        except Exception as exc:  # noqa: BLE001 - a profile is extra information, never the result
+            out[row] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return out
 
 
 # -- numeric drift -----------------------------------------------------------------------------
@@ -819,6 +870,8 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
                         fits_batch.append(_batch_for_free_memory(render_peak[row], settings))
                     del pipe
                     schedule.append(["render", row, repeat])
+            # CUDA only: kernel counts per step (on CPU there are no CUDA kernels to count).
+            profiles = _kernel_profile(models, images, resolution, settings, ours_mixed) if on_cuda else {}
             drift = _drift(models, images, resolution, settings, ours_mixed, ours_dtype)
     finally:
         step_graph.BACKEND = backend_before
@@ -876,6 +929,7 @@ def run_benchmark(settings: BenchmarkSettings) -> dict[str, Any]:
             **({"options": ROW_OPTIONS[row]} if row in ROW_OPTIONS else {}),
             **({"compile_s": train_compile_s[row]} if row in train_compile_s else {}),
             **({"drift": drift["train"][row]} if row in drift["train"] else {}),
+            **({"kernel_profile": profiles[row]} if row in profiles else {}),
         }
         for row in TRAIN_ROWS
     }
@@ -984,9 +1038,16 @@ def results_table(result: dict[str, Any]) -> Table:
     for row, info in result["train"].items():
         ms = info["step_ms"]
         compiled = f" (compile {info['compile_s']:.1f} s, once)" if "compile_s" in info else ""
+        kernels = info.get("kernel_profile", {})
+        profiled = (
+            f"; {kernels['kernels_per_step']:.0f} kernels/step, "
+            f"{kernels['layout_conversions_per_step']:.0f} NCHW↔NHWC"
+            if "kernels_per_step" in kernels
+            else ""
+        )
         table.add_row(
             f"train {labels.get(row, row)}{compiled}",
-            info["precision"],
+            info["precision"] + profiled,
             f"{ms['median']:.1f} ms/step [{ms['min']:.1f}–{ms['max']:.1f}]",
             f"{info['peak_memory_mib']:.0f}",
             f"{info['speedup_vs_script']:.2f}",

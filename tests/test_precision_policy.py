@@ -184,3 +184,15 @@ def test_bf16_render_is_close_to_fp32_and_refuses_a_mismatched_pipeline(tiny: tu
     )
     with pytest.raises(BenchError, match="spec for bf16 weights got a pipeline in torch.float32"):
         ensure_class_images(spec, 1, base.pipeline(), "cpu")
+
+
+def test_a_stopped_bf16_weights_run_leaves_the_model_fp32(tiny: tuple) -> None:
+    base, data, _ = tiny
+
+    def stop(step: int) -> None:
+        raise RuntimeError("stopped")
+
+    settings = TrainSettings(train_steps=2, precision_policy="bf16-weights", mixed_precision="bf16")
+    with pytest.raises(RuntimeError, match="stopped"):
+        train_dreambooth(base, data, settings, "cpu", 0, "dog", after_step=stop)
+    assert {p.dtype for p in base.unet.parameters()} == {torch.float32}
