@@ -11,7 +11,7 @@ import torch
 
 from dreambench.errors import BenchError
 from dreambench.metrics.convert import load_state_dict_file
-from dreambench.metrics.scorer import Scorer
+from dreambench.metrics.scorer import ImageRef, Scorer
 from dreambench.metrics.smoke_delta import SMOKE_DELTAS, delta_path, load_delta, merge_delta
 from dreambench.metrics.smoke_weights import ensure_smoke_weights, random_init
 from dreambench.metrics.weights import WeightsSource, resolve_weights
@@ -80,3 +80,17 @@ def test_trained_weights_exist_only_where_a_delta_does() -> None:
         ensure_smoke_weights("dinov2-s14", "timm", trained=True)
     with pytest.raises(BenchError, match="seed 0"):
         ensure_smoke_weights("dino", "timm", 1, trained=True)
+
+
+def test_both_backends_of_the_trained_weights_agree(dreambench_data: Path) -> None:
+    """timm / open_clip and the transformers weights converted from them embed alike."""
+    import numpy as np
+
+    from dreambench.dataset.dreambooth import load_subjects
+
+    subject = load_subjects(dreambench_data)[0]
+    refs = [ImageRef(p, h) for p, h in zip(subject.image_paths[:3], subject.image_sha256[:3])]
+    native = Scorer("smoke", device="cpu")._image_embeddings(refs)
+    converted = Scorer("smoke", device="cpu", backend="transformers")._image_embeddings(refs)
+    for a, b in zip(native, converted):
+        assert float(np.max(1.0 - np.einsum("nd,nd->n", a.astype(np.float64), b.astype(np.float64)))) < 1e-4
