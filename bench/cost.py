@@ -4,7 +4,7 @@ Measured around each stage of each subject (prepare, render, score) and stored i
 cost.json, so a method's cost sits beside its score in results and the leaderboard.
 
 Beside its times a record may hold the work it did (``WORK_FIELDS``: images made or scored, train
-steps, compile seconds paid once) and, for ``prepare``, the ``parts`` a method reports (class
+steps, compile and scorer-load seconds paid once) and, for ``prepare``, the ``parts`` a method reports (class
 priors, training: dreambench.method ``prepare_work``), each with its own ``wall_s`` and work; the
 rates of ``bench cost`` (bench/stage_rates.py) divide one by the other.
 """
@@ -57,9 +57,10 @@ def measure_stage(device: str) -> Iterator[dict[str, Any]]:
 
 
 COST_FIELDS: tuple[str, ...] = ("wall_s", "device_s", "peak_device_mib", "peak_host_mib")
-#: The work a record (or one of its parts) may count: images made or scored, optimizer steps,
-#: seconds of one-off compilation included in its wall time. Absent = not counted.
-WORK_FIELDS: tuple[str, ...] = ("images", "steps", "compile_s")
+#: The work a record (or one of its parts) may count: images made or scored, optimizer steps, and
+#: one-off seconds included in its wall time (compilation, loading the scoring networks), paid once
+#: per process rather than per item. Absent = not counted.
+WORK_FIELDS: tuple[str, ...] = ("images", "steps", "compile_s", "load_s")
 
 
 def _is_number(value: Any) -> bool:

@@ -274,7 +274,7 @@ class MethodHandle:
         reported = getattr(self.method, "prepare_work", None)
         if not isinstance(reported, dict):
             return {}
-        fields = ("wall_s", "images", "steps", "compile_s")
+        fields = ("wall_s", "images", "steps", "compile_s", "load_s")
 
         def number(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 and v != float("inf")

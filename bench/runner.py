@@ -398,8 +398,10 @@ def run_subject(
     rows = rd.read_scores(name)
     members = [m.name for m in subject.members]
     if not _scores_match(rows, images, scorer.identity_key(), members):
+        loaded_before = scorer.load_seconds
         with measure_stage(device) as score_cost:
             rows = _score_images(rd, scorer, subject, images)
+        score_cost["load_s"] = round(scorer.load_seconds - loaded_before, 3)
         # The images this stage embedded (through the cache): the generated ones and the real ones.
         score_cost["images"] = len(images) + len(subject.image_paths)
         rd.record_cost(name, score=score_cost)

@@ -1,10 +1,11 @@
 """A run's per-stage rates, and the time of a whole benchmark they extrapolate to (``bench cost``).
 
 Every figure is a count divided by seconds, both read from the run's own cost records in
-results.json (bench/cost.py): class priors (images rendered / seconds), training (seconds net of
-one-off compilation / optimizer steps), the rest of ``prepare`` (model loading, latents, saving;
-seconds per prepared subject), rendering (images / seconds) and scoring (generated + real images
-embedded / seconds). A workload (``PAPER_WORKLOAD``: the whole ``paper`` benchmark) multiplies
+results.json (bench/cost.py): class priors (images rendered / seconds), training (seconds /
+optimizer steps), the rest of ``prepare`` (model loading, latents, saving; seconds per prepared
+subject), rendering (images / seconds) and scoring (generated + real images embedded / seconds).
+One-off seconds (compilation, loading the scoring networks) are taken out of the rates and counted
+once. A workload (``PAPER_WORKLOAD``: the whole ``paper`` benchmark) multiplies
 them out. The rates hold for the run's own protocol (resolution, sampler steps), which the table
 names; a stage with nothing counted (class priors all cached, a run older than the counts) is
 "not measured" and the total says which terms it lacks.
@@ -92,13 +93,22 @@ def _sum(records: list[dict[str, Any]], key: str) -> float | None:
     return math.fsum(values)
 
 
-def _counted(stage: str, unit: str, records: list[dict[str, Any]], inverse: bool = False) -> StageRate:
+def _once(records: list[dict[str, Any]]) -> float:
+    """The one-off seconds of ``records`` (``compile_s``, ``load_s``): paid once per process, not per item."""
+    return math.fsum(r.get(k) or 0.0 for r in records for k in ("compile_s", "load_s"))
+
+
+def _counted(stage: str, unit: str, records: list[dict[str, Any]]) -> StageRate:
+    """``unit`` per second over ``records``, net of their one-off seconds."""
     count, seconds = _sum(records, unit), _sum(records, "wall_s")
     if count is None or seconds is None:
         return StageRate(stage, unit, None, seconds, None, None, "not recorded by this run")
-    if count == 0 or seconds <= 0:
-        return StageRate(stage, unit, int(count), seconds, None, None, "nothing done in this run (cached)")
-    return StageRate(stage, unit, int(count), seconds, count / seconds, seconds / count)
+    once = _once(records)
+    net = seconds - once
+    if count == 0 or net <= 0:
+        return StageRate(stage, unit, int(count), net, None, None, "nothing done in this run (cached)")
+    note = f"{once:.1f} s one-off compile / load counted apart" if once else ""
+    return StageRate(stage, unit, int(count), net, count / net, net / count, note)
 
 
 def stage_rates(results: dict[str, Any]) -> dict[str, StageRate]:
@@ -107,19 +117,14 @@ def stage_rates(results: dict[str, Any]) -> dict[str, StageRate]:
     parts = [r.get("parts") or {} for r in prepares]
     priors = [p["class_priors"] for p in parts if "class_priors" in p]
     trains = [p["train"] for p in parts if "train" in p]
+    renders, scores = _subject_records(results, "render"), _subject_records(results, "score")
     rows = {
         "class_priors": _counted("class priors", "images", priors),
-        "render": _counted("render", "images", _subject_records(results, "render")),
-        "score": _counted("score", "images", _subject_records(results, "score")),
+        "train": _counted("train", "steps", trains),
+        "render": _counted("render", "images", renders),
+        "score": _counted("score", "images", scores),
     }
-    compile_s = _sum(trains, "compile_s") or 0.0
-    steps, train_s = _sum(trains, "steps"), _sum(trains, "wall_s")
-    if steps and train_s is not None:
-        net = train_s - compile_s
-        note = f"compile {compile_s:.1f} s counted apart" if compile_s else ""
-        rows["train"] = StageRate("train", "steps", int(steps), net, steps / net, net / steps, note)
-    else:
-        rows["train"] = StageRate("train", "steps", None, train_s, None, None, "not recorded by this run")
+    once = _once(priors + trains + renders + scores)
     # The rest of prepare: its time less the parts the method reported, per prepared subject.
     whole = _sum(prepares, "wall_s")
     if prepares and whole is not None and all(p.keys() >= {"class_priors", "train"} for p in parts):
@@ -137,7 +142,7 @@ def stage_rates(results: dict[str, Any]) -> dict[str, StageRate]:
         rows["prepare_other"] = StageRate(
             "prepare, other", "subjects", None, None, None, None, "not recorded by this run"
         )
-    rows["train_compile"] = StageRate("train compile", "once", 1, compile_s, None, compile_s)
+    rows["once"] = StageRate("compile / load", "once", 1, once, None, once, "one-off, paid once per process")
     return rows
 
 
@@ -167,7 +172,7 @@ def extrapolate(rows: dict[str, StageRate], workload: Workload = PAPER_WORKLOAD)
             at("class_priors", class_images),
         ),
         Term("train", f"{w.subjects} subjects x {w.train_steps_per_subject:,} steps", at("train", steps)),
-        Term("train compile", "once per process", rows["train_compile"].per_unit),
+        Term("compile / load", "once per process", rows["once"].per_unit),
         Term("prepare, other", f"{w.subjects} subjects", at("prepare_other", w.subjects)),
         Term("render", f"{w.renders:,} images", at("render", w.renders)),
         Term("score", f"{w.scored_images:,} images", at("score", w.scored_images)),

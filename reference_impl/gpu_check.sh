@@ -75,7 +75,7 @@ if [[ " $steps " == *" run "* ]]; then
         --images-per-prompt "${IMAGES_PER_PROMPT:-1}" --device "$device" --data "$DREAMBENCH_DATA" \
         --out "$out/runs" --quiet --json ${RUN_ARGS:-} > "$out/run.json" || run_status=$?
     run_s=$((SECONDS - started))
-    run_dir=$(ls -d "$out"/runs/dreambooth-dreambooth-*/ 2>/dev/null | head -n 1 || true)
+    run_dir=$(ls -d "$out"/runs/dreambooth-*/ 2>/dev/null | head -n 1 || true)
     if [[ -n "$run_dir" && -f "$run_dir/results.json" ]]; then
         cost_status=0
         "$python" -m dreambench.cli cost "$run_dir" | tee "$out/cost.txt" || cost_status=$?

@@ -50,12 +50,14 @@ def test_rates_are_counts_over_seconds_of_the_cost_records(
     results = json.loads((run_dir / "results.json").read_text())
     (cost,) = [s["cost"] for s in results["subjects"].values()]
     priors, train = cost["prepare"]["parts"]["class_priors"], cost["prepare"]["parts"]["train"]
-    # What the run did: 10 class images (smoke preset), 40 steps, 2 renders, 2 generated + 5 real scored.
-    assert (priors["images"], train["steps"], cost["render"]["images"]) == (10, 40, 2)
+    # What the run did: the smoke preset's class images and steps, 2 renders, 2 generated + the real scored.
+    config = results["run"]["method_config"]
+    n_priors, n_steps = config["num_class_images"], config["train_steps"]
+    assert (priors["images"], train["steps"], cost["render"]["images"]) == (n_priors, n_steps, 2)
     assert cost["score"]["images"] == 2 + results["subjects"]["dog"]["n_real"]
     # The run totals carry the same counts (bench/cost.py summarize_costs).
     assert results["cost"]["stages"]["render"]["images"] == 2
-    assert results["cost"]["stages"]["prepare"]["parts"]["train"]["steps"] == 40
+    assert results["cost"]["stages"]["prepare"]["parts"]["train"]["steps"] == n_steps
 
     assert main(["cost", str(run_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -66,7 +68,9 @@ def test_rates_are_counts_over_seconds_of_the_cost_records(
     assert stages["render"]["rate_per_s"] == pytest.approx(
         cost["render"]["images"] / cost["render"]["wall_s"]
     )
-    assert stages["score"]["rate_per_s"] == pytest.approx(cost["score"]["images"] / cost["score"]["wall_s"])
+    net_score = cost["score"]["wall_s"] - cost["score"]["load_s"]  # the scorer's load is one-off
+    assert cost["score"]["load_s"] > 0
+    assert stages["score"]["rate_per_s"] == pytest.approx(cost["score"]["images"] / net_score)
     other = cost["prepare"]["wall_s"] - priors["wall_s"] - train["wall_s"]
     assert stages["prepare_other"]["seconds_per_unit"] == pytest.approx(other)
 
@@ -74,13 +78,12 @@ def test_rates_are_counts_over_seconds_of_the_cost_records(
     terms = {t["stage"]: t["seconds"] for t in report["extrapolation"]}
     w = PAPER_WORKLOAD
     assert terms["class priors"] == pytest.approx(
-        w.classes * w.class_images_per_class * priors["wall_s"] / 10
+        w.classes * w.class_images_per_class * priors["wall_s"] / n_priors
     )
-    assert terms["train"] == pytest.approx(w.subjects * w.train_steps_per_subject * net_train / 40)
+    assert terms["train"] == pytest.approx(w.subjects * w.train_steps_per_subject * net_train / n_steps)
     assert terms["render"] == pytest.approx(w.renders * cost["render"]["wall_s"] / 2)
-    assert terms["score"] == pytest.approx(
-        w.scored_images * cost["score"]["wall_s"] / cost["score"]["images"]
-    )
+    assert terms["score"] == pytest.approx(w.scored_images * net_score / cost["score"]["images"])
+    assert terms["compile / load"] == pytest.approx(train["compile_s"] + cost["score"]["load_s"])
     assert report["total_seconds"] == pytest.approx(math.fsum(terms.values()))
 
     # The text table shows the same figures, and says the smoke protocol is not the paper's.
