@@ -342,7 +342,7 @@ def test_open_clip_bf16_runs_its_attention_fused_in_fp32(
 
     from dreambench.metrics.scorer import Scorer
 
-    weights = resolve_weights("clip", "open_clip", WeightsSource.smoke())
+    weights = resolve_weights("clip", "open_clip", WeightsSource.smoke_trained())
     fp32 = OpenClipEmbedder.load(weights, device="cpu")
     bf16 = OpenClipEmbedder.load(weights, device="cpu", precision="bf16")
     assert (bf16.id.precision, bf16.id.recipe) == ("bf16", "attention-fp32")

@@ -88,15 +88,16 @@ def _generated(inputs: dict[str, Path], rows: list[dict[str, Any]]) -> list[Path
 
 
 def _dino(paths: list[Path]) -> np.ndarray:
-    """DINO ViT-S/16 embeddings straight from the smoke weights (not through the Scorer)."""
+    """DINO ViT-S/16 embeddings straight from the (trained) smoke weights (not through the Scorer)."""
     embedder = DINO_BACKENDS["timm"].load(
-        resolve_weights("dino", "timm", WeightsSource.smoke()), device="cpu"
+        resolve_weights("dino", "timm", WeightsSource.smoke_trained()), device="cpu"
     )
     return embedder.embed_images([load_image(p) for p in paths]).astype(np.float64)
 
 
 def _clip(backend: str) -> Any:
-    return CLIP_BACKENDS[backend].load(resolve_weights("clip", backend, WeightsSource.smoke()), device="cpu")
+    weights = resolve_weights("clip", backend, WeightsSource.smoke_trained())
+    return CLIP_BACKENDS[backend].load(weights, device="cpu")
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -239,4 +240,4 @@ def test_each_protocol_preset_has_a_smoke_twin_with_the_same_conventions(name: s
     for network in preset.networks:
         real, smoke = preset.spec(network), twin.spec(network)
         assert (real.backend, real.arch) == (smoke.backend, smoke.arch)
-        assert (real.source.kind, smoke.source.kind) == ("pinned", "smoke")
+        assert (real.source.kind, smoke.source.kind) == ("pinned", "smoke-trained")
