@@ -330,10 +330,12 @@ def test_scorer_process_beside_the_plain_transformers_path(
     refs = _distinct_images(tmp_path / "job", sources, N_IMAGES, tag=0)
     listing = tmp_path / "images.txt"
     listing.write_text("\n".join(str(r.path) for r in refs))
-    dino_dir = ensure_smoke_weights("dino", "transformers")
-    clip_dir = ensure_smoke_weights("clip", "transformers")
-    ensure_smoke_weights("dino", "timm")  # the Scorer process's own weights, built outside the timing
-    ensure_smoke_weights("clip", "open_clip")
+    # The smoke preset's (trained) weights, built outside the timing; the transformers script reads
+    # the converted copies of the same weights.
+    dino_dir = ensure_smoke_weights("dino", "transformers", trained=True)
+    clip_dir = ensure_smoke_weights("clip", "transformers", trained=True)
+    ensure_smoke_weights("dino", "timm", trained=True)  # the Scorer process's own weights
+    ensure_smoke_weights("clip", "open_clip", trained=True)
 
     def timed(script: str, *args: object) -> float:
         _clear_embeddings()
