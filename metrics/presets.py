@@ -201,7 +201,8 @@ class MetricPreset:
 def smoke_source(arch: str) -> WeightsSource:
     """The smoke weights of an architecture: trained (a shipped delta on the seed-0 init) where a
     delta exists for its network (metrics/smoke_delta.py SMOKE_DELTAS), else the seeded random init."""
-    return WeightsSource.smoke_trained() if WEIGHTS_KINDS.get(arch) in SMOKE_DELTAS else WeightsSource.smoke(0)
+    trained = WEIGHTS_KINDS.get(arch) in SMOKE_DELTAS
+    return WeightsSource.smoke_trained() if trained else WeightsSource.smoke(0)
 
 
 def smoke_twin(preset: MetricPreset) -> MetricPreset:
