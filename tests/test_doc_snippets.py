@@ -17,11 +17,12 @@ import torch
 from test_dreambooth import make_subject
 
 from dreambench.dataset.subject import Subject
+from dreambench.reference_impl.base_model import locate_base_model
 from dreambench.reference_impl.dreambooth import WEIGHTS_DIR, DreamBooth, read_done
 from dreambench.reference_impl.lora import DreamBoothLoRA
 from dreambench.reference_impl.render import SamplerSettings
 from dreambench.reference_impl.textual_inversion import TextualInversion
-from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
+from dreambench.reference_impl.tiny_model import TINY_RESOLUTION
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "DREAMBOOTH.md"
 METHODS: dict[str, type] = {
@@ -73,6 +74,11 @@ def dog(dreambench_data: Path) -> Subject:
     return make_subject(dreambench_data, "dog", "dog", ["00.jpg", "01.jpg"])
 
 
+def smoke_base(method_name: str) -> Path:
+    """The folder of the base model the method's smoke preset trains on."""
+    return locate_base_model(METHODS[method_name].PRESETS["smoke"].base_model)[0]
+
+
 def prepared(method_name: str, subject: Subject, workdir: Path, prior: bool = False) -> Any:
     """The method trained 2 steps on the tiny model (class priors only with ``prior``: loading is
     what these tests are about), its weights kept."""
@@ -109,7 +115,7 @@ def test_loading_snippet_reproduces_the_projects_image(
         "device": '"cpu"',
     }
     if method_name != "dreambooth":  # the full DreamBooth folder needs no base model
-        settings["base, revision"] = f"{str(ensure_tiny_model())!r}, None"
+        settings["base, revision"] = f"{str(smoke_base(method_name))!r}, None"
     code = substitute(code, settings)
     monkeypatch.chdir(tmp_path)  # the DreamBooth snippet saves dog.png
     namespace: dict[str, Any] = {}
@@ -125,7 +131,7 @@ def test_full_dreambooth_output_is_a_pipeline_folder_with_linked_components(
     workdir = tmp_path / "prepare"
     method = prepared("dreambooth", dog, workdir, prior=True)
     weights = workdir / WEIGHTS_DIR
-    base = ensure_tiny_model()
+    base = smoke_base("dreambooth")
     index = json.loads((weights / "model_index.json").read_text())
     assert index["unet"] == ["diffusers", "UNet2DConditionModel"] and index["safety_checker"] == [None, None]
 

@@ -15,7 +15,7 @@ from test_lora import assert_release_then_retrain
 from dreambench.dataset.subject import Subject
 from dreambench.errors import BenchError
 from dreambench.method import RunContext
-from dreambench.reference_impl.base_model import load_base_model
+from dreambench.reference_impl.base_model import load_base_model, locate_base_model
 from dreambench.reference_impl.dreambooth import WEIGHTS_DIR, read_done
 from dreambench.reference_impl.render import SamplerSettings
 from dreambench.reference_impl.textual_inversion import (
@@ -24,7 +24,7 @@ from dreambench.reference_impl.textual_inversion import (
     TextualInversion,
     add_placeholder_token,
 )
-from dreambench.reference_impl.tiny_model import TINY_RESOLUTION, ensure_tiny_model
+from dreambench.reference_impl.tiny_model import TINY_RESOLUTION
 from dreambench.registry import create_method
 
 FAST = dataclasses.replace(
@@ -53,7 +53,7 @@ def prepared(dog: Subject, tmp_path_factory: pytest.TempPathFactory) -> tuple[Te
 def test_two_steps_change_only_the_placeholder_row(prepared: tuple[TextualInversion, Path, list]) -> None:
     method, workdir, _ = prepared
     trained = method._model
-    base = load_base_model("tiny", device="cpu")
+    base = load_base_model(FAST.base_model, device="cpu")
     token_id = trained.tokenizer.convert_tokens_to_ids("<sks-dog>")
     assert token_id == len(base.tokenizer) == len(trained.tokenizer) - 1
     # One new token, read as a single id inside a prompt next to the class noun.
@@ -74,7 +74,7 @@ def test_two_steps_change_only_the_placeholder_row(prepared: tuple[TextualInvers
 
 
 def test_placeholder_starts_at_the_class_noun_embedding() -> None:
-    base = load_base_model("tiny", device="cpu")
+    base = load_base_model(FAST.base_model, device="cpu")
     weight = base.text_encoder.get_input_embeddings().weight
     dog_row = weight[1929].clone()
     two = base.tokenizer("stuffed animal", add_special_tokens=False).input_ids
@@ -123,7 +123,7 @@ def test_saved_embedding_loads_in_stock_diffusers(prepared: tuple[TextualInversi
     saved = load_file(path)
     assert list(saved) == ["<sks-dog>"] and saved["<sks-dog>"].shape == (1, 32)
 
-    pipe = StableDiffusionPipeline.from_pretrained(ensure_tiny_model())
+    pipe = StableDiffusionPipeline.from_pretrained(locate_base_model(FAST.base_model)[0])
     pipe.set_progress_bar_config(disable=True)
     pipe.load_textual_inversion(str(path), token="<sks-dog>")
     token_id = pipe.tokenizer.convert_tokens_to_ids("<sks-dog>")
