@@ -46,7 +46,7 @@ Optional members (the harness uses the default when a method does not define one
     The real images the method learned from or conditioned on; recorded per subject in
     results.json beside the images it is scored against.
 ``calibrated: bool`` (default True)
-    False when the method runs on random-weight models; its rows are labelled uncalibrated.
+    False when the method runs on random-weight or self-trained models; its rows are labelled uncalibrated.
 ``version: str`` (default ``""``)
     The method's own version. Part of its code identity (below), so raising it makes new images;
     a plugin without a distribution is told apart by the digest of its source anyway.

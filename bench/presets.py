@@ -1,8 +1,8 @@
 """Run presets: one name that picks the metric preset, the methods' hyperparameter preset and the
 render protocol.
 
-`dreambooth` is the paper's protocol with real weights. `smoke` runs offline anywhere: seeded
-random-weight embedders and the embedded tiny diffusion model; every number it gives is labelled
+`dreambooth` is the paper's protocol with real weights. `smoke` runs offline anywhere: smoke
+embedders (the real architectures, self-trained weights) and the embedded tiny-trained diffusion model; every number it gives is labelled
 uncalibrated. `diffusers` keeps the paper's metrics but trains and samples with the diffusers
 README's recipe.
 
@@ -66,7 +66,7 @@ RUN_PRESETS: dict[str, RunPreset] = {
             "smoke",
             "smoke",
             "smoke",
-            "offline anywhere: random-weight embedders and tiny model; uncalibrated",
+            "offline anywhere: self-trained smoke embedders and tiny-trained model; uncalibrated",
         ),
     )
 }

@@ -865,11 +865,14 @@ def resolution_note(config: RunConfig, method: MethodHandle) -> str | None:
 def _uncalibrated_reasons(config: RunConfig, worker: SubjectWorker) -> list[str]:
     reasons = []
     if not worker.scorer.calibrated:
-        reasons.append(f"metric preset {config.metric_preset!r} uses seeded random-weight embedders")
+        reasons.append(
+            f"metric preset {config.metric_preset!r} scores with smoke embedders (seeded or self-trained "
+            "weights), not the protocol's networks"
+        )
     if not worker.method.calibrated:
         base = worker.method.base_model
         where = f"base_model={base}" if base else f"{config.method_preset} preset"
-        reasons.append(f"method {config.method!r} ran on random-weight models ({where})")
+        reasons.append(f"method {config.method!r} ran on a random-weight or self-trained model ({where})")
     return reasons
 
 

@@ -12,7 +12,7 @@ declared deviation from the protocol (`render_protocol.deviation`) does not refu
 flagged in every table (`render_deviation`). Other protocol fields (seed, pairing text) are not
 compared.
 
-Embedders are special: the smoke metric preset scores with seeded random-weight models, so a smoke
+Embedders are special: the smoke metric presets score with seeded or self-trained models, so a smoke
 run and a real run differ in embedder id by design. That is allowed (every such row is marked
 uncalibrated) and reported by `embedder_notes`. Two *calibrated* runs with different embedders
 (e.g. DINO ViT-S/16 vs ViT-S/8) measure different things under the same name: refused. The scoring
@@ -154,7 +154,7 @@ def embedder_notes(runs: list[RunResults]) -> list[str]:
     if not differing:
         return []
     return [
-        f"embedders differ across these runs for {', '.join(differing)}; figures from random-weight "
+        f"embedders differ across these runs for {', '.join(differing)}; figures from smoke "
         "(uncalibrated) embedders are not comparable with the others"
     ]
 

@@ -56,7 +56,7 @@ THUMBS_DIR = f"{ASSETS_DIR}/thumbs"
 RUNS_DIR = "runs"
 SCATTER_STEM = f"{ASSETS_DIR}/scatter"
 UNCALIBRATED_BANNER = (
-    "Uncalibrated: these figures were computed with random-weight models (e.g. the smoke metric "
+    "Uncalibrated: these figures were computed with random-weight or self-trained models (e.g. the smoke metric "
     "preset). They check that the pipeline runs; they are not comparable to published numbers."
 )
 _SHORT = {"dino": "D", "clip_i": "I", "clip_t": "T"}

@@ -7,7 +7,7 @@ tend to ignore the prompt (low CLIP-T), and the other way round. Conventions:
   entry's label. Where the figure has a confidence interval (`ci` in results.json) the point gets
   an error bar spanning [low, high] on that axis (asymmetric: percentile intervals need not be
   centred).
-- Uncalibrated runs (random-weight embedders) are hollow markers; the legend says so.
+- Uncalibrated runs (smoke embedders, random-weight or self-trained models) are hollow markers; the legend says so.
 - A run without CLIP-T (the real-images ceiling: real photos have no prompt) is drawn as a
   vertical dashed line at its DINO, with its interval as a shaded band: the fidelity a perfect
   copy of the subject would reach. A run without DINO cannot be placed and is left out with a
@@ -30,7 +30,7 @@ X_METRIC = "dino"
 Y_METRIC = "clip_t"
 X_LABEL = f"{METRIC_TITLES[X_METRIC]} (subject fidelity) →"
 Y_LABEL = f"{METRIC_TITLES[Y_METRIC]} (prompt following) →"
-UNCALIBRATED_NOTE = f"hollow / {DAGGER}: uncalibrated (random-weight embedders)"
+UNCALIBRATED_NOTE = f"hollow / {DAGGER}: uncalibrated (smoke embedders or models)"
 
 
 @dataclass(frozen=True)

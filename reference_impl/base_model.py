@@ -261,7 +261,8 @@ def _folder_key(folder: Path) -> str:
 
 
 def is_calibrated(ref: str) -> bool:
-    """False for the random-weight base models (``tiny``, ``tiny-sdxl``, ``random:...``): their figures mean nothing."""
+    """False for the embedded and random-weight base models (``tiny``, ``tiny-trained``, ``tiny-sdxl``,
+    ``random:...``): their figures are not comparable to published ones."""
     tiny = (TINY_MODEL_ID, TINY_TRAINED_ID, TINY_SDXL_ID, TINY_FLUX_ID, TINY_SD3_ID)
     return ref not in tiny and not is_random_spec(ref)
 

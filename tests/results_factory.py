@@ -15,7 +15,9 @@ SMOKE_EMBEDDER = {
     "weights": "random-seed-0",
     "sha256": "bb22",
 }
-UNCALIBRATED_REASON = "metric preset smoke uses seeded random-weight embedders"
+UNCALIBRATED_REASON = (
+    "metric preset 'smoke' scores with smoke embedders (seeded or self-trained weights), not the protocol's networks"
+)
 
 
 def aggregate(subjects: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any] | None:

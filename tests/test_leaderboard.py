@@ -245,7 +245,7 @@ def test_smoke_and_real_embedders_are_allowed_but_noted(runs: list[RunResults]) 
     check_comparable(runs)
     notes = embedder_notes(runs)
     assert notes == [
-        "embedders differ across these runs for clip_i, clip_t, dino; figures from random-weight "
+        "embedders differ across these runs for clip_i, clip_t, dino; figures from smoke "
         "(uncalibrated) embedders are not comparable with the others"
     ]
     assert embedder_notes([r for r in runs if r.calibrated]) == []
