@@ -217,13 +217,8 @@ class DreamBooth(DiffusersMethod):
     # (the full pipeline folder: weights saved by older versions, a UNet only, are trained again).
     weights_marker = "model_index.json"
 
-    def _train_and_save(
-        self, base: Components, subject: Subject, weights_dir: Path
-    ) -> tuple[str, TrainingData, TrainResult]:
-        """Steps 2-5 of ``prepare``: identifier, training data, training, weights saved to ``weights_dir``."""
-        from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
-        from dreambench.reference_impl.pipeline_folder import save_pipeline_folder
-
+    def _training_data(self, base: Components, subject: Subject) -> tuple[str, TrainingData]:
+        """The subject's identifier and its training data (instance latents, class priors)."""
         identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
         data = build_training_data(
             base,
@@ -235,6 +230,16 @@ class DreamBooth(DiffusersMethod):
             self.seed,
             work=self.prepare_work,
         )
+        return identifier, data
+
+    def _train_and_save(
+        self, base: Components, subject: Subject, weights_dir: Path
+    ) -> tuple[str, TrainingData, TrainResult]:
+        """Steps 2-5 of ``prepare``: identifier, training data, training, weights saved to ``weights_dir``."""
+        from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
+        from dreambench.reference_impl.pipeline_folder import save_pipeline_folder
+
+        identifier, data = self._training_data(base, subject)
         result = train_dreambooth(
             base,
             data,

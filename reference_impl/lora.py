@@ -58,17 +58,15 @@ from typing import TYPE_CHECKING
 
 from dreambench.atomic import fsync_directory, remove_entry, temp_name
 from dreambench.errors import BenchError
-from dreambench.reference_impl.base_method import require_sampler
 from dreambench.reference_impl.base_model import FLUX_REPO, SD3_REPO, SDXL_REPO, Components, load_base_model
 from dreambench.reference_impl.checked_settings import at_least, positive
-from dreambench.reference_impl.dreambooth import DreamBooth, build_training_data
+from dreambench.reference_impl.dreambooth import DreamBooth
 from dreambench.reference_impl.flow_matching import WeightingScheme
 from dreambench.reference_impl.flux import (
     FLUX_MAX_SEQUENCE_LENGTH,
     FLUX_TRAINING_GUIDANCE,
     flux_render_deviation,
 )
-from dreambench.reference_impl.identifier import choose_identifier
 from dreambench.reference_impl.sd3 import (
     SD3_LORA_TARGET_MODULES,
     SD3_MAX_SEQUENCE_LENGTH,
@@ -287,17 +285,7 @@ class DreamBoothLoRA(DreamBooth):
     ) -> tuple[str, TrainingData, TrainResult]:
         from dreambench.reference_impl.dreambooth_trainer import train_dreambooth
 
-        identifier = choose_identifier(self.config.identifier, base.tokenizer, subject.name)
-        data = build_training_data(
-            base,
-            subject,
-            identifier,
-            self.config,
-            require_sampler(self.sampler, self.name),
-            self.device,
-            self.seed,
-            work=self.prepare_work,
-        )
+        identifier, data = self._training_data(base, subject)
         adapters = add_lora(base.denoiser, self.config.lora_rank, self.seed, TARGETS_OF_FAMILY[base.family])
         result = train_dreambooth(
             base,

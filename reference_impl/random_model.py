@@ -305,6 +305,17 @@ def build_sd15_modules(device: str, seed: int) -> tuple[UNet2DConditionModel, Au
     return unet, vae, text_encoder
 
 
+def _t5_xxl_encoder(config_class: Any, model_class: Any) -> Any:
+    """T5 v1.1 XXL's encoder with one token-embedding matrix, as in the published checkpoint: the
+    encoder's ``embed_tokens`` is ``shared``. transformers ties the two in ``post_init``, but whether
+    it does has been seen to depend on state left in the process (the full test suite built them
+    untied, 132M parameters more), so the tie is made here explicitly."""
+    model = model_class(config_class(**T5_XXL_CONFIG))
+    if model.encoder.embed_tokens.weight is not model.shared.weight:
+        model.encoder.set_input_embeddings(model.shared)
+    return model
+
+
 def build_flux_modules(device: str, seed: int) -> dict[str, Any]:
     """FLUX.1-dev's transformer, VAE, CLIP L/14 and T5 XXL encoders with seeded random weights,
     fp32, on ``device`` (``"meta"``: shapes only), keyed by their ``FluxPipeline`` component names.
@@ -321,7 +332,7 @@ def build_flux_modules(device: str, seed: int) -> dict[str, Any]:
                 "transformer": FluxTransformer2DModel(**FLUX_TRANSFORMER_CONFIG),
                 "vae": AutoencoderKL(**FLUX_VAE_CONFIG),
                 "text_encoder": CLIPTextModel(CLIPTextConfig(**SD15_TEXT_ENCODER_CONFIG)),
-                "text_encoder_2": T5EncoderModel(T5Config(**T5_XXL_CONFIG)),
+                "text_encoder_2": _t5_xxl_encoder(T5Config, T5EncoderModel),
             }
     for module in modules.values():
         module.eval()
@@ -346,7 +357,7 @@ def build_sd3_modules(device: str, seed: int) -> dict[str, Any]:
                 "vae": AutoencoderKL(**SD3_VAE_CONFIG),
                 "text_encoder": CLIPTextModelWithProjection(CLIPTextConfig(**SD15_TEXT_ENCODER_CONFIG)),
                 "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_BIGG_TEXT_CONFIG)),
-                "text_encoder_3": T5EncoderModel(T5Config(**T5_XXL_CONFIG)),
+                "text_encoder_3": _t5_xxl_encoder(T5Config, T5EncoderModel),
             }
     for module in modules.values():
         module.eval()
