@@ -307,9 +307,8 @@ def _notes(baseline: RunResults, current: RunResults, results: list[MetricCompar
             )
     if not (baseline.calibrated and current.calibrated):
         notes.append(
-            "uncalibrated run(s) (smoke embedders or random-weight / self-trained models): the gate detects changed "
-            "outputs and, on the smoke preset, lost learning, "
-            "not changes comparable to published numbers"
+            "uncalibrated run(s) (smoke embedders or random-weight / self-trained models): the gate detects "
+            "changed outputs, not changes comparable to published numbers"
         )
     return notes
 
