@@ -20,8 +20,8 @@ A base-model reference is one of:
 * a local folder in the diffusers layout (``model_index.json``, ``unet/``, ``vae/``,
   ``text_encoder/``, ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/``, ``tokenizer_2/``).
 * a Hugging Face hub id plus a pinned revision, default ``SD15_REPO`` at ``SD15_REVISION``
-  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0; ``FLUX_REPO`` for FLUX.1-dev; ``SD3_REPO``
-  for SD3 medium), fetched by ``dreambench.hub_fetch``: the
+  (``SDXL_REPO`` at ``SDXL_REVISION`` for SDXL base 1.0; ``FLUX_REPO`` at ``FLUX_REVISION`` for
+  FLUX.1-dev; ``SD3_REPO`` at ``SD3_REVISION`` for SD3 medium), fetched by ``dreambench.hub_fetch``: the
   local Hugging Face cache is tried first; only if the model is missing there and downloads are
   allowed (``HF_HUB_OFFLINE`` unset) are the needed files downloaded (fp32
   safetensors of unet/vae/text encoder(s) plus configs — not the single-file checkpoints).
@@ -87,12 +87,26 @@ SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 SDXL_REVISION = "462165984030d82259a11f4367a4eed129e94a7b"
 
 FLUX_REPO = "black-forest-labs/FLUX.1-dev"
-# No revision of FLUX.1-dev is pinned yet (a gated repository whose commit could not be verified
-# offline): "main" is used and recorded, as for any other hub id; pass base_revision to pin one.
+# The repository's commit as independent public projects name it: the snapshot folder of their
+# Hugging Face caches (models--black-forest-labs--FLUX.1-dev/snapshots/<commit>/, with the
+# diffusers layout's sharded transformer/ in it). A gated repository: not checked against the hub
+# itself here. An earlier commit, 0ef5fff789c832c5c7f4e127f94c8b54bbcced44, is as common; pass
+# base_revision to use it.
+FLUX_REVISION = "3de623fc3c33e44ffbe2bad470d0f45bccf2eb21"
 
 SD3_REPO = "stabilityai/stable-diffusion-3-medium-diffusers"
-# No revision of SD3 medium is pinned yet (a gated repository; no commit hash of it could be found
-# offline): "main" is used and recorded, as for FLUX.1-dev; pass base_revision to pin one.
+# The same way: the snapshot folder that independent public projects' caches hold for this
+# repository (models--stabilityai--stable-diffusion-3-medium-diffusers/snapshots/<commit>/). Gated;
+# not checked against the hub itself here.
+SD3_REVISION = "ea42f8cef0f178587cf766dc8129abd379c90671"
+
+# The pinned commit of each hub id that has one; any other hub id defaults to "main" (recorded).
+PINNED_REVISIONS = {
+    SD15_REPO: SD15_REVISION,
+    SDXL_REPO: SDXL_REVISION,
+    FLUX_REPO: FLUX_REVISION,
+    SD3_REPO: SD3_REVISION,
+}
 
 # The pipeline class (model_index.json ``_class_name``) of each supported layout.
 SD_PIPELINE = "StableDiffusionPipeline"
@@ -301,8 +315,9 @@ def locate_base_model(
 ) -> tuple[Path, dict[str, Any]]:
     """Resolve a base-model reference to a local diffusers folder and its description dict.
 
-    ``revision`` applies to hub ids only; None or "" means ``SD15_REVISION`` for ``SD15_REPO``,
-    ``SDXL_REVISION`` for ``SDXL_REPO`` and "main" for any other id (the description records which). ``device`` is where a ``random:``
+    ``revision`` applies to hub ids only; None or "" means the pinned commit for the ids of
+    ``PINNED_REVISIONS`` (SD 1.5, SDXL base 1.0, FLUX.1-dev, SD3 medium) and "main" for any other
+    id (the description records which). ``device`` is where a ``random:``
     model not built yet draws its weights (``"auto"``: CUDA when available); other references
     ignore it.
     """
@@ -356,7 +371,7 @@ def locate_base_model(
             f"base model {ref!r} is neither 'tiny', 'tiny-trained', 'tiny-sdxl', 'tiny-flux', 'tiny-sd3', 'random:sd15', an existing folder, "
             f"nor a hub id like {SD15_REPO!r} or {SDXL_REPO!r}"
         )
-    revision = revision or {SD15_REPO: SD15_REVISION, SDXL_REPO: SDXL_REVISION}.get(ref, "main")
+    revision = revision or PINNED_REVISIONS.get(ref, "main")
     folder = fetch(
         HubFiles(
             what="base model",

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from dreambench.errors import BenchError
 from dreambench.reference_impl.base_model import (
+    PINNED_REVISIONS,
     SD15_REPO,
     SDXL_PIPELINE,
     SDXL_REPO,
-    SDXL_REVISION,
     pipeline_class,
 )
 from dreambench.reference_impl.random_model import is_random_spec
@@ -117,7 +117,7 @@ def _local_folder(ref: str, revision: str | None) -> Path | None:
 
         return Path(
             snapshot_download(
-                ref, revision=revision or ("main" if ref != SDXL_REPO else SDXL_REVISION), local_files_only=True
+                ref, revision=revision or PINNED_REVISIONS.get(ref, "main"), local_files_only=True
             )
         )
     except Exception:  # noqa: BLE001 - not cached (or not a hub id): the loader reports it when it runs

@@ -169,3 +169,35 @@ def test_bench_run_on_tiny_sd3_and_stock_sd3_pipeline_reproduces_its_images(
     for record, image in zip(records, stock, strict=True):
         ours = Image.open(subject / "images" / record["file"]).convert("RGB")
         assert ours.tobytes() == image.convert("RGB").tobytes()
+
+
+@pytest.mark.parametrize(
+    ("repo", "family"),
+    [("black-forest-labs/FLUX.1-dev", "flux"), ("stabilityai/stable-diffusion-3-medium-diffusers", "sd3")],
+)
+def test_flow_bases_load_from_an_offline_hub_cache_at_their_pinned_revisions(
+    repo: str, family: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FLUX.1-dev and SD3 medium default to their pinned commits, like SD 1.5 and SDXL: offline and
+    not cached, one line naming repo@commit; cached at that commit, loaded from there and keyed by it."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    from dreambench.reference_impl.base_model import PINNED_REVISIONS
+    from dreambench.reference_impl.tiny_flux import ensure_tiny_flux
+
+    revision = PINNED_REVISIONS[repo]
+    assert len(revision) == 40 and int(revision, 16) >= 0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(BenchError, match=f"{repo}@{revision} is not in the local Hugging Face cache") as err:
+        load_base_model(repo, device="cpu")
+    assert "\n" not in str(err.value)
+
+    snapshot = tmp_path / "hf" / f"models--{repo.replace('/', '--')}" / "snapshots" / revision
+    shutil.copytree(ensure_tiny_flux() if family == "flux" else ensure_tiny_sd3(), snapshot)  # stand-ins
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    base = load_base_model(repo, device="cpu")
+    assert base.family == family and base.folder == snapshot
+    assert base.description["key"] == f"{repo}@{revision}" and base.description["calibrated"] is True
