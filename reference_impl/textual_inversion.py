@@ -134,12 +134,14 @@ class TextualInversion(DreamBooth):
         # --lr_scheduler=constant --lr_warmup_steps=0. Accumulating 4 micro-batches of 1 (accelerate
         # averages them) is one batch of 4; --scale_lr multiplies 5e-4 by 4 -> 2e-3.
         "diffusers": Config(train_steps=3000, learning_rate=2e-3, train_batch_size=4),
-        # Embedded tiny model on CPU (uncalibrated).
+        # Embedded tiny-trained model on CPU (uncalibrated). 40 steps of batch 1 (and 200 of batch
+        # 1 at 1e-2 to 1e-1) did not move the renders; 200 steps of batch 8 at 5e-2 put them above
+        # the base-model floor on the smoke embedders (docs/PERFORMANCE.md).
         "smoke": Config(
             base_model=TINY_TRAINED_ID,
-            train_steps=40,
+            train_steps=200,
             learning_rate=5e-2,
-            train_batch_size=1,
+            train_batch_size=8,
             render_batch_size=50,
             mixed_precision="no",
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,24 +80,78 @@ def _distances(run: Path, subjects: dict) -> dict[tuple[str, int, int], float]:
     return out
 
 
+SUBJECTS = "dog,cat2,can,berry_bowl"
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """``smoke_run(method, *args)``: the run directory of ``bench run --method <method> --preset smoke``
+    on SUBJECTS, one image per prompt, made once per module (the base-model floor serves every test)."""
+    runs: dict[tuple[str, ...], Path] = {}
+
+    def run(method: str, *args: str) -> Path:
+        key = (method, *args)
+        if key not in runs:
+            out = tmp_path_factory.mktemp(method)
+            argv = ["run", "--method", method, "--preset", "smoke", "--subjects", SUBJECTS]
+            assert main([*argv, "--images-per-prompt", "1", *args, "--out", str(out), "--quiet"]) == 0
+            (runs[key],) = [p for p in out.iterdir() if (p / "results.json").is_file()]
+        return runs[key]
+
+    return run
+
+
+def _scores(run: Path, metric: str) -> dict[tuple[str, int, int], float]:
+    """Per generated image (subject, prompt, sample): its score in the run's scores.jsonl."""
+    out = {}
+    for folder in sorted((run / "subjects").iterdir()):
+        for line in (folder / "scores.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            out[(folder.name, record["prompt_idx"], record["sample_idx"])] = record[metric]
+    return out
+
+
+def _one_sided_p(lower: dict, higher: dict) -> float:
+    """Paired per image: one-sided Wilcoxon signed-rank p that ``higher`` exceeds ``lower``."""
+    from scipy.stats import wilcoxon
+
+    assert lower.keys() == higher.keys() and len(lower) == 100  # 4 subjects x 25 prompts x 1 image
+    keys = sorted(lower)
+    return float(wilcoxon([higher[k] for k in keys], [lower[k] for k in keys], alternative="greater").pvalue)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["dreambooth", "dreambooth-lora"])
 def test_smoke_methods_move_renders_towards_the_subject(
-    method: str, tmp_path: Path, dreambench_data: Path
+    method: str, smoke_run: Callable[..., Path], dreambench_data: Path
 ) -> None:
     """Paired per image (same subject, prompt and seed): the method's renders are closer to the
     subject's photos than the base model's, one-sided Wilcoxon signed-rank p < 0.01 over 4 subjects."""
-    from scipy.stats import wilcoxon
-
-    names = "dog,cat2,can,berry_bowl"
-    runs = {}
-    for name in ("base-model", method):
-        argv = ["run", "--method", name, "--preset", "smoke", "--subjects", names, "--images-per-prompt", "1"]
-        assert main([*argv, "--out", str(tmp_path / name), "--quiet"]) == 0
-        (runs[name],) = [p for p in (tmp_path / name).iterdir() if (p / "results.json").is_file()]
     subjects = {s.name: s for s in load_subjects(dreambench_data)}
-    base, tuned = _distances(runs["base-model"], subjects), _distances(runs[method], subjects)
-    assert base.keys() == tuned.keys() and len(base) == 100
-    keys = sorted(base)
-    p = wilcoxon([base[k] for k in keys], [tuned[k] for k in keys], alternative="greater").pvalue
-    assert p < 0.01
+    base = _distances(smoke_run("base-model"), subjects)
+    tuned = _distances(smoke_run(method), subjects)
+    # Smaller distance is better: the base model's distances are the "higher" sample.
+    assert _one_sided_p(tuned, base) < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dreambooth", "dreambooth-lora", "textual-inversion"])
+@pytest.mark.parametrize("metric", ["dino", "clip_i"])
+def test_smoke_methods_score_above_the_base_model_floor(
+    method: str, metric: str, smoke_run: Callable[..., Path]
+) -> None:
+    """On the smoke embedders the smoke presets learn: per image, paired with the base model's
+    render of the same subject, prompt and seed, the method's DINO / CLIP-I is higher, one-sided
+    Wilcoxon signed-rank p < 0.01 over 4 subjects x 25 prompts."""
+    assert _one_sided_p(_scores(smoke_run("base-model"), metric), _scores(smoke_run(method), metric)) < 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", ["dino", "clip_i"])
+def test_a_barely_trained_dreambooth_scores_below_the_smoke_preset(
+    metric: str, smoke_run: Callable[..., Path]
+) -> None:
+    """What the CI gate relies on: one training step (``train_steps=1``) scores below the preset's
+    200 steps, paired per image, one-sided Wilcoxon p < 0.01; so a trainer that stops learning shows."""
+    barely = _scores(smoke_run("dreambooth", "--method-args", "train_steps=1"), metric)
+    assert _one_sided_p(barely, _scores(smoke_run("dreambooth"), metric)) < 0.01
