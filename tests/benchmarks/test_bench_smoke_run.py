@@ -56,3 +56,5 @@ def test_fresh_smoke_run(benchmark, dreambench_data: Path, tmp_path: Path) -> No
     figures["cpus"] = float(os.cpu_count() or 0)
     benchmark.extra_info.update({k: round(v, 3) for k, v in figures.items()})
     print("\n" + ", ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+    overall = results["overall"]
+    print(run_dir.name, ", ".join(f"{m}={overall[m]:.4f}" for m in ("dino", "clip_i", "clip_t")))
