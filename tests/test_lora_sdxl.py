@@ -131,11 +131,14 @@ def test_training_feeds_the_unet_sdxl_conditioning(dog: Subject) -> None:
     assert len(result.losses) == 2 and len(seen) == 2
     expected = micro_conditioning(sizes, TINY_SDXL_RESOLUTION)
     _, pooled = encode_prompts(base, [data.instance_prompt, data.class_prompt], "cpu")
+    bsz = FAST.train_batch_size
     for added in seen:
-        # Row 0: an instance image; row 1: its paired class image with the same time ids (collate_fn).
-        assert added["time_ids"].shape == (2, 6) and torch.equal(added["time_ids"][0], added["time_ids"][1])
-        assert any(torch.equal(added["time_ids"][0], row) for row in expected)
-        assert torch.equal(added["text_embeds"], pooled)
+        # Rows 0..bsz-1: instance images; row bsz+i: instance row i's paired class image, with the
+        # same time ids (collate_fn).
+        time_ids = added["time_ids"]
+        assert time_ids.shape == (2 * bsz, 6) and torch.equal(time_ids[:bsz], time_ids[bsz:])
+        assert all(any(torch.equal(t, row) for row in expected) for t in time_ids[:bsz])
+        assert torch.equal(added["text_embeds"], pooled[[0] * bsz + [1] * bsz])
 
 
 @pytest.mark.slow
