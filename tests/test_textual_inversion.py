@@ -110,8 +110,10 @@ def test_training_captions_are_the_ti_templates(
     tokenizer = bases[0].tokenizer
     captions = [t.format("<sks-dog>") for t in OBJECT_TEMPLATES]
     padded = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length).input_ids
-    # One caption per example (train_batch_size per step), each one of TI's templates, not always the same one.
-    assert len(seen) == 6 * FAST.train_batch_size and set(seen) <= {tuple(ids) for ids in padded} and len(set(seen)) > 1
+    # One caption per example (train_batch_size per step), each one of TI's templates, not always
+    # the same one.
+    assert len(seen) == 6 * FAST.train_batch_size
+    assert set(seen) <= {tuple(ids) for ids in padded} and len(set(seen)) > 1
 
 
 def test_saved_embedding_loads_in_stock_diffusers(prepared: tuple[TextualInversion, Path, list]) -> None:

@@ -19,6 +19,7 @@ from dreambench.reference_impl import tiny_trained
 from dreambench.reference_impl.base_model import load_base_model
 from dreambench.reference_impl.latent_cache import preprocess
 from dreambench.reference_impl.tiny_model import TINY_RESOLUTION
+from dreambench.store import RunDir
 
 
 def _reconstruction_error(ref: str, images: list[Image.Image]) -> np.ndarray:
@@ -103,12 +104,12 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 
 def _scores(run: Path, metric: str) -> dict[tuple[str, int, int], float]:
     """Per generated image (subject, prompt, sample): its score in the run's scores.jsonl."""
-    out = {}
-    for folder in sorted((run / "subjects").iterdir()):
-        for line in (folder / "scores.jsonl").read_text().splitlines():
-            record = json.loads(line)
-            out[(folder.name, record["prompt_idx"], record["sample_idx"])] = record[metric]
-    return out
+    store = RunDir(run)
+    return {
+        (folder.name, row["prompt_idx"], row["sample_idx"]): row[metric]
+        for folder in sorted((run / "subjects").iterdir())
+        for row in store.read_scores(folder.name)
+    }
 
 
 def _one_sided_p(lower: dict, higher: dict) -> float:
